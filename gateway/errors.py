@@ -1,0 +1,74 @@
+"""The gateway's own exceptions. Routes and the CLI handle only these.
+
+    GatewayError
+    ├── ConfigError            the configuration file or environment is wrong
+    ├── PolicyError            a policy bundle failed validation (carries every problem)
+    ├── InputError             a request or message is malformed (carries field errors)
+    │   └── InvalidRecipient   the recipient is not a valid number or address
+    ├── ConflictError          an idempotency key was reused with a different message
+    ├── StoreUnavailable       the state store cannot be reached (fail closed)
+    ├── AuditUnavailable       the audit trail cannot be written (fail closed)
+    ├── DataDirLocked          another process owns the data folder
+    └── UpstreamError          the upstream gave no answer
+        ├── UpstreamUnreachable    nothing was sent (connection refused)
+        └── UpstreamTimeout        the request went out, no answer came in time
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    pass
+
+
+class PolicyError(GatewayError):
+    """A bundle was refused; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class InputError(GatewayError):
+    """Malformed input; `fields` maps a field path to what is wrong with it."""
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None, status: int = 400):
+        self.fields = fields or {}
+        self.status = status
+        super().__init__(message)
+
+
+class InvalidRecipient(InputError):
+    pass
+
+
+class ConflictError(GatewayError):
+    pass
+
+
+class StoreUnavailable(GatewayError):
+    pass
+
+
+class AuditUnavailable(GatewayError):
+    pass
+
+
+class DataDirLocked(GatewayError):
+    pass
+
+
+class UpstreamError(GatewayError):
+    pass
+
+
+class UpstreamUnreachable(UpstreamError):
+    pass
+
+
+class UpstreamTimeout(UpstreamError):
+    pass

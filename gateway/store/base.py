@@ -1,0 +1,197 @@
+"""The store contract. Every backend (memory, SQLite, Redis) passes one contract suite.
+
+Times are integer milliseconds since the epoch (UTC): exact, cheap to compare, and
+the same in Lua, SQL and Python. Recipients arrive already pseudonymized
+(`hmac:...`); the store never sees a plain address. Backends translate their
+driver's errors into `StoreUnavailable` at their boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class CapCheck:
+    """One window of one frequency-cap rule.
+
+    `counter` names the rule's own counter for this subject (e.g.
+    `cap:marketing-sms-caps:hmac:ab12…`); several windows of one rule share a
+    counter and differ in `per_ms`. `tag` is what the counter is grouped by (the
+    recipient or the sender): Redis uses it as the cluster hash tag.
+    """
+
+    counter: str
+    tag: str
+    limit: int
+    per_ms: int
+    enforced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FactsRequest:
+    """Everything the rules of one message need to know from the store."""
+
+    recipient: str
+    opt_out_lists: tuple[tuple[str, bool], ...] = ()  # (list name, enforced)
+    caps: tuple[CapCheck, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CapCount:
+    """Sends already in [now - per, now] (this one excluded) and, when the
+    window is full (count >= limit), the first instant at which it has room."""
+
+    count: int
+    retry_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    opted_out: frozenset[str]  # the requested lists that hold the recipient
+    caps: tuple[CapCount, ...]  # parallel to FactsRequest.caps
+    counted: bool  # the send was recorded in every cap counter
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutEntry:
+    """One opt-out. `hint` is the masked address, `source` how it was added
+    (api, keyword, import, unsubscribe), `at_ms` when."""
+
+    list: str
+    recipient: str
+    hint: str
+    at_ms: int
+    source: str = "api"
+    note: str | None = None
+
+
+class IdempotencyStatus(StrEnum):
+    NEW = "new"  # the caller owns the key now and must finish or abandon it
+    IN_FLIGHT = "in_flight"  # another request holds it; wait and ask again
+    DONE = "done"  # `response` holds the first answer
+    CONFLICT = "conflict"  # the key was used with a different message
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyState:
+    status: IdempotencyStatus
+    response: dict[str, Any] | None = None
+
+
+class DeferStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a scheduler, lease until `lease_until_ms`
+    SENT = "sent"
+    REJECTED = "rejected"  # refused by the re-check at send time
+    FAILED = "failed"  # the upstream refused or gave no answer
+    CANCELLED = "cancelled"
+
+
+@dataclass(slots=True)
+class DeferredMessage:
+    """A held message. `payload` is whatever the route needs to send it later
+    (the native JSON, or the original request's method, path, headers and body)."""
+
+    id: str
+    sender: str
+    route: str
+    recipient: str
+    deliver_at_ms: int
+    created_at_ms: int
+    payload: dict[str, Any]
+    status: DeferStatus = DeferStatus.PENDING
+    lease_until_ms: int | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    async def fetch(
+        self, request: FactsRequest, now_ms: int, *, count: bool, send_id: str
+    ) -> Facts:
+        """Read the opt-outs and cap counts the request names, in one atomic step.
+
+        With `count`, and when no enforced opt-out matched and no enforced cap
+        window is full, record `send_id` at `now_ms` in every cap counter of the
+        request (then `Facts.counted` is true). Monitor-mode caps are counted
+        too but never stop the count. Counter entries expire after the longest
+        window of their counter.
+        """
+        ...
+
+    async def refund(self, request: FactsRequest, send_id: str) -> None:
+        """Take back the send recorded by `fetch(..., send_id=send_id)`: the
+        upstream refused it, so it does not count."""
+        ...
+
+    async def opt_out_put(self, entry: OptOutEntry) -> bool:
+        """Add or keep an opt-out; True when it is new (an existing one is kept as is)."""
+        ...
+
+    async def opt_out_delete(self, list_name: str, recipient: str) -> bool:
+        """Remove an opt-out; True when there was one."""
+        ...
+
+    async def opt_out_get(self, list_name: str, recipient: str) -> OptOutEntry | None: ...
+
+    async def idempotency_begin(
+        self, key: str, fingerprint: str, now_ms: int, ttl_ms: int
+    ) -> IdempotencyState:
+        """Claim `key` (already scoped to its sender) for a message with
+        `fingerprint`. A claim or a finished record lasts `ttl_ms`."""
+        ...
+
+    async def idempotency_finish(
+        self, key: str, response: dict[str, Any], now_ms: int, ttl_ms: int
+    ) -> None:
+        """Keep the first answer for the key's remaining life."""
+        ...
+
+    async def idempotency_abandon(self, key: str) -> None:
+        """Release a claim whose request never got an answer worth repeating."""
+        ...
+
+    async def defer_put(self, message: DeferredMessage) -> None: ...
+
+    async def defer_claim_due(
+        self, now_ms: int, limit: int, lease_ms: int
+    ) -> list[DeferredMessage]:
+        """Atomically move up to `limit` pending messages with deliver_at <= now
+        (and sending ones whose lease ran out) to SENDING with a lease, oldest
+        deliver_at first. Two schedulers never claim the same message at once."""
+        ...
+
+    async def defer_get(self, message_id: str) -> DeferredMessage | None: ...
+
+    async def defer_list(
+        self, *, sender: str | None = None, status: DeferStatus | None = None, limit: int = 100
+    ) -> list[DeferredMessage]:
+        """Newest deliver_at first."""
+        ...
+
+    async def defer_finish(
+        self, message_id: str, status: DeferStatus, result: dict[str, Any]
+    ) -> None:
+        """Record a claimed message's fate (sent, rejected, failed)."""
+        ...
+
+    async def defer_cancel(self, message_id: str) -> DeferredMessage | None:
+        """Cancel a pending message; returns it as it now stands (unchanged if it
+        was no longer pending), or None when there is no such message."""
+        ...
+
+    async def defer_pending_count(self, sender: str) -> int: ...
+
+    async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        """Get a named secret, creating it with `make()` the first time, so that
+        every process and every restart uses the same one."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+        ...
+
+    async def close(self) -> None: ...
