@@ -1,0 +1,309 @@
+"""Text normalization for term matching, with a map back to the original text.
+
+`normalize` folds away the differences a sender can use to slip a banned term
+past a filter, and keeps, for every character of the result, the code-point
+offset in the original text it came from, so a match is reported where the
+sender wrote it. The steps, in order:
+
+1. Unicode NFKC: full-width and other compatibility forms (`ＦＲＥＥ`, `ﬁ`,
+   `①`) become their plain forms; a letter and its combining marks compose.
+2. Case folding (`str.casefold`): `FREE`, `Free`, `STRAẞE` fold alike.
+3. Traditional Chinese characters fold to simplified (`穩賺不賠` -> `稳赚不赔`),
+   one character to one, from OpenCC's character table.
+4. Every whitespace character becomes a space; invisible characters are
+   removed: format characters (category Cf: zero-width space and joiners,
+   soft hyphen, byte order mark, bidi controls), other control characters,
+   lone surrogates, variation selectors and the Hangul filler characters.
+5. Separators between single letters are removed, and whitespace runs
+   collapse to one space. The rule for separators, exactly:
+
+   - A *separator run* is 1 to 3 characters from: space `.` `-` `_` `*` `~`
+     `/` `|` `+` `·` `•` `‧` `∙` `⋅`.
+   - A *single letter* is one letter or digit with no letter or digit right
+     before or after it.
+   - Where at least 3 single letters follow one another, each pair joined by
+     one separator run, the separator runs between them are removed. Text
+     around the run is untouched, so ordinary word spacing survives.
+   - Between two Han or Kana characters, a separator run is removed
+     (Chinese and Japanese are not written with spaces between words).
+
+   Examples: `f r e e` -> `free`; `f.r.e.e` -> `free`; `F - R - E - E` ->
+   `free`; `f_r_e_e money` -> `free money`; `free money` stays `free money`;
+   `plan b now` stays (one single letter); `a b` stays (two are not enough);
+   `稳 赚 不 赔` -> `稳赚不赔`.
+
+Terms go through the same function (`normalize_term`), so a policy term and
+a message meet in the same form whatever the sender did.
+
+Cost: every step is linear in the text. The patterns used here are plain
+character classes and bounded repetitions (nothing can backtrack), so no
+input can stall them; pure ASCII text, most messages, takes a fast path.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from gateway.text._t2s import table as _t2s_table
+
+__all__ = ["Normalized", "normalize", "normalize_term"]
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """A normalized text and where each of its characters came from.
+
+    `origin[i]` is the code-point offset in the original text of `text[i]`;
+    `len(origin) == len(text)` and `origin` never decreases. Characters that
+    one original character expanded into (`ﬁ` -> `fi`) share its offset.
+    """
+
+    text: str
+    origin: tuple[int, ...]
+
+
+def normalize(text: str) -> Normalized:
+    """Normalize `text` for matching (see the module docstring for the rules)."""
+    origin: list[int] | None = None  # None: identity, the common case
+    if text.isascii():
+        # ASCII is NFKC-stable and its case folding is lower().
+        folded = _fold(text.lower(), None)[0]
+    else:
+        folded, origin = _fold(*_casefold(text, None))
+        if not unicodedata.is_normalized("NFKC", folded):
+            # Combining marks composed differently in context than alone:
+            # take the slower path that normalizes them with their base.
+            folded, origin = _fold(*_casefold(*_nfkc_chunks(text)))
+    folded, origin = _apply(folded, origin, _collapse_spans(folded))
+    return Normalized(folded, _identity(len(folded)) if origin is None else tuple(origin))
+
+
+_IDENTITY_SIZE: Final = 1 << 16
+_IDENTITY: Final = tuple(range(_IDENTITY_SIZE))
+
+
+def _identity(n: int) -> tuple[int, ...]:
+    # Slicing a ready tuple shares its int objects: much cheaper than
+    # building n new ones for every message.
+    return _IDENTITY[:n] if n <= _IDENTITY_SIZE else tuple(range(n))
+
+
+def normalize_term(term: str) -> str:
+    """Normalize a policy term as messages are; "" if nothing is left of it."""
+    return normalize(term).text.strip(" ")
+
+
+# --- step 1 and 2: NFKC and case folding ------------------------------------
+
+# Conjoining Hangul vowels and final consonants compose with what precedes.
+_JAMO_VT: Final = ("\u1160", "\u11ff")
+
+
+def _attaches(ch: str) -> bool:
+    """Can NFKC compose `ch` with the character before it?"""
+    return unicodedata.category(ch)[0] == "M" or _JAMO_VT[0] <= ch <= _JAMO_VT[1]
+
+
+def _nfkc_chunks(text: str) -> tuple[str, list[int] | None]:
+    """NFKC of each base character together with the marks that attach to it."""
+    edits: list[tuple[int, int, str]] = []
+    start = 0
+    n = len(text)
+    for i in range(1, n + 1):
+        if i < n and _attaches(text[i]):
+            continue
+        chunk = text[start:i]
+        normal = unicodedata.normalize("NFKC", chunk)
+        if normal != chunk:
+            edits.append((start, i, normal))
+        start = i
+    return _apply(text, None, edits)
+
+
+def _expanders(ranges: Iterable[range], fold: Callable[[str], str]) -> re.Pattern[str]:
+    """A character class of the characters that `fold` makes longer."""
+    chars = (chr(cp) for r in ranges for cp in r if not 0xD800 <= cp < 0xE000)
+    return re.compile("[" + "".join(re.escape(ch) for ch in chars if len(fold(ch)) > 1) + "]")
+
+
+# Characters whose case folding is longer than themselves (ß -> ss, ŉ -> ʼn).
+# All of them are in the BMP; _casefold checks the result anyway.
+_CASEFOLD_EXPANDS: Final = _expanders((range(0x10000),), str.casefold)
+
+
+def _casefold(text: str, origin: list[int] | None) -> tuple[str, list[int] | None]:
+    folded = text.casefold()
+    if folded == text:
+        return text, origin
+    if len(folded) == len(text):
+        # Folding never removes a character, so equal length means one for one.
+        return folded, origin
+    edits = [(m.start(), m.end(), m.group().casefold()) for m in _CASEFOLD_EXPANDS.finditer(text)]
+    out, new_origin = _apply(text, origin, edits)
+    out = out.casefold()
+    if out == folded:
+        return out, new_origin
+    # An expanding character this table does not know: fold one by one.
+    edits = [(i, i + 1, ch.casefold()) for i, ch in enumerate(text) if ch.casefold() != ch]
+    return _apply(text, origin, edits)
+
+
+# --- step 1, 3 and 4: one character at a time -------------------------------
+
+# What _FOLD gives for a character that does not fold to exactly one
+# character; _SPECIAL then says what it folds to ("" or several characters).
+_SENTINEL: Final = "\x00"
+# Invisible yet printable: combining grapheme joiner, Hangul fillers,
+# variation selectors.
+_RARE_INVISIBLE: Final = re.compile(
+    "[\u034f\u115f\u1160\u3164\uffa0\ufe00-\ufe0f\U000e0100-\U000e01ef]"
+)
+_T2S: Final = _t2s_table()
+
+
+def _fold_char(ch: str) -> str:
+    """Steps 1, 3 and 4 for one (already case-folded) character."""
+    if ch.isspace():
+        return " "
+    if unicodedata.category(ch) in ("Cc", "Cf", "Cs") or _RARE_INVISIBLE.match(ch):
+        return ""
+    out = unicodedata.normalize("NFKC", ch).casefold()
+    return "".join(" " if c.isspace() else _T2S.get(ord(c), c) for c in out)
+
+
+class _Fold(dict[int, str]):
+    """str.translate table giving exactly one character for each character.
+
+    Filled lazily: each code point is worked out once, then answered from the
+    dict at C speed. A character that folds to nothing or to several
+    characters gets _SENTINEL here and its fold in _SPECIAL, so translating
+    keeps offsets and the rare special cases are placed afterwards.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.special: dict[str, str] = {}
+
+    def __missing__(self, cp: int) -> str:
+        ch = chr(cp)
+        folded = _fold_char(ch)
+        if len(folded) == 1 and folded != _SENTINEL:
+            value = folded
+        else:
+            value = _SENTINEL
+            self.special[ch] = folded
+        self[cp] = value
+        return value
+
+
+_FOLD: Final = _Fold()
+_SENTINELS: Final = re.compile(_SENTINEL)
+
+
+def _fold(text: str, origin: list[int] | None) -> tuple[str, list[int] | None]:
+    folded = text.translate(_FOLD)
+    if _SENTINEL not in folded:
+        return folded, origin
+    special = _FOLD.special
+    edits = [(m.start(), m.end(), special[text[m.start()]]) for m in _SENTINELS.finditer(folded)]
+    return _apply(folded, origin, edits)
+
+
+# --- step 5: separators and whitespace ---------------------------------------
+
+_SEP: Final = r" .\-_*~/|+·•‧∙⋅"
+_SINGLE = r"[^\W_]"  # one letter or digit
+_SINGLES_RUN: Final = re.compile(
+    rf"(?<!{_SINGLE}){_SINGLE}(?:[{_SEP}]{{1,3}}{_SINGLE}(?!{_SINGLE})){{2,}}"
+)
+# Every run above holds a hint (its second letter, what surrounds it and its
+# third letter). Ordinary text has few single letters between separators, so
+# looking for those first, and checking the hint only there, is cheap.
+_SINGLES_HINT: Final = re.compile(rf"[{_SEP}]{_SINGLE}[{_SEP}]{{1,3}}{_SINGLE}(?!{_SINGLE})")
+_SINGLE_BETWEEN_SEPS: Final = re.compile(rf"[{_SEP}]{_SINGLE}(?=[{_SEP}])")
+_SEP_RUN: Final = re.compile(rf"[{_SEP}]+")
+_HAN_CHAR: Final = re.compile(
+    "[\u3040-\u30fa\u30fc-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]"
+)
+_SPACES: Final = re.compile(r"  +")
+_MAX_SEP_RUN: Final = 3
+
+
+def _collapse_spans(text: str) -> list[tuple[int, int, str]]:
+    spans: list[tuple[int, int, str]] = []
+    if _has_singles_run(text):
+        for run in _SINGLES_RUN.finditer(text):
+            spans.extend((m.start(), m.end(), "") for m in _SEP_RUN.finditer(text, *run.span()))
+    if not text.isascii() and _HAN_CHAR.search(text):
+        spans.extend(_han_gaps(text))
+    if "  " in text:
+        spans.extend((m.start() + 1, m.end(), "") for m in _SPACES.finditer(text))
+    return _merge(spans)
+
+
+def _has_singles_run(text: str) -> bool:
+    return any(_SINGLES_HINT.match(text, m.start()) for m in _SINGLE_BETWEEN_SEPS.finditer(text))
+
+
+def _han_gaps(text: str) -> Iterable[tuple[int, int, str]]:
+    """Separator runs (1 to 3 characters) with a Han or Kana character on both sides."""
+    for m in _SEP_RUN.finditer(text, 1):
+        start, end = m.span()
+        if (
+            end - start <= _MAX_SEP_RUN
+            and _HAN_CHAR.match(text, start - 1)
+            and _HAN_CHAR.match(text, end)
+        ):
+            yield start, end, ""
+
+
+def _merge(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Union of deletion spans, sorted (they may overlap)."""
+    if len(spans) < 2:
+        return spans
+    spans.sort()
+    merged = [spans[0]]
+    for start, end, _ in spans[1:]:
+        last_start, last_end, _ = merged[-1]
+        if start <= last_end:
+            merged[-1] = (last_start, max(last_end, end), "")
+        else:
+            merged.append((start, end, ""))
+    return merged
+
+
+# --- edits with their offsets -------------------------------------------------
+
+
+def _apply(
+    text: str, origin: list[int] | None, edits: Sequence[tuple[int, int, str]]
+) -> tuple[str, list[int] | None]:
+    """Replace each (start, end) span by its text, carrying the origin map.
+
+    Edits are sorted and disjoint. Characters of a replacement all take the
+    origin of the first character they replace.
+    """
+    if not edits:
+        return text, origin
+    parts: list[str] = []
+    new_origin: list[int] = []
+    pos = 0
+    for start, end, replacement in edits:
+        parts.append(text[pos:start])
+        new_origin.extend(_origins(origin, pos, start))
+        if replacement:
+            parts.append(replacement)
+            at = start if origin is None else origin[start]
+            new_origin.extend([at] * len(replacement))
+        pos = end
+    parts.append(text[pos:])
+    new_origin.extend(_origins(origin, pos, len(text)))
+    return "".join(parts), new_origin
+
+
+def _origins(origin: list[int] | None, start: int, end: int) -> Iterable[int]:
+    return range(start, end) if origin is None else origin[start:end]
