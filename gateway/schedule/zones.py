@@ -1,0 +1,49 @@
+"""Which IANA time zones a phone number's holder may be in."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from zoneinfo import available_timezones
+
+import phonenumbers
+from phonenumbers import timezone as phone_timezone
+
+# libphonenumber's answer when it knows nothing about a number.
+UNKNOWN_ZONE = "Etc/Unknown"
+# Files in the zone database that are not places: the host's own setting, a
+# template, and the "zone unknown" placeholder.
+_NOT_PLACES = frozenset({"", UNKNOWN_ZONE, "localtime", "posixrules", "Factory"})
+
+
+@lru_cache(maxsize=65536)
+def number_zones(e164: str) -> tuple[str, ...]:
+    """Candidate zones for a number in international form, sorted and deduplicated.
+
+    A fixed line usually has one zone; a mobile or toll-free number may have the
+    whole country's list (42 for US toll-free). Returns `()` when the number
+    cannot be parsed, is not a valid number, or the data knows no zone for it;
+    callers then fall back to a configured zone or treat the window as closed.
+    """
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return ()
+    if not phonenumbers.is_valid_number(number):
+        return ()
+    zones = phone_timezone.time_zones_for_number(number)
+    return tuple(sorted({zone for zone in zones if zone != UNKNOWN_ZONE}))
+
+
+@lru_cache(maxsize=1)
+def _known_zones() -> frozenset[str]:
+    # The keys zoneinfo lists, rather than whatever path ZoneInfo() manages to open.
+    return frozenset(available_timezones()) - _NOT_PLACES
+
+
+def valid_zone(name: str) -> bool:
+    """Whether `name` is an IANA zone name that zoneinfo knows (e.g. "Europe/Paris").
+
+    Rejects "", libphonenumber's "Etc/Unknown" placeholder, and database files
+    that name no place ("localtime", "posixrules", "Factory"). Case matters.
+    """
+    return name in _known_zones()

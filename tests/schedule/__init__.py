@@ -1,0 +1,1 @@
+"""Send windows and recipient time zones."""
