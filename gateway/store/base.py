@@ -42,8 +42,11 @@ class FactsRequest:
 
 @dataclass(frozen=True, slots=True)
 class CapCount:
-    """Sends already in [now - per, now] (this one excluded) and, when the
-    window is full (count >= limit), the first instant at which it has room."""
+    """Sends already in [now - per, now] (this one excluded; sends recorded
+    after `now` are not in it) and, when the window is full (count >= limit),
+    the first instant at which it has room: one ms after the entry at index
+    (count - limit) of the window, oldest first, is `per` old. None when full
+    with a limit of 0, which never has room."""
 
     count: int
     retry_at_ms: int | None = None
@@ -51,9 +54,11 @@ class CapCount:
 
 @dataclass(frozen=True, slots=True)
 class Facts:
-    opted_out: frozenset[str]  # the requested lists that hold the recipient
+    opted_out: frozenset[str]  # the requested lists that hold the recipient (monitor ones too)
     caps: tuple[CapCount, ...]  # parallel to FactsRequest.caps
-    counted: bool  # the send was recorded in every cap counter
+    # The send was recorded in every cap counter: true whenever `count` was
+    # asked and nothing enforced stopped it, also when the request has no caps.
+    counted: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +123,8 @@ class Store(Protocol):
         window is full, record `send_id` at `now_ms` in every cap counter of the
         request (then `Facts.counted` is true). Monitor-mode caps are counted
         too but never stop the count. Counter entries expire after the longest
-        window of their counter.
+        window of their counter. Counting a `send_id` a counter already holds
+        records it once, at the later time.
         """
         ...
 
@@ -141,17 +147,24 @@ class Store(Protocol):
         self, key: str, fingerprint: str, now_ms: int, ttl_ms: int
     ) -> IdempotencyState:
         """Claim `key` (already scoped to its sender) for a message with
-        `fingerprint`. A claim or a finished record lasts `ttl_ms`."""
+        `fingerprint`. A claim or a finished record lasts `ttl_ms`: measured
+        from `now_ms`, or on the server's clock by a store that expires keys
+        itself (Redis)."""
         ...
 
     async def idempotency_finish(
         self, key: str, response: dict[str, Any], now_ms: int, ttl_ms: int
     ) -> None:
-        """Keep the first answer for the key's remaining life."""
+        """Keep the first answer for the key's remaining life: `ttl_ms` from now.
+
+        Only an in-flight claim is finished; a finished key keeps its first
+        answer, and a key that is gone (expired, abandoned) stays gone, since
+        without its fingerprint a reuse with another message could not be told."""
         ...
 
     async def idempotency_abandon(self, key: str) -> None:
-        """Release a claim whose request never got an answer worth repeating."""
+        """Release a claim whose request never got an answer worth repeating.
+        A finished key keeps its answer."""
         ...
 
     async def defer_put(self, message: DeferredMessage) -> None: ...
@@ -161,7 +174,8 @@ class Store(Protocol):
     ) -> list[DeferredMessage]:
         """Atomically move up to `limit` pending messages with deliver_at <= now
         (and sending ones whose lease ran out) to SENDING with a lease, oldest
-        deliver_at first. Two schedulers never claim the same message at once."""
+        deliver_at first (then by id). A lease has run out when `lease_until_ms
+        <= now`. Two schedulers never claim the same message at once."""
         ...
 
     async def defer_get(self, message_id: str) -> DeferredMessage | None: ...
@@ -169,13 +183,14 @@ class Store(Protocol):
     async def defer_list(
         self, *, sender: str | None = None, status: DeferStatus | None = None, limit: int = 100
     ) -> list[DeferredMessage]:
-        """Newest deliver_at first."""
+        """Newest deliver_at first (then by id, descending)."""
         ...
 
     async def defer_finish(
         self, message_id: str, status: DeferStatus, result: dict[str, Any]
     ) -> None:
-        """Record a claimed message's fate (sent, rejected, failed)."""
+        """Record a claimed message's fate (sent, rejected, failed); the lease
+        is cleared. An unknown id is ignored."""
         ...
 
     async def defer_cancel(self, message_id: str) -> DeferredMessage | None:
@@ -183,7 +198,9 @@ class Store(Protocol):
         was no longer pending), or None when there is no such message."""
         ...
 
-    async def defer_pending_count(self, sender: str) -> int: ...
+    async def defer_pending_count(self, sender: str) -> int:
+        """The sender's messages in PENDING (claimed ones no longer count)."""
+        ...
 
     async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
         """Get a named secret, creating it with `make()` the first time, so that

@@ -1,0 +1,73 @@
+-- Check opt-outs and cap windows, and count the send if nothing enforced stops it.
+-- One script, so the check and the count are one atomic step.
+--
+-- KEYS[1]        the recipient's opt-out hash (field: list name)
+-- KEYS[2..]      one sorted set per distinct counter (member: send id, score: at ms)
+-- ARGV           now_ms, count (0|1), send_id,
+--                n_lists, then n_lists pairs (list name, enforced 0|1),
+--                n_caps, then n_caps quadruples (counter index into KEYS[2..], limit, per_ms, enforced 0|1)
+-- Returns        { {opted_out 0|1 per list}, {count, retry_at or -1 per cap}, counted 0|1 }
+
+local now = tonumber(ARGV[1])
+local want_count = ARGV[2] == '1'
+local send_id = ARGV[3]
+local blocked = false
+
+local n_lists = tonumber(ARGV[4])
+local arg = 5
+local opted = {}
+for i = 1, n_lists do
+  local found = redis.call('HEXISTS', KEYS[1], ARGV[arg])
+  opted[i] = found
+  if found == 1 and ARGV[arg + 1] == '1' then
+    blocked = true
+  end
+  arg = arg + 2
+end
+
+-- The window [now - per, now] is closed at both ends. When it is full, it has
+-- room again one ms after the entry at index (count - limit), oldest first,
+-- is `per` old.
+local function window(key, limit, per)
+  local count = redis.call('ZCOUNT', key, now - per, now)
+  if count < limit then
+    return count, -1
+  end
+  local entry = redis.call('ZRANGEBYSCORE', key, now - per, now, 'WITHSCORES', 'LIMIT', count - limit, 1)
+  if #entry == 0 then
+    return count, -1 -- a limit of 0 never has room
+  end
+  return count, tonumber(entry[2]) + per + 1
+end
+
+local n_caps = tonumber(ARGV[arg])
+arg = arg + 1
+local caps = {}
+local longest = {}
+for i = 1, n_caps do
+  local index = tonumber(ARGV[arg])
+  local limit = tonumber(ARGV[arg + 1])
+  local per = tonumber(ARGV[arg + 2])
+  local count, retry_at = window(KEYS[1 + index], limit, per)
+  if count >= limit and ARGV[arg + 3] == '1' then
+    blocked = true
+  end
+  caps[#caps + 1] = count
+  caps[#caps + 1] = retry_at
+  longest[index] = math.max(longest[index] or 0, per)
+  arg = arg + 4
+end
+
+local counted = want_count and not blocked
+if counted then
+  for index, per in pairs(longest) do
+    local key = KEYS[1 + index]
+    redis.call('ZADD', key, now, send_id)
+    -- No window ending now or later can see entries older than the longest
+    -- one; trimming them keeps a busy counter small, the expiry drops an idle one.
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - per - 1)
+    redis.call('PEXPIRE', key, per + 1)
+  end
+end
+
+return { opted, caps, counted and 1 or 0 }

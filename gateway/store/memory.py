@@ -1,0 +1,234 @@
+"""The in-memory store: the reference behaviour of the contract, kept in dicts.
+
+Used by tests and by `gateway policy test`. Every operation runs without an
+`await` in between its reads and writes, so it is atomic on one event loop.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.store.base import (
+    CapCheck,
+    CapCount,
+    DeferredMessage,
+    DeferStatus,
+    Facts,
+    FactsRequest,
+    IdempotencyState,
+    IdempotencyStatus,
+    OptOutEntry,
+)
+
+
+def longest_windows(caps: Iterable[CapCheck]) -> dict[str, int]:
+    """Each counter of `caps` with its longest window: how long its entries matter."""
+    longest: dict[str, int] = {}
+    for cap in caps:
+        longest[cap.counter] = max(cap.per_ms, longest.get(cap.counter, 0))
+    return longest
+
+
+def window_count(times: Iterable[int], cap: CapCheck, now_ms: int) -> CapCount:
+    """Count the sends in [now - per, now] and, when full, when the window frees up.
+
+    The window has room again once the entry at index (count - limit) of the
+    in-window entries, oldest first, has left it: one ms after it is `per` old.
+    """
+    inside = sorted(t for t in times if now_ms - cap.per_ms <= t <= now_ms)
+    count = len(inside)
+    if count < cap.limit:
+        return CapCount(count)
+    oldest_to_leave = count - cap.limit
+    if oldest_to_leave >= count:  # a limit of 0 never has room
+        return CapCount(count)
+    return CapCount(count, inside[oldest_to_leave] + cap.per_ms + 1)
+
+
+def is_blocked(
+    request: FactsRequest, opted_out: frozenset[str], caps: tuple[CapCount, ...]
+) -> bool:
+    """True when an enforced opt-out matched or an enforced cap window is full."""
+    if any(enforced and name in opted_out for name, enforced in request.opt_out_lists):
+        return True
+    return any(
+        check.enforced and found.count >= check.limit
+        for check, found in zip(request.caps, caps, strict=True)
+    )
+
+
+@dataclass(slots=True)
+class _IdempotencyRecord:
+    fingerprint: str
+    expires_at_ms: int
+    response: dict[str, Any] | None = None  # None while in flight
+
+
+class MemoryStore:
+    """Everything in dicts; lost when the process ends."""
+
+    def __init__(self) -> None:
+        self._opt_outs: dict[tuple[str, str], OptOutEntry] = {}
+        self._sends: dict[str, dict[str, int]] = {}  # counter -> send_id -> at_ms
+        self._idempotency: dict[str, _IdempotencyRecord] = {}
+        self._deferred: dict[str, DeferredMessage] = {}
+        self._secrets: dict[str, bytes] = {}
+
+    # -- opt-outs and caps -------------------------------------------------
+
+    async def fetch(
+        self, request: FactsRequest, now_ms: int, *, count: bool, send_id: str
+    ) -> Facts:
+        opted_out = frozenset(
+            name for name, _ in request.opt_out_lists if (name, request.recipient) in self._opt_outs
+        )
+        caps = tuple(
+            window_count(self._sends.get(cap.counter, {}).values(), cap, now_ms)
+            for cap in request.caps
+        )
+        counted = count and not is_blocked(request, opted_out, caps)
+        if counted:
+            self._record(request.caps, now_ms, send_id)
+        return Facts(opted_out=opted_out, caps=caps, counted=counted)
+
+    def _record(self, caps: Iterable[CapCheck], now_ms: int, send_id: str) -> None:
+        for counter, longest in longest_windows(caps).items():
+            sends = self._sends.setdefault(counter, {})
+            for old_id in [i for i, at in sends.items() if at < now_ms - longest]:
+                del sends[old_id]  # no window ending now or later can see it
+            sends[send_id] = now_ms
+
+    async def refund(self, request: FactsRequest, send_id: str) -> None:
+        for counter in longest_windows(request.caps):
+            self._sends.get(counter, {}).pop(send_id, None)
+
+    async def opt_out_put(self, entry: OptOutEntry) -> bool:
+        key = (entry.list, entry.recipient)
+        if key in self._opt_outs:
+            return False
+        self._opt_outs[key] = entry
+        return True
+
+    async def opt_out_delete(self, list_name: str, recipient: str) -> bool:
+        return self._opt_outs.pop((list_name, recipient), None) is not None
+
+    async def opt_out_get(self, list_name: str, recipient: str) -> OptOutEntry | None:
+        return self._opt_outs.get((list_name, recipient))
+
+    # -- idempotency -------------------------------------------------------
+
+    async def idempotency_begin(
+        self, key: str, fingerprint: str, now_ms: int, ttl_ms: int
+    ) -> IdempotencyState:
+        record = self._live_record(key, now_ms)
+        if record is None:
+            self._idempotency[key] = _IdempotencyRecord(fingerprint, now_ms + ttl_ms)
+            return IdempotencyState(IdempotencyStatus.NEW)
+        if record.fingerprint != fingerprint:
+            return IdempotencyState(IdempotencyStatus.CONFLICT)
+        if record.response is None:
+            return IdempotencyState(IdempotencyStatus.IN_FLIGHT)
+        return IdempotencyState(IdempotencyStatus.DONE, copy.deepcopy(record.response))
+
+    def _live_record(self, key: str, now_ms: int) -> _IdempotencyRecord | None:
+        record = self._idempotency.get(key)
+        if record is not None and record.expires_at_ms <= now_ms:
+            del self._idempotency[key]
+            return None
+        return record
+
+    async def idempotency_finish(
+        self, key: str, response: dict[str, Any], now_ms: int, ttl_ms: int
+    ) -> None:
+        record = self._live_record(key, now_ms)
+        if record is None or record.response is not None:
+            return
+        record.response = copy.deepcopy(response)
+        record.expires_at_ms = now_ms + ttl_ms
+
+    async def idempotency_abandon(self, key: str) -> None:
+        record = self._idempotency.get(key)
+        if record is not None and record.response is None:
+            del self._idempotency[key]
+
+    # -- deferred messages -------------------------------------------------
+
+    async def defer_put(self, message: DeferredMessage) -> None:
+        self._deferred[message.id] = copy.deepcopy(message)
+
+    async def defer_claim_due(
+        self, now_ms: int, limit: int, lease_ms: int
+    ) -> list[DeferredMessage]:
+        due = sorted(
+            (m for m in self._deferred.values() if _claimable(m, now_ms)),
+            key=lambda m: (m.deliver_at_ms, m.id),
+        )[: max(limit, 0)]
+        for message in due:
+            message.status = DeferStatus.SENDING
+            message.lease_until_ms = now_ms + lease_ms
+        return [copy.deepcopy(m) for m in due]
+
+    async def defer_get(self, message_id: str) -> DeferredMessage | None:
+        message = self._deferred.get(message_id)
+        return copy.deepcopy(message) if message is not None else None
+
+    async def defer_list(
+        self, *, sender: str | None = None, status: DeferStatus | None = None, limit: int = 100
+    ) -> list[DeferredMessage]:
+        found = [
+            m
+            for m in self._deferred.values()
+            if (sender is None or m.sender == sender) and (status is None or m.status == status)
+        ]
+        found.sort(key=lambda m: (m.deliver_at_ms, m.id), reverse=True)
+        return [copy.deepcopy(m) for m in found[: max(limit, 0)]]
+
+    async def defer_finish(
+        self, message_id: str, status: DeferStatus, result: dict[str, Any]
+    ) -> None:
+        message = self._deferred.get(message_id)
+        if message is None:
+            return
+        message.status = status
+        message.lease_until_ms = None
+        message.result = copy.deepcopy(result)
+
+    async def defer_cancel(self, message_id: str) -> DeferredMessage | None:
+        message = self._deferred.get(message_id)
+        if message is None:
+            return None
+        if message.status == DeferStatus.PENDING:
+            message.status = DeferStatus.CANCELLED
+        return copy.deepcopy(message)
+
+    async def defer_pending_count(self, sender: str) -> int:
+        return sum(
+            1
+            for m in self._deferred.values()
+            if m.sender == sender and m.status == DeferStatus.PENDING
+        )
+
+    # -- the rest ----------------------------------------------------------
+
+    async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        if name not in self._secrets:
+            self._secrets[name] = make()
+        return self._secrets[name]
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def _claimable(message: DeferredMessage, now_ms: int) -> bool:
+    """Pending and due, or sending with a lease that has run out."""
+    if message.status == DeferStatus.PENDING:
+        return message.deliver_at_ms <= now_ms
+    if message.status == DeferStatus.SENDING:
+        return message.lease_until_ms is None or message.lease_until_ms <= now_ms
+    return False

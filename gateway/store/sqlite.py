@@ -1,0 +1,429 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+Every operation is one `BEGIN IMMEDIATE ... COMMIT` transaction, so a check and
+its count stay atomic even when a second process opens the same file. The calls
+are synchronous: on a local file they take microseconds, less than handing them
+to a thread would.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import sqlite3
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+from gateway.errors import StoreUnavailable
+from gateway.store.base import (
+    CapCheck,
+    CapCount,
+    DeferredMessage,
+    DeferStatus,
+    Facts,
+    FactsRequest,
+    IdempotencyState,
+    IdempotencyStatus,
+    OptOutEntry,
+)
+from gateway.store.memory import is_blocked, longest_windows
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE opt_outs (
+    list TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    hint TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    note TEXT,
+    PRIMARY KEY (list, recipient)
+) WITHOUT ROWID;
+
+CREATE TABLE sends (
+    counter TEXT NOT NULL,
+    send_id TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (counter, send_id)
+) WITHOUT ROWID;
+CREATE INDEX sends_by_time ON sends (counter, at_ms);
+
+CREATE TABLE idempotency (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    response TEXT,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX idempotency_by_expiry ON idempotency (expires_at_ms);
+
+CREATE TABLE deferred (
+    id TEXT PRIMARY KEY,
+    sender TEXT NOT NULL,
+    route TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    deliver_at_ms INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    lease_until_ms INTEGER,
+    result TEXT NOT NULL
+);
+CREATE INDEX deferred_by_status ON deferred (status, deliver_at_ms);
+CREATE INDEX deferred_by_sender ON deferred (sender, deliver_at_ms);
+
+CREATE TABLE secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+"""
+
+_DEFERRED_COLUMNS = (
+    "id, sender, route, recipient, deliver_at_ms, created_at_ms,"
+    " payload, status, lease_until_ms, result"
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _translated(
+    operation: Callable[P, Awaitable[R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Turn every sqlite3 error of `operation` into StoreUnavailable."""
+
+    @functools.wraps(operation)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await operation(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite store: {exc}") from exc
+
+    return wrapper
+
+
+class SqliteStore:
+    """State in one SQLite file. `synchronous_full` makes every commit survive a
+    power loss; the default (NORMAL, in WAL mode) survives a killed process."""
+
+    def __init__(self, path: pathlib.Path, *, synchronous_full: bool = False) -> None:
+        self.path = path
+        try:
+            self._db = _open(path, synchronous_full)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite store {path}: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front: a reader that later writes
+        # could otherwise lose a race to another process and fail half-way.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- opt-outs and caps -------------------------------------------------
+
+    @_translated
+    async def fetch(
+        self, request: FactsRequest, now_ms: int, *, count: bool, send_id: str
+    ) -> Facts:
+        with self._transaction() as db:
+            opted_out = _opted_out(db, request)
+            caps = tuple(_window_count(db, cap, now_ms) for cap in request.caps)
+            counted = count and not is_blocked(request, opted_out, caps)
+            if counted:
+                _record(db, request.caps, now_ms, send_id)
+        return Facts(opted_out=opted_out, caps=caps, counted=counted)
+
+    @_translated
+    async def refund(self, request: FactsRequest, send_id: str) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM sends WHERE counter = ? AND send_id = ?",
+                [(counter, send_id) for counter in longest_windows(request.caps)],
+            )
+
+    @_translated
+    async def opt_out_put(self, entry: OptOutEntry) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO opt_outs (list, recipient, hint, at_ms, source, note)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (entry.list, entry.recipient, entry.hint, entry.at_ms, entry.source, entry.note),
+            )
+            return cursor.rowcount == 1
+
+    @_translated
+    async def opt_out_delete(self, list_name: str, recipient: str) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM opt_outs WHERE list = ? AND recipient = ?", (list_name, recipient)
+            )
+            return cursor.rowcount == 1
+
+    @_translated
+    async def opt_out_get(self, list_name: str, recipient: str) -> OptOutEntry | None:
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT list, recipient, hint, at_ms, source, note FROM opt_outs"
+                " WHERE list = ? AND recipient = ?",
+                (list_name, recipient),
+            ).fetchone()
+        return OptOutEntry(*row) if row is not None else None
+
+    # -- idempotency -------------------------------------------------------
+
+    @_translated
+    async def idempotency_begin(
+        self, key: str, fingerprint: str, now_ms: int, ttl_ms: int
+    ) -> IdempotencyState:
+        with self._transaction() as db:
+            db.execute("DELETE FROM idempotency WHERE expires_at_ms <= ?", (now_ms,))
+            row = db.execute(
+                "SELECT fingerprint, response FROM idempotency WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO idempotency (key, fingerprint, response, expires_at_ms)"
+                    " VALUES (?, ?, NULL, ?)",
+                    (key, fingerprint, now_ms + ttl_ms),
+                )
+                return IdempotencyState(IdempotencyStatus.NEW)
+        stored_fingerprint, response = row
+        if stored_fingerprint != fingerprint:
+            return IdempotencyState(IdempotencyStatus.CONFLICT)
+        if response is None:
+            return IdempotencyState(IdempotencyStatus.IN_FLIGHT)
+        return IdempotencyState(IdempotencyStatus.DONE, json.loads(response))
+
+    @_translated
+    async def idempotency_finish(
+        self, key: str, response: dict[str, Any], now_ms: int, ttl_ms: int
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE idempotency SET response = ?, expires_at_ms = ?"
+                " WHERE key = ? AND response IS NULL AND expires_at_ms > ?",
+                (json.dumps(response), now_ms + ttl_ms, key, now_ms),
+            )
+
+    @_translated
+    async def idempotency_abandon(self, key: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM idempotency WHERE key = ? AND response IS NULL", (key,))
+
+    # -- deferred messages -------------------------------------------------
+
+    @_translated
+    async def defer_put(self, message: DeferredMessage) -> None:
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO deferred ({_DEFERRED_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _deferred_row(message),
+            )
+
+    @_translated
+    async def defer_claim_due(
+        self, now_ms: int, limit: int, lease_ms: int
+    ) -> list[DeferredMessage]:
+        with self._transaction() as db:
+            rows = db.execute(
+                f"SELECT {_DEFERRED_COLUMNS} FROM deferred"
+                " WHERE (status = 'pending' AND deliver_at_ms <= :now)"
+                " OR (status = 'sending' AND coalesce(lease_until_ms, 0) <= :now)"
+                " ORDER BY deliver_at_ms, id LIMIT :limit",
+                {"now": now_ms, "limit": max(limit, 0)},
+            ).fetchall()
+            claimed = [_deferred_message(row) for row in rows]
+            for message in claimed:
+                message.status = DeferStatus.SENDING
+                message.lease_until_ms = now_ms + lease_ms
+            db.executemany(
+                "UPDATE deferred SET status = 'sending', lease_until_ms = ? WHERE id = ?",
+                [(m.lease_until_ms, m.id) for m in claimed],
+            )
+        return claimed
+
+    @_translated
+    async def defer_get(self, message_id: str) -> DeferredMessage | None:
+        with self._transaction() as db:
+            return _deferred_by_id(db, message_id)
+
+    @_translated
+    async def defer_list(
+        self, *, sender: str | None = None, status: DeferStatus | None = None, limit: int = 100
+    ) -> list[DeferredMessage]:
+        with self._transaction() as db:
+            rows = db.execute(
+                f"SELECT {_DEFERRED_COLUMNS} FROM deferred"
+                " WHERE (:sender IS NULL OR sender = :sender)"
+                " AND (:status IS NULL OR status = :status)"
+                " ORDER BY deliver_at_ms DESC, id DESC LIMIT :limit",
+                {"sender": sender, "status": status, "limit": max(limit, 0)},
+            ).fetchall()
+        return [_deferred_message(row) for row in rows]
+
+    @_translated
+    async def defer_finish(
+        self, message_id: str, status: DeferStatus, result: dict[str, Any]
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE deferred SET status = ?, lease_until_ms = NULL, result = ? WHERE id = ?",
+                (str(status), json.dumps(result), message_id),
+            )
+
+    @_translated
+    async def defer_cancel(self, message_id: str) -> DeferredMessage | None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE deferred SET status = 'cancelled' WHERE id = ? AND status = 'pending'",
+                (message_id,),
+            )
+            return _deferred_by_id(db, message_id)
+
+    @_translated
+    async def defer_pending_count(self, sender: str) -> int:
+        with self._transaction() as db:
+            (count,) = db.execute(
+                "SELECT count(*) FROM deferred WHERE sender = ? AND status = 'pending'",
+                (sender,),
+            ).fetchone()
+        return int(count)
+
+    # -- the rest ----------------------------------------------------------
+
+    @_translated
+    async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                return bytes(row[0])
+            value = make()
+            db.execute("INSERT INTO secrets (name, value) VALUES (?, ?)", (name, value))
+            return value
+
+    @_translated
+    async def ping(self) -> None:
+        self._db.execute("SELECT 1").fetchone()
+
+    @_translated
+    async def close(self) -> None:
+        self._db.close()
+
+
+def _open(path: pathlib.Path, synchronous_full: bool) -> sqlite3.Connection:
+    # isolation_level=None: transactions are begun and ended explicitly above.
+    # check_same_thread=False: the store may be built before the event loop's
+    # thread uses it; it is never used by two threads at once.
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(f"PRAGMA synchronous = {'FULL' if synchronous_full else 'NORMAL'}")
+        db.execute("PRAGMA busy_timeout = 5000")
+        _migrate(db, path)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _migrate(db: sqlite3.Connection, path: pathlib.Path) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"sqlite store {path}: schema version {version} is newer than this"
+                f" gateway understands ({SCHEMA_VERSION})"
+            )
+        if version == 0:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _opted_out(db: sqlite3.Connection, request: FactsRequest) -> frozenset[str]:
+    names = [name for name, _ in request.opt_out_lists]
+    if not names:
+        return frozenset()
+    rows = db.execute(
+        f"SELECT list FROM opt_outs WHERE recipient = ? AND list IN ({','.join('?' * len(names))})",
+        (request.recipient, *names),
+    ).fetchall()
+    return frozenset(row[0] for row in rows)
+
+
+def _window_count(db: sqlite3.Connection, cap: CapCheck, now_ms: int) -> CapCount:
+    """Sends in [now - per, now]; when full, the first instant with room (see
+    `memory.window_count`, which this mirrors)."""
+    window = (cap.counter, now_ms - cap.per_ms, now_ms)
+    in_window = "FROM sends WHERE counter = ? AND at_ms BETWEEN ? AND ?"
+    (count,) = db.execute(f"SELECT count(*) {in_window}", window).fetchone()
+    if count < cap.limit:
+        return CapCount(count)
+    row = db.execute(
+        f"SELECT at_ms {in_window} ORDER BY at_ms LIMIT 1 OFFSET ?", (*window, count - cap.limit)
+    ).fetchone()
+    return CapCount(count, row[0] + cap.per_ms + 1 if row is not None else None)
+
+
+def _record(db: sqlite3.Connection, caps: tuple[CapCheck, ...], now_ms: int, send_id: str) -> None:
+    for counter, longest in longest_windows(caps).items():
+        # Entries older than the longest window can no longer be seen by any
+        # window ending now or later; dropping them keeps the table bounded.
+        db.execute("DELETE FROM sends WHERE counter = ? AND at_ms < ?", (counter, now_ms - longest))
+        db.execute(
+            "INSERT OR REPLACE INTO sends (counter, send_id, at_ms) VALUES (?, ?, ?)",
+            (counter, send_id, now_ms),
+        )
+
+
+def _deferred_by_id(db: sqlite3.Connection, message_id: str) -> DeferredMessage | None:
+    row = db.execute(
+        f"SELECT {_DEFERRED_COLUMNS} FROM deferred WHERE id = ?", (message_id,)
+    ).fetchone()
+    return _deferred_message(row) if row is not None else None
+
+
+def _deferred_row(m: DeferredMessage) -> tuple[Any, ...]:
+    return (
+        m.id,
+        m.sender,
+        m.route,
+        m.recipient,
+        m.deliver_at_ms,
+        m.created_at_ms,
+        json.dumps(m.payload),
+        str(m.status),
+        m.lease_until_ms,
+        json.dumps(m.result),
+    )
+
+
+def _deferred_message(row: tuple[Any, ...]) -> DeferredMessage:
+    id_, sender, route, recipient, deliver_at, created_at, payload, status, lease, result = row
+    return DeferredMessage(
+        id=id_,
+        sender=sender,
+        route=route,
+        recipient=recipient,
+        deliver_at_ms=deliver_at,
+        created_at_ms=created_at,
+        payload=json.loads(payload),
+        status=DeferStatus(status),
+        lease_until_ms=lease,
+        result=json.loads(result),
+    )
