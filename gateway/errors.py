@@ -1,17 +1,17 @@
 """The gateway's own exceptions. Routes and the CLI handle only these.
 
-    GatewayError
-    ├── ConfigError            the configuration file or environment is wrong
-    ├── PolicyError            a policy bundle failed validation (carries every problem)
-    ├── InputError             a request or message is malformed (carries field errors)
-    │   └── InvalidRecipient   the recipient is not a valid number or address
-    ├── ConflictError          an idempotency key was reused with a different message
-    ├── StoreUnavailable       the state store cannot be reached (fail closed)
-    ├── AuditUnavailable       the audit trail cannot be written (fail closed)
-    ├── DataDirLocked          another process owns the data folder
-    └── UpstreamError          the upstream gave no answer
-        ├── UpstreamUnreachable    nothing was sent (connection refused)
-        └── UpstreamTimeout        the request went out, no answer came in time
+GatewayError
+├── ConfigError            the configuration file or environment is wrong
+├── PolicyError            a policy bundle failed validation (carries every problem)
+├── InputError             a request or message is malformed (carries field errors)
+│   └── InvalidRecipient   the recipient is not a valid number or address
+├── ConflictError          an idempotency key was reused with a different message
+├── StoreUnavailable       the state store cannot be reached (fail closed)
+├── AuditUnavailable       the audit trail cannot be written (fail closed)
+├── DataDirLocked          another process owns the data folder
+└── UpstreamError          the upstream gave no answer
+    ├── UpstreamUnreachable    nothing was sent (connection refused)
+    └── UpstreamTimeout        the request went out, no answer came in time
 """
 
 from __future__ import annotations

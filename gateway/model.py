@@ -167,9 +167,7 @@ class Decision:
     @property
     def capped_only(self) -> bool:
         """True when every enforced failure is a frequency cap (answered with 429)."""
-        return bool(self.reasons) and all(
-            r.code is Code.FREQUENCY_CAPPED for r in self.reasons
-        )
+        return bool(self.reasons) and all(r.code is Code.FREQUENCY_CAPPED for r in self.reasons)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

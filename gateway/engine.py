@@ -1,0 +1,129 @@
+"""Plan, fetch facts, decide. Pure: no I/O here; `now` and the facts come in.
+
+plan(bundle, message, recipient)  -> Plan (which rules apply, what to ask the store)
+precheck(plan, now)               -> results of the pure rules
+may_count(results)                -> whether the store may count this send
+decide(plan, now, results, facts) -> Outcome (verdict, reasons, trace, deliver_at)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from gateway.model import Action, Code, Message, Reason, Result, RuleResult, Verdict
+from gateway.policy.bundle import Bundle
+from gateway.rules import FrequencyCap, OptOut, PureRule, Rule, TextCache, TimeWindow
+from gateway.schedule.window import next_open
+from gateway.store.base import CapCheck, Facts, FactsRequest
+
+HORIZON = timedelta(days=14)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    message: Message
+    bundle: Bundle
+    rules: tuple[tuple[Rule, bool], ...]  # every rule with whether it applies
+    request: FactsRequest
+    opt_out_names: dict[str, list[str]]  # rule id -> its expanded lists
+    cap_slices: dict[str, slice]  # rule id -> its windows in request.caps
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: Verdict
+    reasons: list[Reason]
+    trace: list[RuleResult]
+    deliver_at: datetime | None
+    retry_at: datetime | None
+
+
+def plan(bundle: Bundle, message: Message, recipient: str) -> Plan:
+    """Which rules apply, and the one store request that serves all of them."""
+    rules = tuple(bundle.rules_for(message))
+    lists: list[tuple[str, bool]] = []
+    caps: list[CapCheck] = []
+    names: dict[str, list[str]] = {}
+    slices: dict[str, slice] = {}
+    for rule, applies in rules:
+        if not applies:
+            continue
+        if isinstance(rule, OptOut):
+            names[rule.id] = rule.list_names(message)
+            lists += [(name, rule.enforced) for name in names[rule.id]]
+        elif isinstance(rule, FrequencyCap):
+            start = len(caps)
+            caps += rule.checks(message, recipient)
+            slices[rule.id] = slice(start, len(caps))
+    request = FactsRequest(recipient, tuple(lists), tuple(caps))
+    return Plan(message, bundle, rules, request, names, slices)
+
+
+def precheck(plan: Plan, now: datetime) -> dict[str, RuleResult]:
+    """Results of the rules that need no stored facts, by rule id."""
+    texts = TextCache(plan.message)
+    return {
+        rule.id: rule.check(texts, now)
+        for rule, applies in plan.rules
+        if applies and isinstance(rule, PureRule)
+    }
+
+
+def may_count(results: dict[str, RuleResult]) -> bool:
+    """A send may be counted only if no enforced pure rule stops it."""
+    return not any(r.result is Result.FAIL for r in results.values())
+
+
+def decide(plan: Plan, now: datetime, pure: dict[str, RuleResult], facts: Facts) -> Outcome:
+    trace = [_result(rule, applies, plan, pure, facts) for rule, applies in plan.rules]
+    failures = [r for r in trace if r.result is Result.FAIL]
+    reasons = [r.reason() for r in failures]
+    if not failures:
+        return Outcome(Verdict.ALLOW, [], trace, None, None)
+    retry_at = _retry_at(failures)
+    if any(r.action is not Action.DEFER for r in failures):
+        return Outcome(Verdict.REJECT, reasons, trace, None, retry_at)
+    deliver_at = _deliver_at(plan, now)
+    if deliver_at is None:
+        reasons.append(
+            Reason(
+                failures[0].rule,
+                Code.OUTSIDE_TIME_WINDOW,
+                f"no moment in the next {HORIZON.days} days is inside every window",
+            )
+        )
+        return Outcome(Verdict.REJECT, reasons, trace, None, None)
+    return Outcome(Verdict.DEFER, reasons, trace, deliver_at, None)
+
+
+def _result(
+    rule: Rule, applies: bool, plan: Plan, pure: dict[str, RuleResult], facts: Facts
+) -> RuleResult:
+    if not applies:
+        return rule.skipped()
+    if isinstance(rule, OptOut):
+        return rule.judge(plan.opt_out_names[rule.id], facts.opted_out)
+    if isinstance(rule, FrequencyCap):
+        return rule.judge(facts.caps[plan.cap_slices[rule.id]])
+    return pure[rule.id]
+
+
+def _retry_at(failures: list[RuleResult]) -> datetime | None:
+    """When every enforced failure is a cap: the moment all of them have room."""
+    if any(r.code is not Code.FREQUENCY_CAPPED for r in failures):
+        return None
+    return max((r.retry_at for r in failures if r.retry_at is not None), default=None)
+
+
+def _deliver_at(plan: Plan, now: datetime) -> datetime | None:
+    """The earliest instant at which every applicable enforced window is open."""
+    checks = []
+    country = plan.message.recipient.country
+    for rule, applies in plan.rules:
+        if applies and isinstance(rule, TimeWindow) and rule.enforced:
+            zones = rule.zones(plan.message)
+            if not zones or rule.window is None:
+                return None
+            checks.append((rule.window, zones, country))
+    return next_open(checks, now, HORIZON)

@@ -1,0 +1,1 @@
+"""Policy bundles: strict rule files, compiled once, versioned by content."""

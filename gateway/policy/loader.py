@@ -1,0 +1,249 @@
+"""Rule files -> a compiled, versioned Bundle, or every problem at once.
+
+Each problem reads `file:line: rule id: field: what is wrong`, quoting the value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.errors import PolicyError
+from gateway.policy.bundle import Bundle
+from gateway.policy.schema import RULE_MODELS, RuleBase
+from gateway.policy.yamlfile import Located, YamlError, parse
+from gateway.rules import COMPILERS, CompileContext, Rule, RuleConfigError
+
+_FILE_KEYS = ("rules",)
+
+
+def rule_files(folder: Path, packs: Sequence[str] = ()) -> tuple[list[Path], list[str]]:
+    """The files of a bundle: `*.yaml` directly in the folder (not `*.test.yaml`),
+    then those of each pack switched on. Returns (files, problems)."""
+    problems: list[str] = []
+    if not folder.is_dir():
+        return [], [f"{folder}: no such policies folder"]
+    files = _yaml_in(folder)
+    for pack in packs:
+        pack_dir = folder / "packs" / pack
+        if not pack_dir.is_dir():
+            known = sorted(p.name for p in (folder / "packs").glob("*") if p.is_dir())
+            problems.append(
+                f"{pack_dir}: no such rule pack '{pack}' (known: {', '.join(known) or 'none'})"
+            )
+            continue
+        files += _yaml_in(pack_dir)
+    return files, problems
+
+
+def _yaml_in(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and p.suffix in (".yaml", ".yml")
+        and not p.name.endswith((".test.yaml", ".test.yml"))
+    )
+
+
+class _Reader:
+    """Reads files once, remembering their bytes for the bundle's version."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.seen: dict[str, bytes] = {}
+
+    def name(self, path: Path) -> str:
+        try:
+            return (
+                str(path.relative_to(self.root.parent)) if self.root.parent != path else str(path)
+            )
+        except ValueError:
+            return str(path)
+
+    def read_text(self, path: Path) -> str:
+        data = path.read_bytes()
+        self.seen[self.name(path)] = data
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise OSError(f"{self.name(path)}: not UTF-8 text (byte {exc.start})") from None
+
+    def version(self) -> str:
+        digest = hashlib.sha256()
+        for name in sorted(self.seen):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(self.seen[name]).digest())
+        return "sha256:" + digest.hexdigest()
+
+
+def load_bundle(folder: Path, packs: Sequence[str] = ()) -> Bundle:
+    """Load and compile a bundle; raise PolicyError listing every problem."""
+    folder = Path(folder)
+    files, problems = rule_files(folder, packs)
+    reader = _Reader(folder)
+    rules: list[Rule] = []
+    sources: dict[str, tuple[str, int]] = {}
+    for path in files:
+        name = reader.name(path)
+        for rule, line in _load_file(path, name, reader, problems):
+            if rule.id in sources:
+                first = "{}:{}".format(*sources[rule.id])
+                problems.append(
+                    f"{name}:{line}: {rule.id}: id: '{rule.id}' is already used at {first}"
+                )
+                continue
+            sources[rule.id] = (name, line)
+            rules.append(rule)
+    if problems:
+        raise PolicyError(sorted(problems, key=_reading_order))
+    return Bundle(reader.version(), tuple(rules), tuple(reader.seen), sources, folder)
+
+
+def _reading_order(problem: str) -> tuple[str, int]:
+    """Problems sorted by file, then line, as an author reads them."""
+    name, _, rest = problem.partition(":")
+    line = rest.split(":", 1)[0]
+    return name, int(line) if line.isdigit() else 0
+
+
+def _load_file(
+    path: Path, name: str, reader: _Reader, problems: list[str]
+) -> list[tuple[Rule, int]]:
+    try:
+        doc = parse(reader.read_text(path))
+    except OSError as exc:
+        problems.append(str(exc) if str(exc).startswith(name) else f"{name}: {exc}")
+        return []
+    except YamlError as exc:
+        problems.append(f"{name}:{exc.line}: {exc}")
+        return []
+    items = _rule_items(doc, name, problems)
+    ctx = CompileContext(base_dir=path.parent, read_text=reader.read_text)
+    out = []
+    for index, item in enumerate(items):
+        where = _Where(name, doc, ("rules", index), item)
+        rule = _compile_rule(item, where, ctx, problems)
+        if rule is not None:
+            out.append((rule, where.line(())))
+    return out
+
+
+def _rule_items(doc: Located, name: str, problems: list[str]) -> list[Any]:
+    data = doc.data
+    if data is None:
+        problems.append(f"{name}:1: the file is empty; it needs a 'rules:' list")
+        return []
+    if not isinstance(data, dict):
+        problems.append(f"{name}:1: the file must be a mapping with a 'rules:' list")
+        return []
+    for key in data:
+        if key not in _FILE_KEYS:
+            problems.append(
+                f"{name}:{doc.line((key,))}: unknown top-level key '{key}' (expected: rules)"
+            )
+    rules = data.get("rules")
+    if not isinstance(rules, list):
+        problems.append(f"{name}:{doc.line(('rules',))}: 'rules' must be a list of rules")
+        return []
+    return rules
+
+
+class _Where:
+    """Formats a problem for one rule: `file:line: rule id: field: message`."""
+
+    def __init__(self, file: str, doc: Located, path: tuple[str | int, ...], item: Any) -> None:
+        self.file, self.doc, self.path = file, doc, path
+        rule_id = item.get("id") if isinstance(item, dict) else None
+        self.label = rule_id if isinstance(rule_id, str) and rule_id else f"rules[{path[-1]}]"
+
+    def line(self, loc: tuple[str | int, ...]) -> int:
+        return self.doc.line((*self.path, *loc))
+
+    def problem(self, loc: tuple[str | int, ...], message: str) -> str:
+        field = _field_name(loc)
+        prefix = f"{self.file}:{self.line(loc)}: {self.label}: "
+        return prefix + (f"{field}: {message}" if field else message)
+
+
+def _compile_rule(
+    item: Any, where: _Where, ctx: CompileContext, problems: list[str]
+) -> Rule | None:
+    if not isinstance(item, dict):
+        problems.append(where.problem((), "each rule must be a mapping with id and type"))
+        return None
+    model = _model_for(item, where, problems)
+    if model is None:
+        return None
+    try:
+        spec = model.model_validate(item)
+    except ValidationError as exc:
+        problems.extend(where.problem(loc, msg) for loc, msg in _explain(exc, model))
+        return None
+    try:
+        return COMPILERS[item["type"]](spec, ctx)
+    except RuleConfigError as exc:
+        loc = tuple(
+            int(p) if p.isdigit() else p
+            for p in exc.field.replace("[", ".").replace("]", "").split(".")
+        )
+        problems.append(where.problem(loc, str(exc)))
+        return None
+
+
+def _model_for(item: dict[str, Any], where: _Where, problems: list[str]) -> type[RuleBase] | None:
+    kind = item.get("type")
+    if kind is None:
+        problems.append(where.problem(("type",), f"is required (one of: {', '.join(RULE_MODELS)})"))
+        return None
+    if not isinstance(kind, str) or kind not in RULE_MODELS:
+        known = ", ".join(RULE_MODELS)
+        problems.append(where.problem(("type",), f"unknown rule type '{kind}' (known: {known})"))
+        return None
+    return RULE_MODELS[kind]
+
+
+def _explain(
+    exc: ValidationError, model: type[RuleBase]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    out = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        out.append((loc, _message(error, loc, model)))
+    return out
+
+
+def _message(error: Any, loc: tuple[str | int, ...], model: type[RuleBase]) -> str:
+    kind, msg, value = error["type"], str(error["msg"]), error.get("input")
+    if kind == "extra_forbidden":
+        known = ", ".join(model.model_fields) if len(loc) == 1 else ""
+        return f"unknown field '{loc[-1]}'" + (f" (known: {known})" if known else "")
+    if kind == "missing":
+        return "is required"
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "value_error" or isinstance(value, dict):
+        return msg
+    return f"{msg[0].lower()}{msg[1:]}, got {_quote(value)}"
+
+
+def _quote(value: Any) -> str:
+    if isinstance(value, str):
+        return f"'{value}'"
+    return repr(value)
+
+
+def _field_name(loc: tuple[str | int, ...]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif (
+            part in ("function-after", "function-before", "str", "list[str]", "int") or "[" in part
+        ):
+            continue  # pydantic's names for union members, not fields
+        else:
+            parts.append(("." if parts else "") + part)
+    return "".join(parts)

@@ -1,0 +1,190 @@
+"""The rule-file schema: strict (unknown keys are errors), one model per rule type.
+
+The JSON Schema of this module is what `gateway policy schema` prints for editors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+
+from gateway.model import Action, Channel
+
+RULE_ID = r"^[A-Za-z0-9._-]+$"
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> int:
+    """'24h' -> 86400 seconds. Units: s, m, h, d, w."""
+    found = _DURATION.match(text)
+    if not found or int(found.group(1)) == 0:
+        raise ValueError(f"'{text}' is not a duration (use e.g. 30s, 15m, 24h, 7d)")
+    return int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+
+
+OneOrMany = str | list[str]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Match(Strict):
+    """Conditions on a message; a list means any of its values."""
+
+    channel: Channel | list[Channel] | None = None
+    category: OneOrMany | None = None
+    sender: OneOrMany | None = None
+    route: OneOrMany | None = None
+    country: OneOrMany | None = None
+    tags: OneOrMany | None = None
+
+    @field_validator("country")
+    @classmethod
+    def _country_codes(cls, value: OneOrMany | None) -> OneOrMany | None:
+        for code in [value] if isinstance(value, str) else value or []:
+            if not re.fullmatch(r"[A-Z]{2}", code):
+                raise ValueError(f"'{code}' is not an ISO 3166 country code like US or CN")
+        return value
+
+
+class RuleBase(Strict):
+    id: Annotated[str, Field(pattern=RULE_ID, max_length=128)]
+    match: Match | None = None
+    unless: Match | None = None
+    action: Action = Action.REJECT
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _defer_only_for_windows(self) -> RuleBase:
+        if self.action is Action.DEFER and getattr(self, "type", None) != "time_window":
+            raise ValueError("action 'defer' is only for time_window rules")
+        return self
+
+
+class OptOutRule(RuleBase):
+    type: Literal["opt_out"]
+    lists: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+
+    @field_validator("lists")
+    @classmethod
+    def _known_placeholders(cls, lists: list[str]) -> list[str]:
+        for name in lists:
+            for placeholder in re.findall(r"\{([^}]*)\}", name):
+                if placeholder not in ("sender", "route", "channel", "category"):
+                    raise ValueError(
+                        f"'{name}' uses {{{placeholder}}}; "
+                        "use {sender}, {route}, {channel} or {category}"
+                    )
+        return lists
+
+
+class Limit(Strict):
+    count: Annotated[int, Field(ge=1, strict=True)]
+    per: str
+
+    @field_validator("per")
+    @classmethod
+    def _duration(cls, per: str) -> str:
+        parse_duration(per)
+        return per
+
+    @property
+    def per_seconds(self) -> int:
+        return parse_duration(self.per)
+
+
+class FrequencyCapRule(RuleBase):
+    type: Literal["frequency_cap"]
+    limits: Annotated[list[Limit], Field(min_length=1)]
+    key: Literal["recipient", "sender_recipient", "sender"] = "recipient"
+
+
+TextField = Literal["body", "subject", "title"]
+
+
+class ContentLengthRule(RuleBase):
+    type: Literal["content_length"]
+    field: TextField = "body"
+    max_segments: Annotated[int, Field(ge=1, strict=True)] | None = None
+    max_chars: Annotated[int, Field(ge=1, strict=True)] | None = None
+    max_bytes: Annotated[int, Field(ge=1, strict=True)] | None = None
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> ContentLengthRule:
+        if self.max_segments is None and self.max_chars is None and self.max_bytes is None:
+            raise ValueError("give at least one of max_segments, max_chars, max_bytes")
+        return self
+
+
+class BannedTermsRule(RuleBase):
+    type: Literal["banned_terms"]
+    terms: list[str] = []
+    terms_file: str | None = None
+    fields: Annotated[list[TextField], Field(min_length=1)] = ["body", "subject", "title"]
+
+    @model_validator(mode="after")
+    def _some_terms(self) -> BannedTermsRule:
+        if not self.terms and not self.terms_file:
+            raise ValueError("give terms, terms_file, or both")
+        return self
+
+
+class RequiredTextRule(RuleBase):
+    type: Literal["required_text"]
+    any_of: Annotated[list[str], Field(min_length=1)] | None = None
+    all_of: Annotated[list[str], Field(min_length=1)] | None = None
+    field: TextField = "body"
+
+    @model_validator(mode="after")
+    def _one_list(self) -> RequiredTextRule:
+        if (self.any_of is None) == (self.all_of is None):
+            raise ValueError("give exactly one of any_of, all_of")
+        return self
+
+
+class Allow(Strict):
+    hours: str | Annotated[list[str], Field(min_length=1)]
+    days: list[str] | None = None
+
+
+class TimeWindowRule(RuleBase):
+    type: Literal["time_window"]
+    allow: Allow
+    exclude_holidays: bool = False
+    holiday_calendar: str | None = None
+    fallback_timezone: str | None = None
+
+
+RULE_MODELS: dict[str, type[RuleBase]] = {
+    "opt_out": OptOutRule,
+    "frequency_cap": FrequencyCapRule,
+    "content_length": ContentLengthRule,
+    "banned_terms": BannedTermsRule,
+    "required_text": RequiredTextRule,
+    "time_window": TimeWindowRule,
+}
+
+AnyRule = Annotated[
+    OptOutRule
+    | FrequencyCapRule
+    | ContentLengthRule
+    | BannedTermsRule
+    | RequiredTextRule
+    | TimeWindowRule,
+    Field(discriminator="type"),
+]
+
+
+class RuleFile(Strict):
+    rules: list[AnyRule]
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of one rule file."""
+    schema: dict[str, Any] = TypeAdapter(RuleFile).json_schema()
+    schema["title"] = "Message compliance gateway rule file"
+    return schema

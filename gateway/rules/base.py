@@ -1,0 +1,130 @@
+"""What every rule type shares: matching, compiling, and shaping its result.
+
+A rule is compiled once when its bundle loads. Pure rules answer `check`;
+stateful rules (opt-outs, caps) name the facts they need and `judge` them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from gateway.model import Action, Code, Message, Result, RuleResult
+from gateway.policy.schema import Match, RuleBase
+from gateway.text.normalize import Normalized, normalize
+
+
+class RuleConfigError(ValueError):
+    """A rule that passed the schema but cannot be compiled; `field` names where."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class CompileContext:
+    """Where a rule file lives, and how to read the files it names (so the
+    bundle's version covers them)."""
+
+    base_dir: Path
+    read_text: Callable[[Path], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A compiled `match`/`unless`: every named field must hold one of its values."""
+
+    fields: tuple[tuple[str, frozenset[str]], ...]
+
+    @classmethod
+    def compile(cls, match: Match | None) -> Condition | None:
+        if match is None:
+            return None
+        pairs = []
+        for name, value in match.model_dump(exclude_none=True).items():
+            values = [value] if isinstance(value, str) else list(value)
+            pairs.append((name, frozenset(str(v) for v in values)))
+        return cls(tuple(pairs))
+
+    def holds(self, message: Message) -> bool:
+        return all(_field_matches(message, name, values) for name, values in self.fields)
+
+
+def _field_matches(message: Message, name: str, values: frozenset[str]) -> bool:
+    if name == "tags":
+        return not values.isdisjoint(message.tags)
+    if name == "country":
+        return message.recipient.country in values
+    return str(getattr(message, name)) in values
+
+
+class TextCache:
+    """One message's normalized texts, computed at most once however many rules ask."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self._normalized: dict[str, Normalized] = {}
+
+    def normalized(self, field: str) -> Normalized | None:
+        text = self.message.text(field)
+        if text is None:
+            return None
+        if field not in self._normalized:
+            self._normalized[field] = normalize(text)
+        return self._normalized[field]
+
+
+@dataclass(eq=False)
+class Rule:
+    """A compiled rule."""
+
+    id: str
+    action: Action
+    match: Condition | None = None
+    unless: Condition | None = None
+    type: ClassVar[str] = ""
+    stateful: ClassVar[bool] = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def base_args(cls, spec: RuleBase) -> dict[str, Any]:
+        return {
+            "id": spec.id,
+            "action": spec.action,
+            "match": Condition.compile(spec.match),
+            "unless": Condition.compile(spec.unless),
+        }
+
+    def applies(self, message: Message) -> bool:
+        if self.match is not None and not self.match.holds(message):
+            return False
+        return self.unless is None or not self.unless.holds(message)
+
+    @property
+    def enforced(self) -> bool:
+        return self.action is not Action.MONITOR
+
+    def passed(self, detail: dict[str, Any]) -> RuleResult:
+        return RuleResult(self.id, self.type, Result.PASS, self.action, detail)
+
+    def failed(
+        self,
+        code: Code,
+        message: str,
+        detail: dict[str, Any],
+        retry_at: datetime | None = None,
+    ) -> RuleResult:
+        result = Result.FAIL if self.enforced else Result.MONITOR
+        return RuleResult(self.id, self.type, result, self.action, detail, code, message, retry_at)
+
+    def skipped(self) -> RuleResult:
+        return RuleResult(self.id, self.type, Result.SKIP, self.action, {})
+
+
+class PureRule(Rule):
+    def check(self, texts: TextCache, now: datetime) -> RuleResult:
+        raise NotImplementedError

@@ -1,0 +1,103 @@
+"""banned_terms and required_text: normalized term matching, compiled at load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
+from gateway.model import Code, RuleResult
+from gateway.policy.schema import BannedTermsRule, RequiredTextRule
+from gateway.rules.base import CompileContext, PureRule, RuleConfigError, TextCache
+from gateway.text.terms import TermError, TermMatcher, load_terms_file
+
+
+def _compile(terms: list[str], field: str) -> TermMatcher:
+    try:
+        return TermMatcher.compile(terms)
+    except TermError as exc:
+        raise RuleConfigError(f"{field}[{exc.index}]", str(exc)) from None
+
+
+def _file_terms(spec: BannedTermsRule, ctx: CompileContext) -> list[str]:
+    if not spec.terms_file:
+        return []
+    path = ctx.base_dir / spec.terms_file
+    try:
+        ctx.read_text(path)  # counted in the bundle's version
+        lines = load_terms_file(path)
+    except (TermError, OSError) as exc:
+        raise RuleConfigError("terms_file", str(exc)) from None
+    return [term for _, term in lines]
+
+
+@dataclass(eq=False)
+class BannedTerms(PureRule):
+    type: ClassVar[str] = "banned_terms"
+    matcher: TermMatcher | None = None
+    fields: tuple[str, ...] = ("body",)
+    term_count: int = 0
+
+    @classmethod
+    def compile(cls, spec: BannedTermsRule, ctx: CompileContext) -> BannedTerms:
+        terms = list(spec.terms)
+        matcher = _compile(terms, "terms")
+        file_terms = _file_terms(spec, ctx)
+        if file_terms:
+            matcher = _compile(terms + file_terms, "terms_file")
+        return cls(
+            **cls.base_args(spec),
+            matcher=matcher,
+            fields=tuple(spec.fields),
+            term_count=len(terms) + len(file_terms),
+        )
+
+    def check(self, texts: TextCache, now: datetime) -> RuleResult:
+        assert self.matcher is not None
+        for field in self.fields:
+            norm = texts.normalized(field)
+            if norm is None:
+                continue
+            found = self.matcher.first_normalized(norm)
+            if found is not None:
+                detail = {"field": field, "term": found.term, "offset": found.offset}
+                message = f"{field} contains banned term '{found.term}' at offset {found.offset}"
+                return self.failed(Code.BANNED_TERM, message, detail)
+        return self.passed({"terms": self.term_count})
+
+
+@dataclass(eq=False)
+class RequiredText(PureRule):
+    type: ClassVar[str] = "required_text"
+    matcher: TermMatcher | None = None
+    terms: tuple[str, ...] = ()
+    all_of: bool = False
+    field: str = "body"
+
+    @classmethod
+    def compile(cls, spec: RequiredTextRule, ctx: CompileContext) -> RequiredText:
+        terms = spec.all_of if spec.all_of is not None else spec.any_of or []
+        name = "all_of" if spec.all_of is not None else "any_of"
+        return cls(
+            **cls.base_args(spec),
+            matcher=_compile(terms, name),
+            terms=tuple(terms),
+            all_of=spec.all_of is not None,
+            field=spec.field,
+        )
+
+    def check(self, texts: TextCache, now: datetime) -> RuleResult:
+        assert self.matcher is not None
+        norm = texts.normalized(self.field)
+        found = self.matcher.found_normalized(norm) if norm is not None else {}
+        missing = [t for i, t in enumerate(self.terms) if i not in found]
+        ok = not missing if self.all_of else bool(found)
+        if ok:
+            first = min(found.values(), key=lambda m: m.offset)
+            return self.passed({"field": self.field, "term": first.term, "offset": first.offset})
+        detail = {"field": self.field, "term": None, "offset": None, "missing": missing}
+        quoted = ", ".join(f"'{t}'" for t in missing)
+        need = "all of" if self.all_of else "one of"
+        return self.failed(
+            Code.MISSING_REQUIRED_TEXT, f"{self.field} must contain {need}: {quoted}", detail
+        )

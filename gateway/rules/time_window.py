@@ -1,0 +1,79 @@
+"""time_window: regulated send hours, judged in the recipient's local time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from gateway.model import Code, Message, RecipientKind, RuleResult, iso
+from gateway.policy.schema import TimeWindowRule
+from gateway.rules.base import CompileContext, PureRule, RuleConfigError, TextCache
+from gateway.schedule.window import Window, WindowError, is_open, local_time, next_open
+from gateway.schedule.zones import number_zones, valid_zone
+
+HORIZON = timedelta(days=14)
+
+
+@dataclass(eq=False)
+class TimeWindow(PureRule):
+    type: ClassVar[str] = "time_window"
+    window: Window | None = None
+    fallback_timezone: str | None = None
+
+    @classmethod
+    def compile(cls, spec: TimeWindowRule, ctx: CompileContext) -> TimeWindow:
+        try:
+            window = Window.parse(
+                spec.allow.hours,
+                spec.allow.days,
+                exclude_holidays=spec.exclude_holidays,
+                holiday_calendar=spec.holiday_calendar,
+            )
+        except WindowError as exc:
+            raise RuleConfigError(_window_field(exc.field), str(exc)) from None
+        fallback = spec.fallback_timezone
+        if fallback is not None and not valid_zone(fallback):
+            raise RuleConfigError(
+                "fallback_timezone", f"'{fallback}' is not an IANA time zone like America/New_York"
+            )
+        return cls(**cls.base_args(spec), window=window, fallback_timezone=fallback)
+
+    def zones(self, message: Message) -> tuple[str, ...]:
+        """Where the recipient may be: the message's zone, else every zone of the
+        number, else the rule's fallback; empty when nothing is known."""
+        if message.recipient_timezone:
+            return (message.recipient_timezone,)
+        if message.recipient.kind is RecipientKind.PHONE:
+            zones = number_zones(message.recipient.address)
+            if zones:
+                return zones
+        return (self.fallback_timezone,) if self.fallback_timezone else ()
+
+    def check(self, texts: TextCache, now: datetime) -> RuleResult:
+        assert self.window is not None
+        message = texts.message
+        zones = self.zones(message)
+        country = message.recipient.country
+        if not zones:
+            detail: dict[str, Any] = {"zones": [], "local": None, "open": False, "next_open": None}
+            outside = self.window.describe()
+            why = f"the recipient's time zone is unknown, so it is treated as outside {outside}"
+            return self.failed(Code.OUTSIDE_TIME_WINDOW, why, detail)
+        local = [local_time(now, zone) for zone in zones]
+        closed = [z for z in zones if not is_open(self.window, now, z, country)]
+        detail = {
+            "zones": list(zones),
+            "local": local[0] if len(zones) == 1 else dict(zip(zones, local, strict=True)),
+            "open": not closed,
+        }
+        if not closed:
+            return self.passed(detail)
+        detail["next_open"] = iso(next_open([(self.window, zones, country)], now, HORIZON))
+        where = f"{local_time(now, closed[0])} {closed[0]}"
+        why = f"{where} is outside {self.window.describe()}"
+        return self.failed(Code.OUTSIDE_TIME_WINDOW, why, detail)
+
+
+def _window_field(name: str) -> str:
+    return name if name in ("exclude_holidays", "holiday_calendar") else f"allow.{name}"
