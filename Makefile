@@ -17,7 +17,8 @@ run: $(STAMP)
 	$(BIN)/gateway serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway tests
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
 
 test: lint

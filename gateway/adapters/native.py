@@ -1,0 +1,130 @@
+"""The gateway's own JSON API: `POST /v1/messages` and `POST /v1/check`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+import regex
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.errors import InputError
+from gateway.model import Channel, Message
+from gateway.recipients import parse_recipient
+from gateway.schedule.zones import valid_zone
+
+NAME = r"^[A-Za-z0-9._:@-]{1,128}$"
+# LF, CR and form feed are GSM characters; every other control character is refused.
+_BAD_CONTROL = regex.compile(r"[\x00-\x09\x0b\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = regex.compile(r"[\ud800-\udfff]")
+
+
+def _text_ok(value: str | None) -> str | None:
+    if value is None:
+        return None
+    bad = _BAD_CONTROL.search(value)
+    if bad:
+        raise ValueError(f"control character U+{ord(bad.group()):04X} at offset {bad.start()}")
+    lone = _SURROGATE.search(value)
+    if lone:
+        raise ValueError(f"lone surrogate U+{ord(lone.group()):04X} at offset {lone.start()}")
+    return value
+
+
+class NativeMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    channel: Literal["sms", "email", "push"]
+    to: Annotated[str, Field(min_length=1, max_length=4096)]
+    body: str
+    from_: Annotated[str | None, Field(alias="from", max_length=256)] = None
+    subject: str | None = None
+    title: str | None = None
+    category: Annotated[str | None, Field(pattern=NAME)] = None
+    sender: Annotated[str | None, Field(pattern=NAME)] = None
+    tags: list[Annotated[str, Field(pattern=NAME)]] = []
+    recipient_timezone: str | None = None
+    idempotency_key: Annotated[str | None, Field(min_length=1, max_length=255)] = None
+
+    _texts = field_validator("body", "subject", "title")(_text_ok)
+
+    @field_validator("recipient_timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None and not valid_zone(value):
+            raise ValueError(f"'{value}' is not an IANA time zone like America/New_York")
+        return value
+
+
+class CheckRequest(NativeMessage):
+    at: datetime | None = Field(default=None, strict=False)
+
+    @field_validator("at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone offset, e.g. 2026-06-02T11:00:00-04:00")
+        return value
+
+
+M = TypeVar("M", bound="NativeMessage")
+
+
+def decode_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError("the body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for error in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in error["loc"]) or "body"
+        msg = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            msg = "unknown field"
+        out.setdefault(loc, msg)
+    return out
+
+
+def parse_native(data: Any, model: type[M]) -> M:
+    if not isinstance(data, dict):
+        raise InputError("the body must be a JSON object (one message)")
+    try:
+        item = model.model_validate(data)
+    except ValidationError as exc:
+        fields = field_errors(exc)
+        raise InputError(
+            "the message is not valid: " + "; ".join(f"{k}: {v}" for k, v in fields.items()), fields
+        ) from None
+    if item.channel == "email" and item.subject is None:
+        raise InputError(
+            "the message is not valid: subject: required for email",
+            {"subject": "required for email"},
+        )
+    return item
+
+
+def to_message(item: NativeMessage, *, route: str, sender: str, category: str) -> Message:
+    """The normalized message; raises InvalidRecipient for a bad address."""
+    channel = Channel(item.channel)
+    return Message(
+        channel=channel,
+        recipient=parse_recipient(channel, item.to),
+        body=item.body,
+        sender=item.sender or sender,
+        route=route,
+        category=item.category or category,
+        from_=item.from_,
+        subject=item.subject,
+        title=item.title,
+        tags=tuple(item.tags),
+        recipient_timezone=item.recipient_timezone,
+        idempotency_key=item.idempotency_key,
+    )

@@ -1,0 +1,95 @@
+"""The one place where everything is wired: settings in, an ASGI app out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from gateway import runtime as runtime_module
+from gateway import scheduler
+from gateway.audit.base import AuditTrail
+from gateway.clock import Clock
+from gateway.policy.holder import Policies
+from gateway.settings import Settings
+from gateway.store.base import Store
+from gateway.upstream.base import Upstream
+from gateway.web import admin, messages
+from gateway.web.auth import ApiKeyAuth
+from gateway.web.errors import HANDLERS
+
+ROUTES = [
+    Route("/v1/messages", messages.send, methods=["POST"]),
+    Route("/v1/check", messages.check, methods=["POST"]),
+    Route("/v1/sandbox/messages", messages.sandbox_messages, methods=["GET"]),
+    Route("/v1/decisions", admin.decisions, methods=["GET"]),
+    Route("/v1/decisions/{id}", admin.decision, methods=["GET"]),
+    Route("/v1/deferred", admin.deferred_list, methods=["GET"]),
+    Route("/v1/deferred/{id}", admin.deferred_get, methods=["GET"]),
+    Route("/v1/deferred/{id}", admin.deferred_cancel, methods=["DELETE"]),
+    Route("/v1/opt-outs/{list}/{address}", admin.opt_out_put, methods=["PUT"]),
+    Route("/v1/opt-outs/{list}/{address}", admin.opt_out_get, methods=["GET"]),
+    Route("/v1/opt-outs/{list}/{address}", admin.opt_out_delete, methods=["DELETE"]),
+    Route("/v1/policies", admin.policies, methods=["GET"]),
+    Route("/v1/policies/reload", admin.policies_reload, methods=["POST"]),
+    Route("/healthz", admin.healthz, methods=["GET"]),
+    Route("/readyz", admin.readyz, methods=["GET"]),
+]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    trail: AuditTrail | None = None,
+    upstream: Upstream | None = None,
+    clock: Clock | None = None,
+    policies: Policies | None = None,
+    run_scheduler: bool = True,
+) -> Starlette:
+    """An app whose lifespan opens the store, trail and upstream client, runs
+    the deferred-message scheduler, and closes them all on shutdown."""
+    if policies is None:
+        policies = Policies(settings.policies, settings.packs)  # a broken bundle stops us here
+    # Claimed now, not in the lifespan, so a second process fails with one clear line.
+    claim = (
+        runtime_module.claim_folder(settings)
+        if runtime_module.needs_folder(settings, store, trail)
+        else None
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        rt = await runtime_module.start(
+            settings,
+            store=store,
+            trail=trail,
+            upstream=upstream,
+            clock=clock,
+            policies=policies,
+            claim=claim,
+        )
+        app.state.runtime = rt
+        task = None
+        if run_scheduler:
+            task = asyncio.create_task(scheduler.loop(rt, settings.scheduler_interval))
+        try:
+            yield {}
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await rt.close()
+
+    return Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(ApiKeyAuth, keys=settings.api_keys)],
+        exception_handlers=HANDLERS,
+        lifespan=lifespan,
+    )

@@ -1,0 +1,55 @@
+"""The trail contract, and the filter every backend applies the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionQuery:
+    """Filters of `GET /v1/decisions`. `recipient` is already pseudonymized;
+    `rule` and `code` match enforced or monitored failures; times are ms."""
+
+    recipient: str | None = None
+    sender: str | None = None
+    decision: str | None = None
+    rule: str | None = None
+    code: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    before: int | None = None  # cursor: only records older than this sequence number
+    limit: int = 50
+
+
+def failures(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """(rule, code) of every failed or monitored rule, and every reason."""
+    out = [(r["rule"], r["code"]) for r in record.get("reasons", [])]
+    out += [
+        (t["rule"], t.get("code") or "")
+        for t in record.get("trace", [])
+        if t.get("result") in ("fail", "monitor")
+    ]
+    return out
+
+
+class AuditTrail(Protocol):
+    async def append(self, record: dict[str, Any], at_ms: int) -> None:
+        """Store a decision record; durable when this returns."""
+        ...
+
+    async def update(self, decision_id: str, changes: dict[str, Any]) -> None:
+        """Merge top-level fields (the upstream's answer, late reasons) into a record."""
+        ...
+
+    async def get(self, decision_id: str) -> dict[str, Any] | None: ...
+
+    async def query(self, query: DecisionQuery) -> tuple[list[dict[str, Any]], int | None]:
+        """Matching records newest first, and the cursor of the next page (or None)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise AuditUnavailable unless the trail can be written."""
+        ...
+
+    async def close(self) -> None: ...

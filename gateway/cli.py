@@ -1,0 +1,277 @@
+"""`gateway ...`: the command line, over the same pieces as the server.
+
+Errors are one clear line on stderr and a non-zero exit; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from gateway.errors import GatewayError, InputError, InvalidRecipient, PolicyError
+from gateway.policy.bundle import Bundle
+from gateway.policy.loader import load_bundle
+from gateway.settings import Settings, load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        result: int = args.run(args)
+    except PolicyError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        print(f"the policy bundle was refused: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return 2
+    except GatewayError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="Message compliance gateway")
+    sub = parser.add_subparsers(required=True, metavar="command")
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    _common(serve)
+    serve.add_argument("--data-dir", type=Path)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1, help="processes (shared mode only)")
+    serve.set_defaults(run=_serve)
+
+    check = sub.add_parser("check", help="decide messages offline, one JSON line each")
+    _common(check)
+    check.add_argument("--at", help="the moment to judge at (ISO 8601 with offset)")
+    check.add_argument("--data-dir", type=Path, help="check against this live state")
+    check.add_argument("file", help="a JSON message, JSON lines, or - for standard input")
+    check.set_defaults(run=_check)
+
+    policy = sub.add_parser("policy", help="check, test or describe a policy bundle")
+    policy_sub = policy.add_subparsers(required=True, metavar="action")
+    for name, run, text in (
+        ("check", _policy_check, "validate the bundle"),
+        ("test", _policy_test, "run the *.test.yaml cases"),
+        ("schema", _policy_schema, "print the JSON Schema of rule files"),
+    ):
+        action = policy_sub.add_parser(name, help=text)
+        action.add_argument("dir", nargs="?", type=Path, help="policies folder")
+        action.add_argument("--config", type=Path)
+        action.set_defaults(run=run)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="config file (default ./gateway.yaml)")
+    parser.add_argument("--policies", type=Path, help="policies folder")
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    return load_settings(args.config, policies=getattr(args, "policies", None), **extra)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    settings = _settings(args, data_dir=args.data_dir, host=args.host, port=args.port)
+    _refuse_open_network(settings)
+    if args.workers > 1 and not settings.shared:
+        raise GatewayError(
+            "--workers needs shared mode (GATEWAY_REDIS_URL): one process owns a data folder"
+        )
+    app = create_app(settings)  # refuses a broken bundle before listening
+    if not settings.api_keys:
+        print(
+            "gateway: no API keys configured: every endpoint is open, so it listens on "
+            f"loopback only ({settings.host})",
+            file=sys.stderr,
+        )
+    if args.workers > 1:
+        _export(settings)
+        uvicorn.run(
+            "gateway.cli:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=args.workers,
+            log_level="warning",
+        )
+    else:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def _refuse_open_network(settings: Settings) -> None:
+    if settings.api_keys:
+        return
+    try:
+        loopback = ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        loopback = settings.host == "localhost"
+    if not loopback:
+        raise GatewayError(
+            f"refusing to listen on {settings.host} with no API keys: every endpoint would be "
+            "open; configure api_keys or listen on 127.0.0.1"
+        )
+
+
+def _export(settings: Settings) -> None:
+    import os
+
+    os.environ["GATEWAY_SETTINGS_JSON"] = settings.model_dump_json()
+
+
+def app_from_env() -> Any:
+    """The app for each worker process (uvicorn imports it by name)."""
+    import os
+
+    from gateway.app import create_app
+
+    return create_app(Settings.model_validate_json(os.environ["GATEWAY_SETTINGS_JSON"]))
+
+
+def _policy_folder(args: argparse.Namespace) -> tuple[Path, list[str]]:
+    if args.dir is not None:
+        settings = load_settings(args.config) if args.config else None
+        return args.dir, settings.packs if settings else []
+    settings = load_settings(args.config)
+    return settings.policies, settings.packs
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    folder, packs = _policy_folder(args)
+    bundle = load_bundle(folder, packs)
+    rules, files = len(bundle.rules), len(bundle.files)
+    print(f"{folder}: {rules} rules in {files} files, version {bundle.version}")
+    return 0
+
+
+def _policy_schema(args: argparse.Namespace) -> int:
+    from gateway.policy.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _policy_test(args: argparse.Namespace) -> int:
+    from gateway.policytest import run_folder
+
+    folder, packs = _policy_folder(args)
+    bundle = load_bundle(folder, packs)
+    count, failures = asyncio.run(run_folder(bundle, folder))
+    for failure in failures:
+        print(failure)
+    print(
+        f"{count - len(failures)} passed, {len(failures)} failed",
+        file=sys.stderr if failures else sys.stdout,
+    )
+    return 1 if failures else 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    settings = _settings(args, data_dir=args.data_dir)
+    bundle = load_bundle(settings.policies, settings.packs)
+    at = _parse_at(args.at) if args.at else None
+    stream = sys.stdin if args.file == "-" else _open(args.file)
+    return asyncio.run(
+        _check_lines(settings, bundle, _lines(stream), at, live=args.data_dir is not None)
+    )
+
+
+def _open(name: str) -> TextIO:
+    try:
+        return open(name, encoding="utf-8")
+    except OSError as exc:
+        raise GatewayError(f"{name}: {exc.strerror}") from None
+
+
+def _lines(stream: TextIO) -> Iterator[tuple[int, str]]:
+    text = stream.read()
+    stripped = text.strip()
+    if stripped.startswith("{") and "\n" in stripped:
+        try:
+            json.loads(stripped)  # one pretty-printed message
+            yield 1, stripped
+            return
+        except ValueError:
+            pass
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            yield number, line
+
+
+def _parse_at(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise GatewayError(f"--at: '{text}' is not an ISO 8601 time") from None
+    if at.tzinfo is None:
+        raise GatewayError(f"--at: '{text}' needs a time zone offset, e.g. {text}Z")
+    return at.astimezone(UTC)
+
+
+async def _check_lines(
+    settings: Settings,
+    bundle: Bundle,
+    lines: Iterator[tuple[int, str]],
+    at: datetime | None,
+    live: bool,
+) -> int:
+    from gateway.adapters.native import CheckRequest, decode_json, parse_native, to_message
+    from gateway.audit.memory import MemoryTrail
+    from gateway.clock import SystemClock
+    from gateway.policy.holder import Policies
+    from gateway.runtime import start
+    from gateway.store.base import Store
+    from gateway.store.memory import MemoryStore
+    from gateway.store.sqlite import SqliteStore
+
+    store: Store | None = None  # shared mode: the Redis store of the config
+    if not settings.shared:
+        store = SqliteStore(settings.data_dir / "state.db") if live else MemoryStore()
+    rt = await start(
+        settings,
+        store=store,
+        trail=MemoryTrail(),
+        clock=SystemClock(),
+        policies=Policies.fixed(bundle),
+    )
+    route = settings.native_route()
+    failed = 0
+    try:
+        for number, line in lines:
+            try:
+                item = parse_native(decode_json(line.encode("utf-8")), CheckRequest)
+                message = to_message(
+                    item,
+                    route=route.name if route else "native",
+                    sender=item.sender or (route.default_sender if route else None) or "default",
+                    category=item.category
+                    or (route.default_category if route else None)
+                    or "marketing",
+                )
+                when = item.at.astimezone(UTC) if item.at else at
+                decision = await rt.gateway.check(message, when)
+                print(json.dumps(decision.to_json(), ensure_ascii=False))
+            except (InputError, InvalidRecipient) as exc:
+                failed += 1
+                print(json.dumps({"line": number, "error": str(exc)}, ensure_ascii=False))
+    finally:
+        await rt.close()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The running pieces of one gateway process, started and stopped together."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from gateway.audit.base import AuditTrail
+from gateway.audit.memory import MemoryTrail
+from gateway.audit.sqlite import SqliteTrail
+from gateway.clock import Clock, SystemClock
+from gateway.errors import ConfigError, DataDirLocked
+from gateway.policy.holder import Policies
+from gateway.recipients import Pseudonymizer
+from gateway.service import Gateway
+from gateway.settings import Route, Settings
+from gateway.store.base import Store
+from gateway.upstream.base import Upstream
+from gateway.upstream.http import HttpUpstream
+from gateway.upstream.sandbox import Sandbox
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    policies: Policies
+    store: Store
+    trail: AuditTrail
+    gateway: Gateway
+    sandbox: Sandbox
+    http: Upstream
+    clock: Clock
+    _lock: IO[str] | None = None
+    _closers: list[Callable[[], object]] = field(default_factory=list)
+
+    def upstream(self, route: Route) -> Upstream:
+        return self.sandbox if route.upstream == "sandbox" else self.http
+
+    async def close(self) -> None:
+        await self.http.close()
+        await self.store.close()
+        await self.trail.close()
+        if self._lock is not None:
+            self._lock.close()
+
+
+def lock_data_dir(folder: Path) -> IO[str]:
+    """Only one process may own a data folder: a second one refuses to start."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / "gateway.lock", "a+")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise DataDirLocked(
+            f"the data folder {folder} is in use by {owner}; one gateway process owns a data "
+            "folder: give this one another --data-dir, or run several on Redis (GATEWAY_REDIS_URL)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"gateway process {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def needs_folder(settings: Settings, store: Store | None, trail: AuditTrail | None) -> bool:
+    """Whether this process will write into the data folder (and so must own it)."""
+    if settings.store == "memory":
+        return False
+    return trail is None or (store is None and not settings.shared)
+
+
+def claim_folder(settings: Settings) -> tuple[Path, IO[str]]:
+    """The folder this process writes its trail in. Embedded: the data folder.
+    Shared: the first free `worker-N` in it, so restarts find their trail again."""
+    if not settings.shared:
+        return settings.data_dir, lock_data_dir(settings.data_dir)
+    for slot in range(1, 257):
+        folder = settings.data_dir / f"worker-{slot}"
+        try:
+            return folder, lock_data_dir(folder)
+        except DataDirLocked:
+            continue
+    raise DataDirLocked(f"every worker folder under {settings.data_dir} is in use")
+
+
+async def open_store(settings: Settings) -> Store:
+    if settings.store == "memory":
+        from gateway.store.memory import MemoryStore
+
+        return MemoryStore()
+    if settings.shared:
+        from gateway.store.redis import RedisStore
+
+        return RedisStore(
+            settings.store, prefix=settings.redis_prefix, timeout=settings.redis_timeout
+        )
+    from gateway.store.sqlite import SqliteStore
+
+    return SqliteStore(settings.data_dir / "state.db", synchronous_full=settings.synchronous_full)
+
+
+async def start(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    trail: AuditTrail | None = None,
+    upstream: Upstream | None = None,
+    clock: Clock | None = None,
+    policies: Policies | None = None,
+    claim: tuple[Path, IO[str]] | None = None,
+) -> Runtime:
+    """Open everything a gateway process needs; the caller closes it. `claim`
+    is the data folder this process already owns (see `claim_folder`)."""
+    policies = policies or Policies(settings.policies, settings.packs)
+    if claim is None and needs_folder(settings, store, trail):
+        claim = claim_folder(settings)
+    lock = claim[1] if claim else None
+    if trail is None and claim is not None:
+        trail = SqliteTrail(claim[0] / "audit.db", synchronous_full=settings.synchronous_full)
+    store = store or await open_store(settings)
+    trail = trail or MemoryTrail()
+    key = await _audit_key(settings, store)
+    clock = clock or SystemClock()
+    senders = settings.senders
+    gateway = Gateway(
+        bundle=policies.current,
+        store=store,
+        trail=trail,
+        pseudonyms=Pseudonymizer(key),
+        clock=clock,
+        store_bodies=settings.audit.store_bodies,
+        max_deferred=lambda s: senders[s].max_deferred if s in senders else 10_000,
+    )
+    http = upstream or HttpUpstream(
+        settings.upstream_connect_timeout, settings.upstream_read_timeout
+    )
+    return Runtime(settings, policies, store, trail, gateway, Sandbox(), http, clock, lock)
+
+
+async def _audit_key(settings: Settings, store: Store) -> bytes:
+    """The configured key, else one generated once and kept by the store."""
+    if settings.audit.key:
+        if len(settings.audit.key) < 16:
+            raise ConfigError("audit.key (GATEWAY_AUDIT_KEY) must be at least 16 characters")
+        return settings.audit.key.encode("utf-8")
+    return await store.secret("pseudonymization-key", lambda: secrets.token_bytes(32))

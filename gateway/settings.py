@@ -1,0 +1,162 @@
+"""Configuration: one YAML file, every key overridable by `GATEWAY_<KEY>`.
+
+Nested keys join with an underscore (`GATEWAY_AUDIT_KEY` sets `audit.key`);
+`GATEWAY_REDIS_URL` sets `store`. The environment is passed in, never read at
+import time, so tests inject their own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.errors import ConfigError
+from gateway.policy.schema import RULE_ID
+
+DEFAULT_FILE = "gateway.yaml"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Route(Strict):
+    name: Annotated[str, Field(pattern=RULE_ID)]
+    adapter: Literal["native", "twilio", "sendgrid", "fcm"]
+    upstream: str  # "sandbox" or an http(s) URL
+    default_category: str | None = None
+    default_sender: str | None = None
+
+    @field_validator("upstream")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value != "sandbox" and not value.startswith(("http://", "https://")):
+            raise ValueError(f"'{value}' is neither 'sandbox' nor an http(s) URL")
+        return value.rstrip("/") if value != "sandbox" else value
+
+
+class Sender(Strict):
+    default_category: str | None = None
+    max_deferred: int = 10_000
+
+
+class Audit(Strict):
+    key: str | None = None  # pseudonymization key; generated once and kept if unset
+    store_bodies: bool = False
+
+
+class ApiKey(Strict):
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    role: Literal["sender", "auditor", "admin"]
+    sender: str | None = None
+
+
+class Settings(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    policies: Path = Path("policies")
+    packs: list[str] = []
+    store: str = "embedded"  # embedded | memory | redis://... | rediss://...
+    redis_prefix: str = "gw:"
+    redis_timeout: float = 0.5
+    data_dir: Path = Path("gateway-data")
+    synchronous_full: bool = False
+    audit: Audit = Audit()
+    routes: list[Route] = [Route(name="native", adapter="native", upstream="sandbox")]
+    senders: dict[str, Sender] = {}
+    api_keys: list[ApiKey] = []
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
+    idempotency_ttl: Annotated[int, Field(ge=1)] = 24 * 3600  # seconds
+    upstream_connect_timeout: float = 2.0
+    upstream_read_timeout: float = 10.0
+    scheduler_interval: float = 1.0
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        if value in ("embedded", "memory") or value.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            return value
+        raise ValueError(f"'{value}' is not embedded, memory or a redis:// URL")
+
+    def route(self, name: str) -> Route | None:
+        return next((r for r in self.routes if r.name == name), None)
+
+    def native_route(self) -> Route | None:
+        return next((r for r in self.routes if r.adapter == "native"), None)
+
+    @property
+    def shared(self) -> bool:
+        return self.store.startswith(("redis://", "rediss://", "unix://"))
+
+
+def load_settings(
+    path: Path | None = None, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """File (explicit, GATEWAY_CONFIG, or ./gateway.yaml if present), then the
+    environment, then keyword overrides (the command line)."""
+    env = os.environ if environ is None else environ
+    data = _read_file(path or _default_file(env))
+    _apply_env(data, env)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)
+        raise ConfigError(
+            "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in first)
+        ) from None
+
+
+def _default_file(env: Mapping[str, str]) -> Path | None:
+    if env.get("GATEWAY_CONFIG"):
+        return Path(env["GATEWAY_CONFIG"])
+    return Path(DEFAULT_FILE) if Path(DEFAULT_FILE).is_file() else None
+
+
+def _read_file(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the config file must be a mapping of keys")
+    return loaded
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    if env.get("GATEWAY_REDIS_URL"):
+        data["store"] = env["GATEWAY_REDIS_URL"]
+    for name, field in Settings.model_fields.items():
+        nested = field.annotation if isinstance(field.annotation, type) else None
+        if nested is not None and issubclass(nested, BaseModel):
+            for sub in nested.model_fields:
+                value = env.get(f"GATEWAY_{name}_{sub}".upper())
+                if value is not None:
+                    data.setdefault(name, {})[sub] = _scalar(value)
+            continue
+        value = env.get(f"GATEWAY_{name}".upper())
+        if value is not None:
+            data[name] = _scalar(value)
+
+
+def _scalar(text: str) -> Any:
+    """Plain text, except a value in [...] or {...}, read as YAML (lists, mappings)."""
+    if not text.lstrip().startswith(("[", "{")):
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"not valid YAML in an environment value: {text[:60]!r}") from None

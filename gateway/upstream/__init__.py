@@ -1,0 +1,1 @@
+"""Where allowed messages go: real HTTP upstreams and the built-in sandbox."""

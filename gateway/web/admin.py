@@ -1,0 +1,227 @@
+"""Opt-outs, decisions, deferred messages, policies and health."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.adapters.native import decode_json, field_errors
+from gateway.audit.base import DecisionQuery
+from gateway.errors import InputError, PolicyError
+from gateway.model import iso
+from gateway.recipients import hint, normalize_address
+from gateway.store.base import DeferredMessage, DeferStatus, OptOutEntry
+from gateway.web.http import json_response, query_int, read_body
+from gateway.web.messages import runtime
+
+LIST_NAME = r"^[A-Za-z0-9._:@-]{1,128}$"
+
+
+class OptOutBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    source: str = "api"
+    note: str | None = None
+
+
+def _entry_json(entry: OptOutEntry) -> dict[str, Any]:
+    return {
+        "list": entry.list,
+        "recipient": entry.recipient,
+        "recipient_hint": entry.hint,
+        "added_at": iso(datetime.fromtimestamp(entry.at_ms / 1000, UTC)),
+        "source": entry.source,
+        "note": entry.note,
+    }
+
+
+def _list_and_recipient(request: Request) -> tuple[str, str, str]:
+    import regex
+
+    name = request.path_params["list"]
+    if not regex.match(LIST_NAME, name):
+        raise InputError(f"'{name}' is not a list name", {"list": "letters, digits, . _ : @ -"})
+    address = normalize_address(request.path_params["address"])
+    return name, address, runtime(request).gateway.pseudonyms.token(address)
+
+
+async def opt_out_put(request: Request) -> Response:
+    rt = runtime(request)
+    name, address, token = _list_and_recipient(request)
+    raw = await read_body(request, 16 * 1024)
+    body = OptOutBody()
+    if raw.strip():
+        try:
+            body = OptOutBody.model_validate(decode_json(raw))
+        except ValidationError as exc:
+            raise InputError("the opt-out is not valid", field_errors(exc)) from None
+    at_ms = int(rt.clock.now().timestamp() * 1000)
+    entry = OptOutEntry(name, token, hint(address), at_ms, body.source, body.note)
+    created = await rt.store.opt_out_put(entry)
+    stored = await rt.store.opt_out_get(name, token)
+    return json_response(_entry_json(stored or entry), 201 if created else 200)
+
+
+async def opt_out_get(request: Request) -> Response:
+    name, _, token = _list_and_recipient(request)
+    entry = await runtime(request).store.opt_out_get(name, token)
+    if entry is None:
+        return json_response({"error": "not on this list"}, 404)
+    return json_response(_entry_json(entry))
+
+
+async def opt_out_delete(request: Request) -> Response:
+    name, _, token = _list_and_recipient(request)
+    if not await runtime(request).store.opt_out_delete(name, token):
+        return json_response({"error": "not on this list"}, 404)
+    return Response(status_code=204)
+
+
+def _time_param(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{name}: '{raw}' is not an ISO 8601 time", {name: "invalid"}) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return int(at.timestamp() * 1000)
+
+
+async def decisions(request: Request) -> Response:
+    rt = runtime(request)
+    params = request.query_params
+    unknown = set(params) - {
+        "recipient",
+        "sender",
+        "decision",
+        "rule",
+        "code",
+        "since",
+        "until",
+        "cursor",
+        "limit",
+    }
+    if unknown:
+        raise InputError(
+            f"unknown filter: {', '.join(sorted(unknown))}", dict.fromkeys(unknown, "unknown")
+        )
+    recipient = params.get("recipient")
+    cursor = params.get("cursor")
+    if cursor is not None and not cursor.isdigit():
+        raise InputError("cursor: not a cursor from a previous page", {"cursor": "invalid"})
+    query = DecisionQuery(
+        recipient=rt.gateway.pseudonyms.token(normalize_address(recipient)) if recipient else None,
+        sender=params.get("sender"),
+        decision=params.get("decision"),
+        rule=params.get("rule"),
+        code=params.get("code"),
+        since_ms=_time_param(request, "since"),
+        until_ms=_time_param(request, "until"),
+        before=int(cursor) if cursor else None,
+        limit=query_int(request, "limit", 50, 1, 1000),
+    )
+    records, more = await rt.trail.query(query)
+    return json_response({"decisions": records, "next_cursor": str(more) if more else None})
+
+
+async def decision(request: Request) -> Response:
+    record = await runtime(request).trail.get(request.path_params["id"])
+    if record is None:
+        return json_response({"error": "no such decision"}, 404)
+    return json_response(record)
+
+
+def _deferred_json(item: DeferredMessage) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "status": item.status.value,
+        "sender": item.sender,
+        "route": item.route,
+        "recipient": item.recipient,
+        "deliver_at": iso(datetime.fromtimestamp(item.deliver_at_ms / 1000, UTC)),
+        "created_at": iso(datetime.fromtimestamp(item.created_at_ms / 1000, UTC)),
+        "result": item.result,
+    }
+
+
+async def deferred_list(request: Request) -> Response:
+    status = request.query_params.get("status")
+    if status is not None and status not in DeferStatus.__members__.values():
+        raise InputError(
+            f"status: '{status}' is not one of {', '.join(DeferStatus)}", {"status": "invalid"}
+        )
+    items = await runtime(request).store.defer_list(
+        sender=request.query_params.get("sender"),
+        status=DeferStatus(status) if status else None,
+        limit=query_int(request, "limit", 100, 1, 1000),
+    )
+    return json_response({"deferred": [_deferred_json(i) for i in items]})
+
+
+async def deferred_get(request: Request) -> Response:
+    item = await runtime(request).store.defer_get(request.path_params["id"])
+    if item is None:
+        return json_response({"error": "no such deferred message"}, 404)
+    return json_response(_deferred_json(item))
+
+
+async def deferred_cancel(request: Request) -> Response:
+    """Cancel a pending message; 409 when it is already sent, refused or cancelled."""
+    store = runtime(request).store
+    before = await store.defer_get(request.path_params["id"])
+    if before is None:
+        return json_response({"error": "no such deferred message"}, 404)
+    after = await store.defer_cancel(before.id) if before.status is DeferStatus.PENDING else None
+    if after is None or after.status is not DeferStatus.CANCELLED:
+        item = after or before
+        return json_response(_deferred_json(item) | {"error": f"already {item.status.value}"}, 409)
+    return json_response(_deferred_json(after))
+
+
+async def policies(request: Request) -> Response:
+    bundle = runtime(request).policies.current()
+    return json_response(
+        {"version": bundle.version, "files": list(bundle.files), "rules": bundle.describe()}
+    )
+
+
+async def policies_reload(request: Request) -> Response:
+    rt = runtime(request)
+    try:
+        bundle = rt.policies.reload()
+    except PolicyError as exc:
+        return json_response(
+            {
+                "error": "the bundle was refused; the previous one keeps serving",
+                "problems": exc.problems,
+                "version": rt.policies.current().version,
+            },
+            422,
+        )
+    return json_response({"version": bundle.version, "rules": len(bundle.rules)})
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    rt = runtime(request)
+    problems = {}
+    for name, part in (("store", rt.store), ("audit", rt.trail)):
+        try:
+            await part.ping()
+        except Exception as exc:  # any failure means not ready; say which
+            problems[name] = str(exc) or type(exc).__name__
+    body = {
+        "status": "ready" if not problems else "not ready",
+        "policy_version": rt.policies.current().version,
+        "problems": problems,
+    }
+    return json_response(body, 200 if not problems else 503)

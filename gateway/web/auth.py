@@ -1,0 +1,71 @@
+"""Bearer API keys with roles (stored as SHA-256 hashes). Pure ASGI middleware."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.settings import ApiKey
+from gateway.web.http import json_response
+
+# Which role may call what: (method, path prefix) -> roles. Admin may do everything.
+_RULES: list[tuple[str, str, frozenset[str]]] = [
+    ("*", "/healthz", frozenset({"*"})),
+    ("*", "/readyz", frozenset({"*"})),
+    ("POST", "/v1/messages", frozenset({"sender"})),
+    ("POST", "/v1/check", frozenset({"sender"})),
+    ("GET", "/v1/deferred", frozenset({"sender"})),
+    ("DELETE", "/v1/deferred", frozenset({"sender"})),
+    ("GET", "/v1/decisions", frozenset({"auditor"})),
+    ("GET", "/v1/policies", frozenset({"auditor"})),
+    ("GET", "/v1/sandbox", frozenset({"sender"})),
+]
+
+
+def allowed(role: str, method: str, path: str) -> bool:
+    if role == "admin":
+        return True
+    for rule_method, prefix, roles in _RULES:
+        if rule_method in ("*", method) and path.startswith(prefix):
+            return "*" in roles or role in roles
+    return False
+
+
+class ApiKeyAuth:
+    """With keys configured, every request but health needs `Authorization: Bearer`."""
+
+    def __init__(self, app: ASGIApp, keys: list[ApiKey]) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys:
+            await self.app(scope, receive, send)
+            return
+        path, method = scope["path"], scope["method"]
+        if allowed("", method, path):  # open to anyone (health checks)
+            await self.app(scope, receive, send)
+            return
+        role = self._role(dict(scope["headers"]).get(b"authorization", b""))
+        if role is None:
+            response = json_response(
+                {"error": "an API key is needed (Authorization: Bearer ...)"}, 401
+            )
+        elif not allowed(role, method, path):
+            response = json_response({"error": f"the {role} role may not {method} {path}"}, 403)
+        else:
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+    def _role(self, header: bytes) -> str | None:
+        scheme, _, token = header.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        digest = hashlib.sha256(token.strip().encode()).hexdigest()
+        for key in self.keys:
+            if hmac.compare_digest(digest, key.sha256):
+                return key.role
+        return None

@@ -1,0 +1,202 @@
+"""The native API: `POST /v1/messages`, `POST /v1/check`, and the sandbox's inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+from datetime import UTC
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.adapters.native import (
+    CheckRequest,
+    NativeMessage,
+    decode_json,
+    parse_native,
+    to_message,
+)
+from gateway.errors import ConfigError, ConflictError, InvalidRecipient, StoreUnavailable
+from gateway.model import Channel, Code, Decision, Message, Reason, Verdict
+from gateway.recipients import hint
+from gateway.runtime import Runtime
+from gateway.service import Sent, ms
+from gateway.settings import Route
+from gateway.store.base import IdempotencyStatus
+from gateway.upstream.base import Outbound
+from gateway.web.http import decision_headers, json_response, read_body
+
+IN_FLIGHT_WAIT = 30.0  # seconds a duplicate waits for the first request's answer
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def native_route(rt: Runtime) -> Route:
+    route = rt.settings.native_route()
+    if route is None:
+        raise ConfigError("no route with adapter: native is configured")
+    return route
+
+
+def build_message(rt: Runtime, item: NativeMessage, route: Route) -> Message:
+    sender = item.sender or route.default_sender or "default"
+    configured = rt.settings.senders.get(sender)
+    category = (
+        route.default_category
+        or (configured.default_category if configured else None)
+        or "marketing"
+    )
+    return to_message(item, route=route.name, sender=sender, category=category)
+
+
+def invalid_recipient(rt: Runtime, item: NativeMessage, exc: InvalidRecipient) -> Response:
+    """400 with a decision that rejects with invalid_recipient (nothing stored)."""
+    now = rt.clock.now()
+    decision = Decision(
+        decision_id="",
+        decision=Verdict.REJECT,
+        at=now,
+        policy_version=rt.policies.current().version,
+        route=native_route(rt).name,
+        sender=item.sender or "default",
+        channel=Channel(item.channel),
+        category=item.category or "",
+        recipient=rt.gateway.pseudonyms.token(item.to),
+        recipient_hint=hint(item.to),
+        reasons=[Reason("recipient", Code.INVALID_RECIPIENT, str(exc))],
+        trace=[],
+    )
+    body = decision.to_json() | {"error": str(exc), "fields": exc.fields}
+    body.pop("decision_id")
+    return json_response(body, 400, {"X-Gateway-Decision": "reject"})
+
+
+async def check(request: Request) -> Response:
+    rt = runtime(request)
+    item = parse_native(
+        decode_json(await read_body(request, rt.settings.max_body_bytes)), CheckRequest
+    )
+    try:
+        message = build_message(rt, item, native_route(rt))
+    except InvalidRecipient as exc:
+        return invalid_recipient(rt, item, exc)
+    decision = await rt.gateway.check(message, item.at.astimezone(UTC) if item.at else None)
+    return json_response(decision.to_json(), 200, decision_headers(decision))
+
+
+async def send(request: Request) -> Response:
+    rt = runtime(request)
+    raw = await read_body(request, rt.settings.max_body_bytes)
+    item = parse_native(decode_json(raw), NativeMessage)
+    route = native_route(rt)
+    try:
+        message = build_message(rt, item, route)
+    except InvalidRecipient as exc:
+        return invalid_recipient(rt, item, exc)
+    if message.idempotency_key is None:
+        return await _send(rt, item, message, route, raw)
+    return await _once(
+        rt, message, _fingerprint(item), lambda: _send(rt, item, message, route, raw)
+    )
+
+
+async def _send(
+    rt: Runtime, item: NativeMessage, message: Message, route: Route, raw: bytes
+) -> Response:
+    url = "sandbox" if route.upstream == "sandbox" else route.upstream
+    outbound = Outbound("POST", url, (("content-type", "application/json"),), raw)
+    payload = {
+        "kind": "native",
+        "route": route.name,
+        "message": item.model_dump(by_alias=True, exclude_none=True),
+    }
+    try:
+        sent = await rt.gateway.submit(message, outbound, rt.upstream(route), payload)
+    except StoreUnavailable as exc:
+        await rt.gateway.record_store_failure(message, exc)
+        raise
+    return render(sent)
+
+
+def render(sent: Sent) -> Response:
+    decision = sent.decision
+    body = decision.to_json()
+    headers = decision_headers(decision)
+    if decision.decision is Verdict.DEFER:
+        return json_response(body, 202, headers)
+    if decision.decision is Verdict.REJECT:
+        if decision.capped_only and decision.retry_at is not None:
+            wait = math.ceil((decision.retry_at - decision.at).total_seconds())
+            headers["Retry-After"] = str(max(1, wait))
+            return json_response(body, 429, headers)
+        return json_response(body, 403, headers)
+    if sent.reply is None:
+        return json_response(
+            body, 504 if decision.reasons[-1].code is Code.UPSTREAM_UNKNOWN else 502, headers
+        )
+    body["upstream"] = dict(body["upstream"] or {}) | {"body": _json_or_text(sent.reply.body)}
+    return json_response(body, sent.reply.status, headers)
+
+
+def _json_or_text(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode("utf-8", "replace")
+
+
+def _fingerprint(item: NativeMessage) -> str:
+    canonical = json.dumps(
+        item.model_dump(exclude={"idempotency_key"}), sort_keys=True, default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _once(rt: Runtime, message: Message, fingerprint: str, act: Any) -> Response:
+    """Run `act` once per (sender, key) within the idempotency window; repeats get
+    the first answer, a different message with the same key gets a 409."""
+    key = f"idem:{message.sender}:{message.idempotency_key}"
+    ttl_ms = rt.settings.idempotency_ttl * 1000
+    deadline = asyncio.get_running_loop().time() + IN_FLIGHT_WAIT
+    while True:
+        state = await rt.store.idempotency_begin(key, fingerprint, ms(rt.clock.now()), ttl_ms)
+        if state.status is IdempotencyStatus.NEW:
+            break
+        if state.status is IdempotencyStatus.CONFLICT:
+            raise ConflictError("this idempotency key was already used with a different message")
+        if state.status is IdempotencyStatus.DONE and state.response is not None:
+            return _replay(state.response)
+        if asyncio.get_running_loop().time() > deadline:
+            raise ConflictError("a request with this idempotency key is still in flight")
+        await asyncio.sleep(0.02)
+    try:
+        response: Response = await act()
+    except BaseException:
+        await rt.store.idempotency_abandon(key)
+        raise
+    stored = {
+        "status": response.status_code,
+        "headers": {k: v for k, v in response.headers.items() if k.lower() != "content-length"},
+        "body": bytes(response.body).decode("utf-8"),
+    }
+    if response.status_code in (502, 503):
+        await rt.store.idempotency_abandon(key)  # nothing was sent: a retry may try again
+    else:
+        await rt.store.idempotency_finish(key, stored, ms(rt.clock.now()), ttl_ms)
+    return response
+
+
+def _replay(stored: dict[str, Any]) -> Response:
+    headers = dict(stored["headers"]) | {"Idempotent-Replayed": "true"}
+    return Response(stored["body"].encode("utf-8"), stored["status"], headers)
+
+
+async def sandbox_messages(request: Request) -> Response:
+    rt = runtime(request)
+    return json_response({"messages": rt.sandbox.messages()})

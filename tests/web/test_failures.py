@@ -1,0 +1,75 @@
+"""Store down: 503 and nothing sent. Upstream answers come back unchanged;
+only when it gives none does the gateway answer 502 or 504."""
+
+from __future__ import annotations
+
+from tests.stub_upstream import stub_upstream
+from tests.web.conftest import Make, sms
+
+
+def test_store_unreachable_fails_closed(make_client: Make) -> None:
+    client = make_client(
+        env={"GATEWAY_REDIS_URL": "redis://127.0.0.1:1/0", "GATEWAY_AUDIT_KEY": "k" * 32}
+    )
+    answer = client.post("/v1/messages", json=sms())
+    assert answer.status_code == 503
+    assert answer.json()["code"] == "store_unavailable"
+    assert client.get("/v1/sandbox/messages").json()["messages"] == []
+    assert client.get("/readyz").status_code == 503
+    refused = client.get("/v1/decisions", params={"code": "store_unavailable"}).json()
+    assert len(refused["decisions"]) == 1
+
+
+def routes(url: str) -> str:
+    return f'[{{name: native, adapter: native, upstream: "{url}"}}]'
+
+
+def test_upstream_answer_comes_back_unchanged(make_client: Make) -> None:
+    with stub_upstream() as stub:
+        client = make_client(env={"GATEWAY_ROUTES": routes(stub.url + "/send")})
+        answer = client.post("/v1/messages", json=sms(body="hi"))
+        assert answer.status_code == 201
+        assert answer.json()["upstream"]["body"] == {"sid": "SM123", "status": "queued"}
+        assert answer.json()["upstream"]["message_id"] == "SM123"
+        assert stub.received[0]["path"] == "/send"
+        assert stub.received[0]["body"] == answer.request.content
+
+
+def test_upstream_refusal_is_passed_on_and_not_counted(make_client: Make) -> None:
+    with stub_upstream() as stub:
+        client = make_client(env={"GATEWAY_ROUTES": routes(stub.url)})
+        stub.status, stub.answer = 500, {"error": "boom"}
+        for _ in range(3):
+            answer = client.post("/v1/messages", json=sms())
+            assert answer.status_code == 500
+            assert answer.json()["upstream"]["body"] == {"error": "boom"}
+            assert answer.json()["reasons"][-1]["code"] == "upstream_error"
+        stub.status, stub.answer = 201, {"sid": "SM1"}
+        assert client.post("/v1/messages", json=sms()).status_code == 201
+        assert client.post("/v1/messages", json=sms()).status_code == 201
+        assert client.post("/v1/messages", json=sms()).status_code == 429
+
+
+def test_unreachable_upstream_is_502_and_not_counted(make_client: Make) -> None:
+    client = make_client(env={"GATEWAY_ROUTES": routes("http://127.0.0.1:1")})
+    for _ in range(3):
+        answer = client.post("/v1/messages", json=sms())
+        assert answer.status_code == 502
+        assert answer.json()["reasons"][-1]["code"] == "upstream_error"
+    record = client.get(f"/v1/decisions/{answer.json()['decision_id']}").json()
+    assert record["upstream"]["status"] is None
+    assert record["reasons"][-1]["code"] == "upstream_error"
+
+
+def test_upstream_timeout_is_504_and_counted(make_client: Make) -> None:
+    with stub_upstream() as stub:
+        client = make_client(
+            env={"GATEWAY_ROUTES": routes(stub.url), "GATEWAY_UPSTREAM_READ_TIMEOUT": "0.2"}
+        )
+        stub.delay = 0.5
+        for _ in range(2):
+            answer = client.post("/v1/messages", json=sms())
+            assert answer.status_code == 504
+            assert answer.json()["reasons"][-1]["code"] == "upstream_unknown"
+        stub.delay = 0
+        assert client.post("/v1/messages", json=sms()).status_code == 429

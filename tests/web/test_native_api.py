@@ -1,0 +1,204 @@
+"""POST /v1/messages and /v1/check as a sender sees them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from starlette.testclient import TestClient
+
+from gateway.clock import FixedClock
+from tests.web.conftest import Make, sms
+
+
+def test_allowed_message_goes_to_the_sandbox(client: TestClient) -> None:
+    answer = client.post("/v1/messages", json=sms(body="Spring sale today"))
+    assert answer.status_code == 201
+    assert answer.headers["X-Gateway-Decision"] == "allow"
+    body = answer.json()
+    assert body["decision"] == "allow"
+    assert answer.headers["X-Gateway-Decision-Id"] == body["decision_id"]
+    assert body["upstream"]["status"] == 201
+    assert body["upstream"]["body"]["status"] == "accepted"
+    assert body["recipient"].startswith("hmac:") and body["recipient_hint"] == "+1212…0100"
+    assert [t["rule"] for t in body["trace"]] == [
+        "global-opt-out",
+        "marketing-sms-caps",
+        "sms-three-segments",
+        "finance-claims",
+        "tcpa-quiet-hours",
+    ]
+    assert {t["result"] for t in body["trace"]} == {"pass"}
+    inbox = client.get("/v1/sandbox/messages").json()["messages"]
+    assert inbox[0]["body"]["body"] == "Spring sale today"
+
+
+def test_opted_out_recipient_is_refused_with_403(client: TestClient) -> None:
+    put = client.put("/v1/opt-outs/global/+1 (212) 555-0100")
+    assert put.status_code == 201
+    answer = client.post("/v1/messages", json=sms())
+    assert answer.status_code == 403
+    assert answer.headers["X-Gateway-Decision"] == "reject"
+    reasons = answer.json()["reasons"]
+    assert reasons == [
+        {"rule": "global-opt-out", "code": "opted_out", "message": "recipient opted out (global)"}
+    ]
+    trace = {t["rule"]: t for t in answer.json()["trace"]}
+    assert trace["global-opt-out"]["detail"]["list"] == "global"
+    assert client.get("/v1/sandbox/messages").json()["messages"] == []
+
+
+def test_the_sender_list_is_separate(client: TestClient) -> None:
+    client.put("/v1/opt-outs/sender:acme/+12125550100")
+    assert client.post("/v1/messages", json=sms(sender="acme")).status_code == 403
+    assert client.post("/v1/messages", json=sms(sender="other")).status_code == 201
+
+
+def test_transactional_passes_opt_out(client: TestClient) -> None:
+    client.put("/v1/opt-outs/global/+12125550100")
+    answer = client.post("/v1/messages", json=sms(category="transactional"))
+    assert answer.status_code == 201
+    trace = {t["rule"]: t["result"] for t in answer.json()["trace"]}
+    assert trace["global-opt-out"] == "skip"
+
+
+def test_third_marketing_text_is_capped_with_retry_after(
+    client: TestClient, clock: FixedClock
+) -> None:
+    assert client.post("/v1/messages", json=sms(body="a")).status_code == 201
+    clock.advance(timedelta(hours=1))
+    assert client.post("/v1/messages", json=sms(body="b")).status_code == 201
+    clock.advance(timedelta(hours=1))
+    answer = client.post("/v1/messages", json=sms(body="c"))
+    assert answer.status_code == 429
+    # The first send leaves the 24 h window one millisecond after 24 h: 22 h from now.
+    assert answer.headers["Retry-After"] == str(22 * 3600 + 1)
+    cap = {t["rule"]: t for t in answer.json()["trace"]}["marketing-sms-caps"]
+    assert cap["result"] == "fail"
+    assert cap["detail"]["count"] == 2 and cap["detail"]["limit"] == 2
+    assert cap["detail"]["per"] == "24h"
+    assert cap["detail"]["retry_at"] == "2026-06-03T15:00:00.001Z"
+
+
+def test_refused_messages_do_not_count(client: TestClient) -> None:
+    for _ in range(3):
+        assert client.post("/v1/messages", json=sms(body="guaranteed returns!")).status_code == 403
+    assert client.post("/v1/messages", json=sms(body="fine")).status_code == 201
+    assert client.post("/v1/messages", json=sms(body="fine too")).status_code == 201
+
+
+def test_marketing_at_night_is_deferred(client: TestClient, clock: FixedClock) -> None:
+    clock.advance(timedelta(hours=11))  # 22:00 in New York
+    answer = client.post("/v1/messages", json=sms())
+    assert answer.status_code == 202
+    body = answer.json()
+    assert body["decision"] == "defer"
+    assert body["deliver_at"] == "2026-06-03T12:00:00Z"  # 08:00 EDT
+    assert body["reasons"][0]["code"] == "outside_time_window"
+    assert body["reasons"][0]["message"] == "22:00 America/New_York is outside 08:00-21:00"
+    held = client.get(f"/v1/deferred/{body['decision_id']}").json()
+    assert held["status"] == "pending" and held["deliver_at"] == "2026-06-03T12:00:00Z"
+    cancelled = client.delete(f"/v1/deferred/{body['decision_id']}")
+    assert cancelled.json()["status"] == "cancelled"
+    assert client.delete(f"/v1/deferred/{body['decision_id']}").status_code == 409
+
+
+def test_reject_wins_over_defer(client: TestClient, clock: FixedClock) -> None:
+    clock.advance(timedelta(hours=11))
+    answer = client.post("/v1/messages", json=sms(body="guaranteed returns"))
+    assert answer.status_code == 403
+    codes = [r["code"] for r in answer.json()["reasons"]]
+    assert codes == ["banned_term", "outside_time_window"]
+
+
+def test_check_has_no_side_effects_and_takes_at(client: TestClient) -> None:
+    for _ in range(3):
+        answer = client.post("/v1/check", json=sms())
+        assert answer.status_code == 200 and answer.json()["decision"] == "allow"
+    assert client.get("/v1/sandbox/messages").json()["messages"] == []
+    night = client.post("/v1/check", json=sms(at="2026-06-02T23:30:00-04:00")).json()
+    assert night["decision"] == "defer" and night["deliver_at"] == "2026-06-03T12:00:00Z"
+    assert client.get("/v1/deferred").json()["deferred"] == []
+
+
+def test_idempotency_key_returns_the_first_answer(client: TestClient) -> None:
+    first = client.post("/v1/messages", json=sms(idempotency_key="k1"))
+    again = client.post("/v1/messages", json=sms(idempotency_key="k1"))
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert len(client.get("/v1/sandbox/messages").json()["messages"]) == 1
+    other = client.post("/v1/messages", json=sms(idempotency_key="k1", body="different"))
+    assert other.status_code == 409
+    # One counted send: a second distinct message still fits under the cap of 2.
+    assert client.post("/v1/messages", json=sms(body="x")).status_code == 201
+
+
+def test_invalid_recipient_is_a_400_decision(client: TestClient) -> None:
+    answer = client.post("/v1/messages", json=sms(to="+1 555"))
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["decision"] == "reject"
+    assert body["reasons"][0]["code"] == "invalid_recipient"
+    bad_mail = client.post(
+        "/v1/messages",
+        json={"channel": "email", "to": "not-an-address", "subject": "s", "body": "b"},
+    )
+    assert bad_mail.status_code == 400
+    assert bad_mail.json()["reasons"][0]["code"] == "invalid_recipient"
+    assert client.get("/v1/decisions").json()["decisions"] == []
+
+
+def test_decisions_are_recorded_and_filtered(client: TestClient) -> None:
+    allowed = client.post("/v1/messages", json=sms()).json()
+    client.put("/v1/opt-outs/global/+12125550111")
+    refused = client.post("/v1/messages", json=sms(to="+12125550111")).json()
+    record = client.get(f"/v1/decisions/{allowed['decision_id']}").json()
+    assert record["decision"] == "allow" and record["upstream"]["status"] == 201
+    assert "body" not in record["upstream"]
+    assert record["content"]["body"]["length"] == 5 and "text" not in record["content"]["body"]
+    by_recipient = client.get("/v1/decisions", params={"recipient": "+1 212 555 0111"}).json()
+    assert [d["decision_id"] for d in by_recipient["decisions"]] == [refused["decision_id"]]
+    by_code = client.get("/v1/decisions", params={"code": "opted_out"}).json()
+    assert [d["decision_id"] for d in by_code["decisions"]] == [refused["decision_id"]]
+    newest_first = client.get("/v1/decisions").json()["decisions"]
+    assert [d["decision_id"] for d in newest_first] == [
+        refused["decision_id"],
+        allowed["decision_id"],
+    ]
+    page = client.get("/v1/decisions", params={"limit": 1}).json()
+    rest = client.get("/v1/decisions", params={"limit": 1, "cursor": page["next_cursor"]}).json()
+    assert rest["decisions"][0]["decision_id"] == allowed["decision_id"]
+    assert client.get("/v1/decisions/nope").status_code == 404
+
+
+def test_monitor_mode_records_without_enforcing(make_client: Make) -> None:
+    client = make_client(
+        "rules:\n  - id: watch\n    type: banned_terms\n    terms: [free]\n    action: monitor\n"
+    )
+    answer = client.post("/v1/messages", json=sms(body="free pizza"))
+    assert answer.status_code == 201
+    trace = answer.json()["trace"][0]
+    assert trace["result"] == "monitor" and trace["code"] == "banned_term"
+    assert answer.json()["reasons"] == []
+    found = client.get("/v1/decisions", params={"rule": "watch"}).json()["decisions"]
+    assert len(found) == 1
+
+
+def test_opt_out_endpoints(client: TestClient) -> None:
+    assert client.get("/v1/opt-outs/global/+12125550100").status_code == 404
+    assert (
+        client.put("/v1/opt-outs/global/+12125550100", json={"note": "asked by phone"}).status_code
+        == 201
+    )
+    assert client.put("/v1/opt-outs/global/+1-212-555-0100").status_code == 200
+    entry = client.get("/v1/opt-outs/global/+12125550100").json()
+    assert entry["note"] == "asked by phone" and entry["added_at"] == "2026-06-02T15:00:00Z"
+    assert client.delete("/v1/opt-outs/global/(+1) 212 555 0100").status_code == 204
+    assert client.delete("/v1/opt-outs/global/+12125550100").status_code == 404
+    assert client.put("/v1/opt-outs/global/not a number").status_code == 400
+
+
+def test_health(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["policy_version"].startswith("sha256:")
