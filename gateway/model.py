@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -83,7 +84,12 @@ class Message:
     idempotency_key: str | None = None
 
     def text(self, name: str) -> str | None:
-        """The text of a content field: body, subject or title."""
+        """The text of a content field: body, subject, title, or `payload` (a push
+        notification as providers measure it: its title and body as JSON)."""
+        if name == "payload":
+            if self.channel is not Channel.PUSH:
+                return None
+            return json.dumps({"title": self.title, "body": self.body}, ensure_ascii=False)
         value: str | None = getattr(self, name)
         return value
 

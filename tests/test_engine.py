@@ -233,3 +233,13 @@ async def test_monitor_never_decides(harness: Callable[[str], Harness]) -> None:
     assert d.decision.value == "allow"
     assert result(d, "cap")["result"] == "monitor"
     assert result(d, "cap")["code"] == "frequency_capped"
+
+
+async def test_push_payload_bytes(harness: Callable[[str], Harness]) -> None:
+    h = harness("rules:\n  - {id: push, type: content_length, field: payload, max_bytes: 40}\n")
+    small = await h.check(channel="push", to="token-1", title="Hi", body="é")
+    assert result(small, "push")["detail"]["bytes"] == len('{"title": "Hi", "body": "é"}'.encode())
+    big = await h.check(channel="push", to="token-1", title="Hi", body="x" * 40)
+    assert result(big, "push")["result"] == "fail"
+    sms_message = await h.check(body="x" * 100)
+    assert result(sms_message, "push")["result"] == "skip"

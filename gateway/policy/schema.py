@@ -104,11 +104,12 @@ class FrequencyCapRule(RuleBase):
 
 
 TextField = Literal["body", "subject", "title"]
+LengthField = Literal["body", "subject", "title", "payload"]
 
 
 class ContentLengthRule(RuleBase):
     type: Literal["content_length"]
-    field: TextField = "body"
+    field: LengthField = "body"
     max_segments: Annotated[int, Field(ge=1, strict=True)] | None = None
     max_chars: Annotated[int, Field(ge=1, strict=True)] | None = None
     max_bytes: Annotated[int, Field(ge=1, strict=True)] | None = None

@@ -24,8 +24,8 @@ def _file_terms(spec: BannedTermsRule, ctx: CompileContext) -> list[str]:
         return []
     path = ctx.base_dir / spec.terms_file
     try:
-        ctx.read_text(path)  # counted in the bundle's version
         lines = load_terms_file(path)
+        ctx.read_text(path)  # counted in the bundle's version
     except (TermError, OSError) as exc:
         raise RuleConfigError("terms_file", str(exc)) from None
     return [term for _, term in lines]

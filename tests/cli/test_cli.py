@@ -29,7 +29,7 @@ def run(*args: str, stdin: str | None = None, cwd: Path = REPO) -> subprocess.Co
 def test_policy_check_on_the_sample_bundle() -> None:
     done = run("policy", "check", "policies")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("policies: 6 rules in ")
+    assert done.stdout.startswith("policies: 7 rules in ")
 
 
 def test_policy_check_prints_every_problem(tmp_path: Path) -> None:

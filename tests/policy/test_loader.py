@@ -161,3 +161,56 @@ def test_not_utf8(write_policies: Writer) -> None:
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="no such policies folder"):
         load_bundle(tmp_path / "nope")
+
+
+def test_bad_terms_refuse_the_bundle(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": """
+            rules:
+              - id: empty
+                type: banned_terms
+                terms: ["ok", ""]
+              - id: invisible
+                type: banned_terms
+                terms: ["\\u200b"]
+              - id: missing-file
+                type: banned_terms
+                terms_file: terms/nope.txt
+              - id: latin1-file
+                type: banned_terms
+                terms_file: terms/latin1.txt
+              - id: required-empty
+                type: required_text
+                any_of: [" "]
+            """,
+            "terms/latin1.txt": "",
+        }
+    )
+    (root / "terms" / "latin1.txt").write_bytes(b"ok\ncaf\xe9\n")
+    found = problems(root)
+    assert found[0] == "a.yaml:4: empty: terms[1]: term is empty"
+    assert found[1] == (
+        "a.yaml:7: invisible: terms[0]: term '\\u200b' normalizes to nothing "
+        "(only spaces, separators or invisible characters)"
+    )
+    assert found[2].startswith("a.yaml:10: missing-file: terms_file: terms file '")
+    assert found[2].endswith("terms/nope.txt' not found")
+    assert found[3].startswith("a.yaml:13: latin1-file: terms_file: terms file '")
+    assert found[3].endswith("latin1.txt' is not UTF-8: byte 0xe9 on line 2")
+    assert found[4].startswith(
+        "a.yaml:16: required-empty: any_of[0]: term ' ' normalizes to nothing"
+    )
+
+
+def test_terms_files_count_in_the_version(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules:\n  - {id: b, type: banned_terms, terms_file: t.txt}\n",
+            "t.txt": "free money\n",
+        }
+    )
+    before = load_bundle(root)
+    assert "policies/t.txt" in before.files
+    (root / "t.txt").write_text("free money\nno risk\n")
+    assert load_bundle(root).version != before.version
