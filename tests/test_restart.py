@@ -59,27 +59,21 @@ def test_state_and_records_survive_a_kill(tmp_path: Path) -> None:
         server.stop()
 
 
+def serve_and_fail(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `gateway serve` expecting it to refuse to start."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(free_port()), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def test_a_second_process_on_the_same_folder_refuses_to_start(tmp_path: Path) -> None:
     server = start(tmp_path / "data")
     try:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "serve",
-                "--policies",
-                "policies",
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--port",
-                str(free_port()),
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        done = serve_and_fail("--policies", "policies", "--data-dir", str(tmp_path / "data"))
         assert done.returncode == 2
         assert f"the data folder {tmp_path / 'data'} is in use by gateway process" in done.stderr
         assert "Traceback" not in done.stderr
@@ -90,48 +84,14 @@ def test_a_second_process_on_the_same_folder_refuses_to_start(tmp_path: Path) ->
 def test_a_broken_bundle_stops_the_start(tmp_path: Path) -> None:
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "a.yaml").write_text("rules:\n  - id: a\n    type: opt_out\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "serve",
-            "--policies",
-            str(tmp_path / "p"),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--port",
-            str(free_port()),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = serve_and_fail("--policies", str(tmp_path / "p"), "--data-dir", str(tmp_path / "d"))
     assert done.returncode == 2
     assert done.stderr.splitlines()[0].endswith("a.yaml:2: a: lists: is required")
 
 
 def test_refuses_an_open_address_without_keys(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "serve",
-            "--policies",
-            "policies",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(free_port()),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
+    done = serve_and_fail(
+        "--policies", "policies", "--data-dir", str(tmp_path / "d"), "--host", "0.0.0.0"
     )
     assert done.returncode == 2
     assert "refusing to listen on 0.0.0.0 with no API keys" in done.stderr

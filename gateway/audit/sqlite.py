@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Callable
@@ -32,6 +33,12 @@ CREATE TABLE IF NOT EXISTS decision_failures (
 );
 CREATE INDEX IF NOT EXISTS failures_rule ON decision_failures (rule, seq);
 CREATE INDEX IF NOT EXISTS failures_code ON decision_failures (code, seq);
+CREATE TABLE IF NOT EXISTS amendments (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS amendments_id ON amendments (id, n);
 """
 
 P = ParamSpec("P")
@@ -52,8 +59,13 @@ def _translated(fn: Callable[P, T]) -> Callable[P, T]:
 
 
 class SqliteTrail:
+    """Writes are group-committed: every append and amendment that arrives in
+    the same event-loop turn goes into one transaction, and each caller
+    resumes only once that transaction is committed (durable before send)."""
+
     def __init__(self, path: Path, *, synchronous_full: bool = False) -> None:
         self._db = self._open(path, synchronous_full)
+        self._batch: list[tuple[Callable[[], None], asyncio.Future[None]]] = []
 
     @staticmethod
     @_translated
@@ -65,45 +77,70 @@ class SqliteTrail:
         return db
 
     async def append(self, record: dict[str, Any], at_ms: int) -> None:
-        self._append(record, at_ms)
-
-    @_translated
-    def _append(self, record: dict[str, Any], at_ms: int) -> None:
-        with self._db:
-            cur = self._db.execute(
-                "INSERT INTO decisions (id, at_ms, sender, decision, recipient, doc)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    record["decision_id"],
-                    at_ms,
-                    record["sender"],
-                    record["decision"],
-                    record["recipient"],
-                    json.dumps(record, ensure_ascii=False),
-                ),
-            )
-            rows = [(cur.lastrowid, rule, code) for rule, code in set(failures(record))]
-            self._db.executemany("INSERT INTO decision_failures VALUES (?, ?, ?)", rows)
+        await self._write(lambda: self._append(record, at_ms))
 
     async def update(self, decision_id: str, changes: dict[str, Any]) -> None:
-        self._update(decision_id, changes)
+        await self._write(lambda: self._update(decision_id, changes))
+
+    async def _write(self, write: Callable[[], None]) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if not self._batch:
+            loop.call_soon(self._commit)
+        self._batch.append((write, done))
+        await done
+
+    def _commit(self) -> None:
+        batch, self._batch = self._batch, []
+        try:
+            self._transaction([write for write, _ in batch])
+        except AuditUnavailable as exc:
+            for _, done in batch:
+                done.set_exception(exc)
+            return
+        for _, done in batch:
+            done.set_result(None)
 
     @_translated
-    def _update(self, decision_id: str, changes: dict[str, Any]) -> None:
-        with self._db:
-            row = self._db.execute(
-                "SELECT seq, doc FROM decisions WHERE id = ?", (decision_id,)
-            ).fetchone()
-            if row is None:
-                return
-            record = json.loads(row[1]) | changes
-            self._db.execute(
-                "UPDATE decisions SET doc = ?, decision = ? WHERE seq = ?",
-                (json.dumps(record, ensure_ascii=False), record["decision"], row[0]),
-            )
-            self._db.execute("DELETE FROM decision_failures WHERE seq = ?", (row[0],))
-            rows = [(row[0], rule, code) for rule, code in set(failures(record))]
+    def _transaction(self, writes: list[Callable[[], None]]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for write in writes:
+                write()
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _append(self, record: dict[str, Any], at_ms: int) -> None:
+        cur = self._db.execute(
+            "INSERT INTO decisions (id, at_ms, sender, decision, recipient, doc)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                record["decision_id"],
+                at_ms,
+                record["sender"],
+                record["decision"],
+                record["recipient"],
+                json.dumps(record, ensure_ascii=False),
+            ),
+        )
+        rows = [(cur.lastrowid, rule, code) for rule, code in set(failures(record))]
+        if rows:
             self._db.executemany("INSERT INTO decision_failures VALUES (?, ?, ?)", rows)
+
+    def _update(self, decision_id: str, changes: dict[str, Any]) -> None:
+        """Appended, never rewritten: the first record stays as it was written,
+        and readers merge the amendments in order."""
+        self._db.execute(
+            "INSERT INTO amendments (id, doc) VALUES (?, ?)",
+            (decision_id, json.dumps(changes, ensure_ascii=False)),
+        )
+        rows = [(rule, code, decision_id) for rule, code in set(failures(changes))]
+        if rows:
+            self._db.executemany(
+                "INSERT INTO decision_failures SELECT seq, ?, ? FROM decisions WHERE id = ?", rows
+            )
 
     async def get(self, decision_id: str) -> dict[str, Any] | None:
         return self._get(decision_id)
@@ -111,7 +148,16 @@ class SqliteTrail:
     @_translated
     def _get(self, decision_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT doc FROM decisions WHERE id = ?", (decision_id,)).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        return None if row is None else self._merged([json.loads(row[0])])[0]
+
+    def _merged(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        by_id = {record["decision_id"]: record for record in records}
+        if by_id:
+            marks = ",".join("?" * len(by_id))
+            sql = f"SELECT id, doc FROM amendments WHERE id IN ({marks}) ORDER BY n"
+            for decision_id, doc in self._db.execute(sql, list(by_id)):
+                by_id[decision_id].update(json.loads(doc))
+        return records
 
     async def query(self, query: DecisionQuery) -> tuple[list[dict[str, Any]], int | None]:
         return self._query(query)
@@ -122,7 +168,7 @@ class SqliteTrail:
         sql = f"SELECT seq, doc FROM decisions {where} ORDER BY seq DESC LIMIT ?"
         rows = self._db.execute(sql, [*args, q.limit + 1]).fetchall()
         more: int | None = rows[q.limit - 1][0] if len(rows) > q.limit else None
-        return [json.loads(doc) for _, doc in rows[: q.limit]], more
+        return self._merged([json.loads(doc) for _, doc in rows[: q.limit]]), more
 
     async def ping(self) -> None:
         self._ping()

@@ -1,0 +1,117 @@
+"""One contract for every decision trail: memory and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.audit import AuditTrail, DecisionQuery, MemoryTrail, SqliteTrail
+from gateway.errors import AuditUnavailable
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def trail(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AuditTrail]:
+    made: AuditTrail = MemoryTrail()
+    if request.param == "sqlite":
+        made = SqliteTrail(tmp_path / "a.db")
+    yield made
+    await made.close()
+
+
+def record(n: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "decision_id": f"id{n:03d}",
+        "decision": "allow",
+        "sender": "acme",
+        "recipient": "hmac:r1",
+        "reasons": [],
+        "trace": [],
+        "upstream": None,
+    } | fields
+
+
+def opted_out(n: int, **fields: Any) -> dict[str, Any]:
+    reason = {"rule": "global-opt-out", "code": "opted_out", "message": "m"}
+    trace = [{"rule": "global-opt-out", "result": "fail", "code": "opted_out"}]
+    return record(n, decision="reject", reasons=[reason], trace=trace, **fields)
+
+
+async def ids(trail: AuditTrail, **filters: Any) -> list[str]:
+    found, _ = await trail.query(DecisionQuery(**filters))
+    return [r["decision_id"] for r in found]
+
+
+async def test_append_get_and_amend(trail: AuditTrail) -> None:
+    await trail.append(record(1), 1000)
+    assert (await trail.get("id001")) == record(1)
+    await trail.update("id001", {"upstream": {"status": 201}})
+    got = await trail.get("id001")
+    assert got is not None and got["upstream"] == {"status": 201}
+    assert await trail.get("nope") is None
+
+
+async def test_filters_newest_first(trail: AuditTrail) -> None:
+    await trail.append(record(1), 1000)
+    await trail.append(opted_out(2, recipient="hmac:r2"), 2000)
+    await trail.append(record(3, sender="globex"), 3000)
+    assert await ids(trail) == ["id003", "id002", "id001"]
+    assert await ids(trail, sender="globex") == ["id003"]
+    assert await ids(trail, recipient="hmac:r2") == ["id002"]
+    assert await ids(trail, decision="reject") == ["id002"]
+    assert await ids(trail, code="opted_out") == ["id002"]
+    assert await ids(trail, rule="global-opt-out") == ["id002"]
+    assert await ids(trail, since_ms=2000) == ["id003", "id002"]
+    assert await ids(trail, until_ms=2000) == ["id001"]
+
+
+async def test_amended_failures_are_found(trail: AuditTrail) -> None:
+    await trail.append(record(1), 1000)
+    reason = {"rule": "upstream", "code": "upstream_error", "message": "500"}
+    await trail.update("id001", {"reasons": [reason]})
+    assert await ids(trail, code="upstream_error") == ["id001"]
+
+
+async def test_cursor_pages(trail: AuditTrail) -> None:
+    for n in range(5):
+        await trail.append(record(n), 1000 + n)
+    first, cursor = await trail.query(DecisionQuery(limit=2))
+    assert [r["decision_id"] for r in first] == ["id004", "id003"]
+    second, cursor = await trail.query(DecisionQuery(limit=2, before=cursor))
+    assert [r["decision_id"] for r in second] == ["id002", "id001"]
+    last, cursor = await trail.query(DecisionQuery(limit=2, before=cursor))
+    assert [r["decision_id"] for r in last] == ["id000"] and cursor is None
+
+
+async def test_concurrent_writes_all_land(trail: AuditTrail) -> None:
+    await asyncio.gather(*(trail.append(record(n), n) for n in range(100)))
+    await asyncio.gather(*(trail.update(f"id{n:03d}", {"upstream": {"n": n}}) for n in range(100)))
+    found, _ = await trail.query(DecisionQuery(limit=1000))
+    assert len(found) == 100
+    assert all(r["upstream"] == {"n": int(r["decision_id"][2:])} for r in found)
+
+
+async def test_sqlite_records_survive_a_reopen(tmp_path: Path) -> None:
+    first = SqliteTrail(tmp_path / "a.db")
+    await first.append(opted_out(1), 1000)
+    await first.update("id001", {"upstream": {"status": 500}})
+    await first.close()
+    again = SqliteTrail(tmp_path / "a.db")
+    got = await again.get("id001")
+    assert got is not None and got["upstream"] == {"status": 500}
+    assert await ids(again, code="opted_out") == ["id001"]
+    await again.close()
+
+
+async def test_sqlite_unavailable_is_translated(tmp_path: Path) -> None:
+    trail = SqliteTrail(tmp_path / "a.db")
+    await trail.close()
+    with pytest.raises(AuditUnavailable):
+        await trail.append(record(1), 1000)
+    with pytest.raises(AuditUnavailable):
+        await trail.ping()
+    with pytest.raises(AuditUnavailable):
+        SqliteTrail(tmp_path / "missing" / "a.db")
