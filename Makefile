@@ -25,6 +25,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk) || echo "make bench needs wrk: apt-get install -y wrk"
 	$(BIN)/python -m bench
 
 clean:

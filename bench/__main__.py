@@ -1,6 +1,9 @@
-"""`make bench`: the benchmark tables (content checks so far)."""
+"""`make bench`: every scenario of PERFORMANCE.md in one run, printed as one table
+(see bench/harness.py and docs/performance.md)."""
 
-from bench import content
+import sys
+
+from bench.harness import main
 
 if __name__ == "__main__":
-    content.run(print_table=True)
+    sys.exit(main())

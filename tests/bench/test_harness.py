@@ -1,0 +1,220 @@
+"""The benchmark harness's pieces, without load: parsers, gates, the bundle, and
+starting and stopping the stub and the bare proxy. Nothing here times anything."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import bundle, harness, report, wrk
+from bench import profile as profiling
+from bench.processes import Processes, free_port, http_ok, port_open
+from bench.report import Figures, Run
+from bench.stub import RESPONSE, request_size
+from gateway.cli import main as gateway_main
+from gateway.policy.loader import load_bundle
+
+WRK_OUTPUT = """Running 6s test @ http://127.0.0.1:8080/v1/messages
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     4.10ms    1.01ms  20.11ms   90.00%
+  40000 requests in 6.00s, 9.00MB read
+Requests/sec:   6666.67
+BENCH requests=40000 duration_us=6000000 bytes=9000000 connect=0 read=0 write=0 status=2 \
+timeout=0 mean_us=4100.5 p50_us=3900 p90_us=5000 p99_us=8200 p999_us=15000 max_us=20110
+"""
+
+
+def test_wrk_result_line_is_parsed() -> None:
+    result = wrk.parse(WRK_OUTPUT)
+    assert result.requests == 40000
+    assert result.rps == pytest.approx(6666.67, rel=1e-3)
+    assert (result.p50_ms, result.p99_ms, result.max_ms) == (3.9, 8.2, 20.11)
+    assert result.non2xx == 2 and result.errors == 0
+    assert not result.ok
+
+
+def test_wrk_output_without_a_result_line_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no result line"):
+        wrk.parse("wrk: connection refused\n")
+
+
+def test_lua_script_builds_bodies_from_the_template() -> None:
+    load = wrk.Load("POST", "/v1/messages", bundle.body_template(), digits=5)
+    script = wrk.lua_script(load, delay_mean_ms=16)
+    prefix, suffix = bundle.body_template().split("@N@")
+    assert f"[==[{prefix}]==]" in script and f"[==[{suffix}]==]" in script
+    assert "function delay()" in script and "local delay_mean_ms = 16.0" in script
+    assert "function done(summary, latency, requests)" in script
+    assert 'headers["Content-Type"] = "application/json"' in script
+    assert "function delay()" in wrk.lua_script(wrk.Load("GET", "/healthz"))  # defined, unused
+    assert "local delay_mean_ms = 0.0" in wrk.lua_script(wrk.Load("GET", "/healthz"))
+    with pytest.raises(ValueError, match="@N@"):
+        wrk.lua_script(wrk.Load("POST", "/", '{"to": "fixed"}'))
+
+
+def _figures(**overrides: float) -> Figures:
+    fig = Figures()
+    values = {
+        "direct": 40000.0,
+        "bare": 8000.0,
+        "full": 5000.0,
+        "check": 9000.0,
+        "empty": 30000.0,
+    } | overrides
+    fig.runs = {
+        report.DIRECT: Run(32, values["direct"], 0.5, 1.5),
+        report.BARE: Run(32, values["bare"], 3.0, 6.0),
+        report.FULL_REDIS: Run(32, values["full"], 5.0, 9.0),
+        report.CHECK: Run(32, values["check"], 3.0, 6.0),
+        report.EMPTY: Run(32, values["empty"], 1.0, 2.0),
+        report.FULL_REDIS_2W: Run(32, 9000.0, 3.0, 7.0, workers=2),
+        report.DIRECT_C1: Run(1, 20000.0, 0.05, 0.10),
+        report.FULL_C1: Run(1, 3000.0, 0.40, 0.90),
+        report.DIRECT_PACED: Run(16, 990.0, 0.10, 0.30),
+        report.FULL_PACED: Run(16, 950.0, 1.50, 4.00),
+    }
+    fig.redis_calls_per_message = 1.0
+    fig.content_rows = [
+        {"check": "normalize+match en, no match", "terms": 10_000, "chars": 1000,
+         "utf8_bytes": 1000, "us": 40.0},
+        {"check": "normalize+match en, match at end", "terms": 10_000, "chars": 1000,
+         "utf8_bytes": 1000, "us": 45.0},
+        {"check": "normalize+match zh, no match", "terms": 10_000, "chars": 341,
+         "utf8_bytes": 1023, "us": 50.0},
+        {"check": "normalize+match zh, match at end", "terms": 10_000, "chars": 341,
+         "utf8_bytes": 1023, "us": 60.0},
+        {"check": "normalize+match zh, no match", "terms": 10_000, "chars": 1000,
+         "utf8_bytes": 3000, "us": 500.0},
+    ]  # fmt: skip
+    return fig
+
+
+def test_gates_hold_and_fail_on_their_thresholds() -> None:
+    verdicts = {g.figure: g for g in report.gates(_figures())}
+    assert verdicts["full path (Redis) / bare proxy, req/s"].measured == "0.62"
+    assert all(g.holds for g in verdicts.values()), [g for g in verdicts.values() if not g.holds]
+    # The zh 1,000-character row is 3 KB: not a 1 KB figure.
+    assert verdicts["content check, 10,000 terms, 1 KB, us"].measured == "60.0"
+    assert verdicts["added latency one connection, p50 ms"].measured == "+0.35"
+
+    failing = {g.figure: g for g in report.gates(_figures(full=4000.0, check=6000.0))}
+    assert failing["full path (Redis) / bare proxy, req/s"].holds is False
+    assert failing["/v1/check / empty endpoint, req/s"].holds is False
+    assert failing["full path per worker, req/s"].holds is True  # 4,000 is the gate itself
+
+
+def test_gates_not_measured_are_said_so() -> None:
+    gates = report.gates(Figures())
+    assert {g.holds for g in gates} == {None}
+    assert {g.measured for g in gates} == {"n/a"}
+
+
+def test_one_table_with_every_scenario_gate_and_content_row() -> None:
+    fig = _figures()
+    fig.runs[report.BARE] = Run(32, 8000.0, 3.0, 6.0, ok=False)
+    text = report.render(fig, "title")
+    for name in fig.runs:
+        assert name in text
+    for gate in report.gates(fig):
+        assert gate.figure in text
+    assert "NOT ALL 2xx" in text
+    assert "4,500" in text  # the 2-worker row per worker
+    assert "40.0 / 45.0" in text and "50.0 / 60.0" in text
+
+
+def test_monitor_lines_count_client_commands_not_script_calls() -> None:
+    lines = [
+        '+1700000000.000001 [0 127.0.0.1:50000] "evalsha" "abc" "2" "gw:optout:{x}"',
+        '+1700000000.000002 [0 lua] "hexists" "gw:optout:{x}" "global"',
+        '+1700000000.000003 [0 lua] "zadd" "gw:cap:{x}:1" "1" "id"',
+        '+1700000000.000004 [0 unix:/tmp/redis.sock] "EVALSHA" "abc" "0"',
+        "OK",
+    ]
+    assert harness.monitor_counts(lines) == {"evalsha": 2}
+
+
+RAW_STACKS = """\
+process 1:"python";<module> (bench/serve.py:5);run (asyncio/runners.py:118);\
+submit (/work/gateway/service.py:90);_decide (/work/gateway/service.py:110);\
+fetch (/x/site-packages/redis/asyncio/client.py:600) 30
+process 1:"python";<module> (bench/serve.py:5);run (asyncio/runners.py:118);\
+submit (/work/gateway/service.py:90);dumps (/usr/lib/python3.11/json/__init__.py:231) 10
+"""
+
+
+def test_profile_shares_per_function_and_package() -> None:
+    prof = profiling.parse_raw(RAW_STACKS)
+    assert prof.samples == 40
+    assert prof.self_samples["fetch (redis/asyncio/client.py)"] == 30
+    assert prof.total_samples["submit (gateway/service.py)"] == 40
+    assert prof.packages["redis"] == 30 and prof.packages["stdlib:json"] == 10
+    summary = profiling.summary(prof)
+    assert "75.0%  redis" in summary and "100.0%  submit (gateway/service.py)" in summary
+
+
+def test_the_bundle_loads_and_allows_the_benchmark_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policies = bundle.write_policies(tmp_path / "policies", term_count=200)
+    assert len(load_bundle(policies, []).rules) == len(bundle.RULES) >= 20
+    message = bundle.body(12345).decode()
+    assert json.loads(message)["to"] == "+12122012345"
+    monkeypatch.setattr("sys.stdin", io.StringIO(message + "\n"))
+    assert gateway_main(["check", "--policies", str(policies), "-"]) == 0
+    decision = json.loads(capsys.readouterr().out)
+    assert decision["decision"] == "allow", decision
+    assert not [t for t in decision["trace"] if t.get("result") == "fail"]
+
+
+def test_stub_reads_pipelined_requests_by_length() -> None:
+    one = b"POST /v1/send HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+    assert request_size(one) == len(one)
+    assert request_size(one[:-1]) is None
+    assert request_size(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + one) == 27
+    assert RESPONSE.startswith(b"HTTP/1.1 201 ")
+
+
+def test_stub_and_bare_proxy_start_answer_and_stop(tmp_path: Path) -> None:
+    procs = Processes(tmp_path)
+    try:
+        stub_port, proxy_port = free_port(), free_port()
+        stub = procs.python("stub", "bench.stub", str(stub_port))
+        proxy = procs.python(
+            "proxy", "bench.proxy", str(proxy_port), f"http://127.0.0.1:{stub_port}/v1/send"
+        )
+        stub.wait_ready(lambda: port_open(stub_port), timeout=15)
+        proxy.wait_ready(lambda: http_ok(f"http://127.0.0.1:{proxy_port}/healthz"), timeout=15)
+        connection = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=5)
+        try:
+            for number in range(3):  # one kept-alive connection through both
+                connection.request(
+                    "POST",
+                    "/v1/messages",
+                    bundle.body(number),
+                    {"Content-Type": "application/json"},
+                )
+                answer = connection.getresponse()
+                assert answer.status == 201
+                assert json.loads(answer.read())["status"] == "queued"
+        finally:
+            connection.close()
+    finally:
+        procs.stop_all()
+    assert stub.popen.poll() is not None and proxy.popen.poll() is not None
+    assert not port_open(stub_port) and not port_open(proxy_port)
+
+
+def test_quick_options() -> None:
+    options = harness.parse_args(["--quick"])
+    assert (options.duration, options.warmup, options.workers2, options.content) == (
+        1.0,
+        0.0,
+        False,
+        False,
+    )
+    assert harness.parse_args([]).duration >= 5
