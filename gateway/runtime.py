@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from gateway.audit.base import AuditTrail
 from gateway.audit.memory import MemoryTrail
 from gateway.audit.sqlite import SqliteTrail
 from gateway.clock import Clock, SystemClock
-from gateway.errors import ConfigError, DataDirLocked
+from gateway.errors import ConfigError, DataDirLocked, StoreUnavailable
 from gateway.policy.holder import Policies
 from gateway.recipients import Pseudonymizer
 from gateway.service import Gateway
 from gateway.settings import Route, Settings
+from gateway.store import pseudonym_key
 from gateway.store.base import Store
 from gateway.upstream.base import Upstream
 from gateway.upstream.http import HttpUpstream
@@ -37,9 +39,18 @@ class Runtime:
     clock: Clock
     _lock: IO[str] | None = None
     _closers: list[Callable[[], object]] = field(default_factory=list)
+    kept_key: bytes | None = None  # the pseudonymization key, when the shared store keeps it
 
     def upstream(self, route: Route) -> Upstream:
         return self.sandbox if route.upstream == "sandbox" else self.http
+
+    async def store_ready(self) -> None:
+        """Raise unless the store answers (and, in shared mode, still holds the
+        pseudonymization key: one lost with Redis's data is put back)."""
+        if self.kept_key is None:
+            await self.store.ping()
+        else:
+            await pseudonym_key.keep(self.store, self.kept_key)
 
     async def close(self) -> None:
         await self.http.close()
@@ -99,12 +110,37 @@ async def open_store(settings: Settings) -> Store:
     if settings.shared:
         from gateway.store.redis import RedisStore
 
-        return RedisStore(
-            settings.store, prefix=settings.redis_prefix, timeout=settings.redis_timeout
+        store = RedisStore(
+            settings.store,
+            prefix=settings.redis_prefix,
+            timeout=settings.redis_timeout,
+            **redis_options(settings),
         )
+        with contextlib.suppress(StoreUnavailable):  # not up yet: loaded on first use
+            await store.load_scripts()
+        return store
     from gateway.store.sqlite import SqliteStore
 
     return SqliteStore(settings.data_dir / "state.db", synchronous_full=settings.synchronous_full)
+
+
+def redis_options(settings: Settings) -> dict[str, Any]:
+    """redis-py's TLS options for a rediss:// store."""
+    if not settings.store.startswith("rediss://"):
+        return {}
+    tls = settings.redis_tls
+    options: dict[str, Any] = {
+        "ssl_cert_reqs": "required" if tls.verify else "none",
+        "ssl_check_hostname": tls.verify,
+    }
+    for name, path in (
+        ("ssl_ca_certs", tls.ca_file),
+        ("ssl_certfile", tls.cert_file),
+        ("ssl_keyfile", tls.key_file),
+    ):
+        if path is not None:
+            options[name] = str(path)
+    return options
 
 
 async def start(
@@ -127,7 +163,7 @@ async def start(
         trail = SqliteTrail(claim[0] / "audit.db", synchronous_full=settings.synchronous_full)
     store = store or await open_store(settings)
     trail = trail or MemoryTrail()
-    key = await _audit_key(settings, store)
+    key = await audit_key(settings, store)
     clock = clock or SystemClock()
     senders = settings.senders
     gateway = Gateway(
@@ -142,13 +178,35 @@ async def start(
     http = upstream or HttpUpstream(
         settings.upstream_connect_timeout, settings.upstream_read_timeout
     )
-    return Runtime(settings, policies, store, trail, gateway, Sandbox(), http, clock, lock)
+    rt = Runtime(settings, policies, store, trail, gateway, Sandbox(), http, clock, lock)
+    if settings.shared and not settings.audit.key:
+        rt.kept_key = key
+    return rt
 
 
-async def _audit_key(settings: Settings, store: Store) -> bytes:
+async def audit_key(settings: Settings, store: Store) -> bytes:
     """The configured key, else one generated once and kept by the store."""
     if settings.audit.key:
         if len(settings.audit.key) < 16:
             raise ConfigError("audit.key (GATEWAY_AUDIT_KEY) must be at least 16 characters")
         return settings.audit.key.encode("utf-8")
-    return await store.secret("pseudonymization-key", lambda: secrets.token_bytes(32))
+    if settings.shared:
+        return await pseudonym_key.load(store, settings.data_dir)
+    return await store.secret(pseudonym_key.NAME, lambda: secrets.token_bytes(32))
+
+
+async def check_shared_store(settings: Settings) -> None:
+    """Before serving in shared mode without a configured key: the store must
+    answer and hold the key this machine used before (one clear line if not)."""
+    if not settings.shared or settings.audit.key:
+        return
+    store = await open_store(settings)
+    try:
+        await audit_key(settings, store)
+    except StoreUnavailable as exc:
+        raise StoreUnavailable(
+            f"the shared store is unreachable ({exc}); it keeps the pseudonymization key: "
+            "start Redis first, or set GATEWAY_AUDIT_KEY"
+        ) from None
+    finally:
+        await store.close()

@@ -110,6 +110,27 @@ class RedisStore:
     def _script(self, *names: str) -> AsyncScript:
         return self._redis.register_script(_lua(*names))
 
+    @_translated
+    async def load_scripts(self) -> None:
+        """Load every script now (one pipelined round trip), so that the first
+        message after start costs one EVALSHA like every other, not a NOSCRIPT
+        answer, a SCRIPT LOAD and a second EVALSHA."""
+        scripts = [
+            self._fetch,
+            self._idem_begin,
+            self._idem_finish,
+            self._idem_abandon,
+            self._defer_put,
+            self._defer_claim,
+            self._defer_finish,
+            self._defer_cancel,
+            self._defer_list,
+        ]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for script in scripts:  # the server answers with the sha each already has
+                pipe.script_load(script.script)
+            await pipe.execute()
+
     # -- keys --------------------------------------------------------------
 
     def _optout_key(self, recipient: str) -> str:

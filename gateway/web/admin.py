@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from gateway.adapters.native import decode_json, field_errors
 from gateway.audit.base import DecisionQuery
-from gateway.errors import InputError, PolicyError
+from gateway.errors import AuditUnavailable, InputError, PolicyError, StoreUnavailable
 from gateway.model import iso
 from gateway.recipients import hint, normalize_address
 from gateway.store.base import DeferredMessage, DeferStatus, OptOutEntry
@@ -214,9 +214,12 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     rt = runtime(request)
     problems = {}
-    for name, part in (("store", rt.store), ("audit", rt.trail)):
+    for name, ping in (("store", rt.store_ready), ("audit", rt.trail.ping)):
         try:
-            await part.ping()
+            await ping()
+        except (StoreUnavailable, AuditUnavailable) as exc:
+            what = "state store" if name == "store" else "audit trail"
+            problems[name] = f"the {what} is unreachable: {exc}"
         except Exception as exc:  # any failure means not ready; say which
             problems[name] = str(exc) or type(exc).__name__
     body = {

@@ -4,12 +4,6 @@ processes, bounded failures, and recovery when the server comes back."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +15,9 @@ from redis.crc import key_slot
 from gateway.errors import StoreUnavailable
 from gateway.store.base import CapCheck, DeferStatus, FactsRequest, OptOutEntry, Store
 from gateway.store.redis import RedisStore
+from tests.redis_support import BOUND, RedisServer, RedisStores, own_redis
 
-from .backends import RedisStores
 from .test_contract import ALICE, DAY, WEEK, T, ask, cap, held, peek, send
-
-BOUND = 10.0  # seconds: generous, only so that a hanging call fails the test
 
 
 async def _keys(stores: RedisStores) -> list[str]:
@@ -128,77 +120,10 @@ async def test_a_script_flushed_from_the_server_is_loaded_again(
 # -- a server of our own, to stop and start ---------------------------------------
 
 
-class RedisServer:
-    """A throwaway redis-server on a free port, in a temp folder, keeping nothing."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.folder)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + BOUND
-        while not _answers(self.port):
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)  # in case a test paused it
-            self.process.kill()
-        self.process.wait(timeout=BOUND)
-        self.process = None
-
-    def pause(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        reason = "redis-server is not installed: the Redis fault tests need it"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    server = RedisServer(tmp_path)
-    try:
-        server.start()
+    with own_redis(tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def every_operation(store: Store) -> list[Callable[[], Awaitable[Any]]]:
@@ -262,3 +187,16 @@ async def test_a_server_that_stops_answering_times_out(own_server: RedisServer) 
         assert (await peek(store, ask(cap(5)), T)).caps[0].count <= 1  # it may have run
     finally:
         await store.close()
+
+
+async def test_a_counting_send_sees_a_send_stamped_just_after_its_now(
+    redis_stores: RedisStores,
+) -> None:
+    # Two processes read their clocks, then their scripts reach Redis in the
+    # other order: the one stamped earlier must still see the one counted first.
+    store = redis_stores.make()
+    assert (await send(store, ask(cap(1)), T + 5, "stamped-later")).counted
+    runs_second = await send(store, ask(cap(1)), T, "stamped-earlier")
+    assert runs_second.counted is False
+    assert runs_second.caps[0].count == 1
+    assert (await peek(store, ask(cap(1)), T)).caps[0].count == 0  # a question about T itself

@@ -28,12 +28,21 @@ end
 -- The window [now - per, now] is closed at both ends. When it is full, it has
 -- room again one ms after the entry at index (count - limit), oldest first,
 -- is `per` old.
+--
+-- A send that counts also sees entries stamped up to a minute after its `now`:
+-- each caller reads its clock before its script runs, so concurrent sends (from
+-- this process or another, or a machine whose clock is a little behind) reach
+-- Redis out of the order of their stamps, and a send already counted must
+-- never be missed by one that runs after it. Stamps further apart are no race
+-- but a caller asking about another moment: for it the window ends at `now`.
+local SLACK = 60000
+local upto = want_count and now + SLACK or now
 local function window(key, limit, per)
-  local count = redis.call('ZCOUNT', key, now - per, now)
+  local count = redis.call('ZCOUNT', key, now - per, upto)
   if count < limit then
     return count, -1
   end
-  local entry = redis.call('ZRANGEBYSCORE', key, now - per, now, 'WITHSCORES', 'LIMIT', count - limit, 1)
+  local entry = redis.call('ZRANGEBYSCORE', key, now - per, upto, 'WITHSCORES', 'LIMIT', count - limit, 1)
   if #entry == 0 then
     return count, -1 -- a limit of 0 never has room
   end
