@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from gateway.audit.memory import MemoryTrail
 from gateway.clock import FixedClock
 from gateway.errors import InputError, InvalidRecipient
 from gateway.policy.bundle import Bundle
+from gateway.policy.loader import load_bundle
 from gateway.policy.yamlfile import YamlError, parse
 from gateway.recipients import Pseudonymizer, hint, normalize_address
 from gateway.service import Gateway, ms
@@ -162,14 +164,24 @@ def expected(expect: Expect) -> str:
     return " ".join(parts)
 
 
-async def run_folder(bundle: Bundle, folder: Path) -> tuple[int, list[Failure]]:
-    """Run every case; returns (cases run, failures)."""
+async def run_folder(
+    bundle: Bundle, folder: Path, packs: Sequence[str] = ()
+) -> tuple[int, list[Failure]]:
+    """Run every case; returns (cases run, failures). `bundle` is the folder's
+    bundle with `packs` switched on; a pack's own cases (packs/<name>/*.test.yaml)
+    run against that bundle with their pack switched on as well."""
     count, failures = 0, []
+    bundles: dict[str | None, Bundle] = {None: bundle}
     for path in case_files(folder):
+        pack = path.parent.name if path.parent.parent == folder / "packs" else None
+        if pack in packs:
+            pack = None
+        if pack not in bundles:
+            bundles[pack] = load_bundle(folder, [*packs, str(pack)])
         for case in load_cases(path):
             count += 1
             try:
-                actual = await run_case(bundle, case)
+                actual = await run_case(bundles[pack], case)
             except (InputError, ValidationError) as exc:
                 actual = f"an invalid case ({json.dumps(str(exc))[:200]})"
             if actual != expected(case.expect):

@@ -40,7 +40,18 @@ class Match(Strict):
     sender: OneOrMany | None = None
     route: OneOrMany | None = None
     country: OneOrMany | None = None
+    # Digits the recipient's national number starts with (US: the three-digit
+    # area code); phone recipients only.
+    area_code: OneOrMany | None = None
     tags: OneOrMany | None = None
+
+    @field_validator("area_code")
+    @classmethod
+    def _area_codes(cls, value: OneOrMany | None) -> OneOrMany | None:
+        for code in [value] if isinstance(value, str) else value or []:
+            if not re.fullmatch(r"[0-9]{1,6}", code):
+                raise ValueError(f"'{code}' is not an area code (1 to 6 digits, e.g. '305')")
+        return value
 
     @field_validator("country")
     @classmethod

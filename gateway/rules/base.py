@@ -12,7 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from gateway.model import Action, Code, Message, Result, RuleResult
+import phonenumbers
+
+from gateway.model import Action, Code, Message, RecipientKind, Result, RuleResult
 from gateway.policy.schema import Match, RuleBase
 from gateway.text.normalize import Normalized, normalize
 
@@ -59,7 +61,20 @@ def _field_matches(message: Message, name: str, values: frozenset[str]) -> bool:
         return not values.isdisjoint(message.tags)
     if name == "country":
         return message.recipient.country in values
+    if name == "area_code":
+        national = _national_number(message)
+        return national is not None and national.startswith(tuple(values))
     return str(getattr(message, name)) in values
+
+
+def _national_number(message: Message) -> str | None:
+    """The digits after the country calling code of a phone recipient (E.164)."""
+    recipient = message.recipient
+    if recipient.kind is not RecipientKind.PHONE or recipient.country is None:
+        return None
+    calling_code = phonenumbers.country_code_for_region(recipient.country)
+    prefix = f"+{calling_code}"
+    return recipient.address[len(prefix) :] if recipient.address.startswith(prefix) else None
 
 
 class TextCache:
