@@ -19,7 +19,7 @@ from gateway.policy.holder import Policies
 from gateway.settings import Settings
 from gateway.store.base import Store
 from gateway.upstream.base import Upstream
-from gateway.web import admin, messages
+from gateway.web import admin, dropin, messages
 from gateway.web.auth import ApiKeyAuth
 from gateway.web.errors import HANDLERS
 
@@ -27,6 +27,10 @@ ROUTES = [
     Route("/v1/messages", messages.send, methods=["POST"]),
     Route("/v1/check", messages.check, methods=["POST"]),
     Route("/v1/sandbox/messages", messages.sandbox_messages, methods=["GET"]),
+    # Drop-in provider paths; each answers 404 unless a route with its adapter is configured.
+    Route("/2010-04-01/Accounts/{account}/Messages.json", dropin.twilio, methods=["POST"]),
+    Route("/v3/mail/send", dropin.sendgrid, methods=["POST"]),
+    Route("/v1/projects/{project}/messages:send", dropin.fcm, methods=["POST"]),
     Route("/v1/decisions", admin.decisions, methods=["GET"]),
     Route("/v1/decisions/{id}", admin.decision, methods=["GET"]),
     Route("/v1/deferred", admin.deferred_list, methods=["GET"]),

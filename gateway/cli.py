@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from gateway.errors import GatewayError, InputError, InvalidRecipient, PolicyError
 from gateway.policy.bundle import Bundle
@@ -91,7 +91,17 @@ def _serve(args: argparse.Namespace) -> int:
         raise GatewayError(
             "--workers needs shared mode (GATEWAY_REDIS_URL): one process owns a data folder"
         )
-    app = create_app(settings)  # refuses a broken bundle before listening
+    # Both refuse a broken bundle before listening; with workers, each builds
+    # its own app (and claims its own worker-N folder), so this process claims none.
+    app = None if args.workers > 1 else create_app(settings)
+    if app is None:
+        from gateway.policy.holder import Policies
+
+        Policies(settings.policies, settings.packs)
+    if settings.shared:
+        from gateway.runtime import check_shared_store
+
+        asyncio.run(check_shared_store(settings))
     if not settings.api_keys:
         print(
             "gateway: no API keys configured: every endpoint is open, so it listens on "
@@ -109,6 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
             log_level="warning",
         )
     else:
+        assert app is not None
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     return 0
 
@@ -170,7 +181,7 @@ def _policy_test(args: argparse.Namespace) -> int:
 
     folder, packs = _policy_folder(args)
     bundle = load_bundle(folder, packs)
-    count, failures = asyncio.run(run_folder(bundle, folder))
+    count, failures = asyncio.run(run_folder(bundle, folder, packs))
     for failure in failures:
         print(failure)
     print(
@@ -184,21 +195,22 @@ def _check(args: argparse.Namespace) -> int:
     settings = _settings(args, data_dir=args.data_dir)
     bundle = load_bundle(settings.policies, settings.packs)
     at = _parse_at(args.at) if args.at else None
-    stream = sys.stdin if args.file == "-" else _open(args.file)
+    text = sys.stdin.read() if args.file == "-" else _read(args.file)
     return asyncio.run(
-        _check_lines(settings, bundle, _lines(stream), at, live=args.data_dir is not None)
+        _check_lines(settings, bundle, _lines(text), at, live=args.data_dir is not None)
     )
 
 
-def _open(name: str) -> TextIO:
+def _read(name: str) -> str:
     try:
-        return open(name, encoding="utf-8")
+        return Path(name).read_text(encoding="utf-8")
     except OSError as exc:
         raise GatewayError(f"{name}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise GatewayError(f"{name}: not UTF-8 text (byte {exc.start})") from None
 
 
-def _lines(stream: TextIO) -> Iterator[tuple[int, str]]:
-    text = stream.read()
+def _lines(text: str) -> Iterator[tuple[int, str]]:
     stripped = text.strip()
     if stripped.startswith("{") and "\n" in stripped:
         try:

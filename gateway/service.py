@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,6 +42,21 @@ class Sent:
     decision: Decision
     reply: Reply | None = None  # the upstream's answer, when it gave one
     failure: UpstreamError | None = None  # why there is no answer
+
+
+@dataclass(slots=True)
+class Batch:
+    """What came of the messages of one provider request, in request order."""
+
+    decisions: list[Decision]
+    sent: list[int]  # the ones that went out, in the one upstream request
+    reply: Reply | None = None
+    failure: UpstreamError | None = None
+
+
+# Given the allowed messages, the one request that carries them, and those it
+# could not carry mapped to the refused message that took them along.
+BuildForward = Callable[[list[int]], tuple[Outbound, dict[int, int]]]
 
 
 class Gateway:
@@ -79,10 +94,14 @@ class Gateway:
         *,
         hold: bool = True,
         deferred_from: str | None = None,
+        before_send: Callable[[Decision], Awaitable[None]] | None = None,
     ) -> Sent:
         """Decide and act: forward when allowed, hold when deferred. `payload`
         is what a deferred send needs later; the scheduler passes `hold=False`
-        (it keeps the message it already holds) and the id it was held under."""
+        (it keeps the message it already holds), the id it was held under, and
+        `before_send`, awaited after the decision is recorded and right before
+        the upstream is called: if it raises, nothing is sent and the count is
+        given back (best effort)."""
         now = self.clock.now()
         decision, plan, facts = await self._decide(message, now, count=True)
         if deferred_from is not None:
@@ -97,7 +116,127 @@ class Gateway:
             raise
         if decision.decision is not Verdict.ALLOW:
             return Sent(decision)
+        if before_send is not None:
+            await self._before_send(before_send, decision, plan, facts)
         return await self._forward(decision, outbound, upstream, plan, facts)
+
+    async def submit_many(
+        self,
+        messages: list[Message],
+        build: BuildForward,
+        payload: Callable[[int], dict[str, Any]],
+        upstream: Upstream,
+    ) -> Batch:
+        """Decide every message (one per recipient of one request) on its own,
+        hold the deferred ones (`payload(i)` is what message i needs later),
+        and forward the allowed ones in the one request `build` makes. Every
+        decision is durable before that request goes out. Recipients it could
+        not carry, and every sent one when the upstream refuses or is never
+        reached, give their count back."""
+        now = self.clock.now()
+        decided: list[tuple[Decision, engine.Plan, Facts]] = []
+        held: list[str] = []
+        try:
+            for message in messages:
+                decided.append(await self._decide(message, now, count=True))
+            await self._hold_many(decided, messages, payload, now, held)
+            outbound, sent = await self._carry(decided, build)
+            for (decision, _, _), message in zip(decided, messages, strict=True):
+                record = decision.to_json() | {"content": self._content(message)}
+                await self.trail.append(record, ms(now))
+        except (StoreUnavailable, AuditUnavailable):
+            await self._undo(decided, held)
+            raise
+        batch = Batch([d for d, _, _ in decided], sent)
+        if outbound is not None and sent:
+            await self._forward_many(batch, decided, outbound, upstream)
+        return batch
+
+    async def _hold_many(
+        self,
+        decided: list[tuple[Decision, engine.Plan, Facts]],
+        messages: list[Message],
+        payload: Callable[[int], dict[str, Any]],
+        now: datetime,
+        held: list[str],
+    ) -> None:
+        for i, (decision, _, _) in enumerate(decided):
+            if decision.decision is Verdict.DEFER:
+                await self._hold(decision, messages[i], payload(i), now)
+                if decision.decision is Verdict.DEFER:
+                    held.append(decision.decision_id)
+
+    async def _carry(
+        self, decided: list[tuple[Decision, engine.Plan, Facts]], build: BuildForward
+    ) -> tuple[Outbound | None, list[int]]:
+        """The request for the allowed messages; those it cannot carry are refused."""
+        allowed = [i for i, (d, _, _) in enumerate(decided) if d.decision is Verdict.ALLOW]
+        if not allowed:
+            return None, []
+        outbound, dropped = build(allowed)
+        for i, cause in dropped.items():
+            decision, plan, facts = decided[i]
+            if facts.counted:
+                await self.store.refund(plan.request, decision.decision_id)
+            code = decided[cause][0].reasons[0].code if decided[cause][0].reasons else None
+            decision.decision = Verdict.REJECT
+            decision.reasons.append(
+                Reason(
+                    "carried-with",
+                    code or Code.OUTSIDE_TIME_WINDOW,
+                    f"cannot go without {decided[cause][0].recipient_hint} "
+                    f"(decision {decided[cause][0].decision_id}), which was not sent",
+                )
+            )
+        return outbound, [i for i in allowed if i not in dropped]
+
+    async def _undo(
+        self, decided: list[tuple[Decision, engine.Plan, Facts]], held: list[str]
+    ) -> None:
+        """Nothing went out: give every count back and release every hold (best effort)."""
+        for decision, plan, facts in decided:
+            if facts.counted and decision.decision is Verdict.ALLOW:
+                with contextlib.suppress(StoreUnavailable):
+                    await self.store.refund(plan.request, decision.decision_id)
+        for held_id in held:
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.defer_cancel(held_id)
+
+    async def _forward_many(
+        self,
+        batch: Batch,
+        decided: list[tuple[Decision, engine.Plan, Facts]],
+        outbound: Outbound,
+        upstream: Upstream,
+    ) -> None:
+        try:
+            batch.reply = await upstream.send(outbound)
+        except UpstreamError as exc:
+            batch.failure = exc
+        for i in batch.sent:
+            decision, plan, facts = decided[i]
+            if batch.reply is not None:
+                await self._answered(decision, batch.reply, plan, facts)
+            else:
+                assert batch.failure is not None
+                await self._upstream_failed(decision, batch.failure, plan, facts)
+
+    async def _before_send(
+        self,
+        hook: Callable[[Decision], Awaitable[None]],
+        decision: Decision,
+        plan: engine.Plan,
+        facts: Facts,
+    ) -> None:
+        try:
+            await hook(decision)
+        except StoreUnavailable as exc:
+            if facts.counted:
+                with contextlib.suppress(StoreUnavailable):
+                    await self.store.refund(plan.request, decision.decision_id)
+            decision.reasons.append(Reason("store", Code.STORE_UNAVAILABLE, str(exc)))
+            await self._amend(decision)
+            raise
 
     async def _decide(
         self, message: Message, now: datetime, *, count: bool
@@ -195,6 +334,12 @@ class Gateway:
             reply = await upstream.send(outbound)
         except UpstreamError as exc:
             return await self._upstream_failed(decision, exc, plan, facts)
+        await self._answered(decision, reply, plan, facts)
+        return Sent(decision, reply)
+
+    async def _answered(
+        self, decision: Decision, reply: Reply, plan: engine.Plan, facts: Facts
+    ) -> None:
         decision.upstream = {
             "status": reply.status,
             "latency_ms": round(reply.latency_ms, 3),
@@ -207,7 +352,6 @@ class Gateway:
                 Reason("upstream", Code.UPSTREAM_ERROR, f"the upstream answered {reply.status}")
             )
         await self._amend(decision)
-        return Sent(decision, reply)
 
     async def _upstream_failed(
         self, decision: Decision, exc: UpstreamError, plan: engine.Plan, facts: Facts

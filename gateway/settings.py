@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from gateway.errors import ConfigError
 from gateway.policy.schema import RULE_ID
@@ -41,13 +49,31 @@ class Route(Strict):
 
 
 class Sender(Strict):
+    """How drop-in requests are told apart: by a provider account in the path
+    (a Twilio AccountSid, an FCM project id) or by the credential they carry,
+    kept only as the sha256 hex of the secret (`ACxxx:token` for Twilio basic
+    auth, the API key for SendGrid)."""
+
     default_category: str | None = None
     max_deferred: int = 10_000
+    accounts: list[str] = []
+    credentials: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = []
 
 
 class Audit(Strict):
     key: str | None = None  # pseudonymization key; generated once and kept if unset
     store_bodies: bool = False
+
+
+class RedisTls(Strict):
+    """Client TLS for a `rediss://` store: the CA to trust (default: the
+    system's), a client certificate and key when the server asks for one, and
+    whether to verify the server's certificate and host name."""
+
+    ca_file: FilePath | None = None
+    cert_file: FilePath | None = None
+    key_file: FilePath | None = None
+    verify: bool = True
 
 
 class ApiKey(Strict):
@@ -63,11 +89,15 @@ class Settings(Strict):
     packs: list[str] = []
     store: str = "embedded"  # embedded | memory | redis://... | rediss://...
     redis_prefix: str = "gw:"
-    redis_timeout: float = 0.5
+    redis_timeout: Annotated[float, Field(gt=0)] = 0.5  # seconds, per connect and per reply
+    redis_tls: RedisTls = RedisTls()
     data_dir: Path = Path("gateway-data")
     synchronous_full: bool = False
     audit: Audit = Audit()
-    routes: list[Route] = [Route(name="native", adapter="native", upstream="sandbox")]
+    routes: list[Route] = [
+        Route(name=name, adapter=name, upstream="sandbox")
+        for name in ("native", "twilio", "sendgrid", "fcm")
+    ]
     senders: dict[str, Sender] = {}
     api_keys: list[ApiKey] = []
     max_body_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
@@ -85,11 +115,23 @@ class Settings(Strict):
             return value
         raise ValueError(f"'{value}' is not embedded, memory or a redis:// URL")
 
+    @field_validator("redis_tls")
+    @classmethod
+    def _tls_needs_rediss(cls, value: RedisTls, info: ValidationInfo) -> RedisTls:
+        store = str(info.data.get("store", ""))
+        if value != RedisTls() and not store.startswith("rediss://"):
+            raise ValueError("TLS options need a rediss:// store URL")
+        return value
+
     def route(self, name: str) -> Route | None:
         return next((r for r in self.routes if r.name == name), None)
 
     def native_route(self) -> Route | None:
-        return next((r for r in self.routes if r.adapter == "native"), None)
+        return self.adapter_route("native")
+
+    def adapter_route(self, adapter: str) -> Route | None:
+        """The first route served by `adapter` (its path on the gateway is fixed)."""
+        return next((r for r in self.routes if r.adapter == adapter), None)
 
     @property
     def shared(self) -> bool:

@@ -62,7 +62,9 @@ class HttpUpstream:
                     (k, v) for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP
                 )
                 latency = (time.perf_counter() - started) * 1000
-                return Reply(response.status, pairs, body, latency, _message_id(body))
+                # SendGrid answers with no body and names the message in a header.
+                message_id = _message_id(body) or response.headers.get("x-message-id")
+                return Reply(response.status, pairs, body, latency, message_id)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             raise UpstreamUnreachable(f"cannot connect to the upstream: {exc}") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:

@@ -21,7 +21,13 @@ _RULES: list[tuple[str, str, frozenset[str]]] = [
     ("GET", "/v1/decisions", frozenset({"auditor"})),
     ("GET", "/v1/policies", frozenset({"auditor"})),
     ("GET", "/v1/sandbox", frozenset({"sender"})),
+    ("POST", "/2010-04-01/", frozenset({"sender"})),
+    ("POST", "/v3/mail/send", frozenset({"sender"})),
+    ("POST", "/v1/projects/", frozenset({"sender"})),
 ]
+# Drop-in requests carry the provider's credentials in Authorization, so the
+# gateway's key comes in its own header there.
+DROP_IN = ("/2010-04-01/", "/v3/mail/send", "/v1/projects/")
 
 
 def allowed(role: str, method: str, path: str) -> bool:
@@ -48,11 +54,14 @@ class ApiKeyAuth:
         if allowed("", method, path):  # open to anyone (health checks)
             await self.app(scope, receive, send)
             return
-        role = self._role(dict(scope["headers"]).get(b"authorization", b""))
+        headers = dict(scope["headers"])
+        if path.startswith(DROP_IN):
+            role = self._role(b"Bearer " + headers.get(b"x-gateway-key", b""))
+        else:
+            role = self._role(headers.get(b"authorization", b""))
         if role is None:
-            response = json_response(
-                {"error": "an API key is needed (Authorization: Bearer ...)"}, 401
-            )
+            where = "X-Gateway-Key" if path.startswith(DROP_IN) else "Authorization: Bearer ..."
+            response = json_response({"error": f"an API key is needed ({where})"}, 401)
         elif not allowed(role, method, path):
             response = json_response({"error": f"the {role} role may not {method} {path}"}, 403)
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
@@ -19,17 +18,15 @@ from gateway.adapters.native import (
     parse_native,
     to_message,
 )
-from gateway.errors import ConfigError, ConflictError, InvalidRecipient, StoreUnavailable
+from gateway.errors import ConfigError, InvalidRecipient, StoreUnavailable
 from gateway.model import Channel, Code, Decision, Message, Reason, Verdict
 from gateway.recipients import hint
 from gateway.runtime import Runtime
-from gateway.service import Sent, ms
+from gateway.service import Sent
 from gateway.settings import Route
-from gateway.store.base import IdempotencyStatus
 from gateway.upstream.base import Outbound
 from gateway.web.http import decision_headers, json_response, read_body
-
-IN_FLIGHT_WAIT = 30.0  # seconds a duplicate waits for the first request's answer
+from gateway.web.once import once, scope_key
 
 
 def runtime(request: Request) -> Runtime:
@@ -101,9 +98,8 @@ async def send(request: Request) -> Response:
         return invalid_recipient(rt, item, exc)
     if message.idempotency_key is None:
         return await _send(rt, item, message, route, raw)
-    return await _once(
-        rt, message, _fingerprint(item), lambda: _send(rt, item, message, route, raw)
-    )
+    key = scope_key(message.sender, message.idempotency_key)
+    return await once(rt, key, _fingerprint(item), lambda: _send(rt, item, message, route, raw))
 
 
 async def _send(
@@ -156,45 +152,6 @@ def _fingerprint(item: NativeMessage) -> str:
         item.model_dump(exclude={"idempotency_key"}), sort_keys=True, default=str
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-async def _once(rt: Runtime, message: Message, fingerprint: str, act: Any) -> Response:
-    """Run `act` once per (sender, key) within the idempotency window; repeats get
-    the first answer, a different message with the same key gets a 409."""
-    key = f"idem:{message.sender}:{message.idempotency_key}"
-    ttl_ms = rt.settings.idempotency_ttl * 1000
-    deadline = asyncio.get_running_loop().time() + IN_FLIGHT_WAIT
-    while True:
-        state = await rt.store.idempotency_begin(key, fingerprint, ms(rt.clock.now()), ttl_ms)
-        if state.status is IdempotencyStatus.NEW:
-            break
-        if state.status is IdempotencyStatus.CONFLICT:
-            raise ConflictError("this idempotency key was already used with a different message")
-        if state.status is IdempotencyStatus.DONE and state.response is not None:
-            return _replay(state.response)
-        if asyncio.get_running_loop().time() > deadline:
-            raise ConflictError("a request with this idempotency key is still in flight")
-        await asyncio.sleep(0.02)
-    try:
-        response: Response = await act()
-    except BaseException:
-        await rt.store.idempotency_abandon(key)
-        raise
-    stored = {
-        "status": response.status_code,
-        "headers": {k: v for k, v in response.headers.items() if k.lower() != "content-length"},
-        "body": bytes(response.body).decode("utf-8"),
-    }
-    if response.status_code in (502, 503):
-        await rt.store.idempotency_abandon(key)  # nothing was sent: a retry may try again
-    else:
-        await rt.store.idempotency_finish(key, stored, ms(rt.clock.now()), ttl_ms)
-    return response
-
-
-def _replay(stored: dict[str, Any]) -> Response:
-    headers = dict(stored["headers"]) | {"Idempotent-Replayed": "true"}
-    return Response(stored["body"].encode("utf-8"), stored["status"], headers)
 
 
 async def sandbox_messages(request: Request) -> Response:

@@ -1,0 +1,136 @@
+"""What every provider adapter does, without I/O: read a provider request into
+one message per recipient, rewrite it to carry only some of them, and answer
+in the provider's own shape.
+
+Recipients are numbered in the order the adapter reads them; every list of
+indices below refers to that order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.errors import InputError
+from gateway.model import Code, Decision, Message, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A provider request as the sender made it, the gateway's own headers removed."""
+
+    method: str
+    path: str  # the raw path, with "?query" when there is one
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    params: Mapping[str, str] = field(default_factory=dict)  # from the path: account, project
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lowered), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the gateway adds to every message of one request: from its headers
+    (X-Message-Category, X-Message-Tags, X-Recipient-Timezone) or the config."""
+
+    route: str
+    sender: str
+    category: str
+    tags: tuple[str, ...] = ()
+    timezone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One recipient's message, and where the recipient sits in the request."""
+
+    message: Message
+    where: str  # the provider's name for the field, e.g. personalizations.0.cc.1.email
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def with_headers(self, extra: Sequence[tuple[str, str]]) -> Answer:
+        return Answer(self.status, self.headers + tuple(extra), self.body)
+
+
+class Adapter(Protocol):
+    name: str
+
+    def items(self, incoming: Incoming, context: Context) -> list[Item]:
+        """Every recipient's message; raise InputError (with the provider's
+        status) for a request the provider would refuse."""
+        ...
+
+    def forward_body(
+        self, incoming: Incoming, allowed: Sequence[int]
+    ) -> tuple[bytes, dict[int, int]]:
+        """The body that carries only the `allowed` recipients (the original
+        bytes when all are allowed), and the allowed ones it could not carry
+        mapped to the refused recipient that took them along."""
+        ...
+
+    def held_body(self, incoming: Incoming, index: int) -> bytes:
+        """The body that sends to recipient `index` alone, later."""
+        ...
+
+    def held(self, incoming: Incoming, decisions: Sequence[Decision]) -> Answer:
+        """Accepted and scheduled: nothing went out now, some recipients are held."""
+        ...
+
+    def refused(self, items: Sequence[Item], decisions: Sequence[Decision], capped: bool) -> Answer:
+        """Nobody may be sent to; `capped` when every refusal is a frequency cap (429)."""
+        ...
+
+    def error(self, status: int, message: str) -> Answer:
+        """Any other answer the gateway gives itself: bad input, 409, 502, 503, 504."""
+        ...
+
+    def bad_input(self, error: InputError) -> Answer: ...
+
+
+def json_answer(status: int, data: Any) -> Answer:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Answer(status, (("Content-Type", "application/json"),), body)
+
+
+def explain(decision: Decision) -> str:
+    """The gateway's reasons as one line: codes, rule ids and what each saw."""
+    reasons = "; ".join(f"{r.code.value} (rule {r.rule}): {r.message}" for r in decision.reasons)
+    return f"refused by the compliance gateway, decision {decision.decision_id}: {reasons}"
+
+
+def opted_out(decision: Decision) -> bool:
+    return any(r.code is Code.OPTED_OUT for r in decision.reasons)
+
+
+def refused_ones(decisions: Sequence[Decision]) -> list[tuple[int, Decision]]:
+    return [(i, d) for i, d in enumerate(decisions) if d.decision is Verdict.REJECT]
+
+
+def decode_text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError("the body is not UTF-8 text") from None
+
+
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """A JSON object, or InputError naming where the JSON broke."""
+    try:
+        data = json.loads(decode_text(raw))
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(data, dict):
+        raise InputError("the body must be a JSON object")
+    return data

@@ -1,0 +1,166 @@
+"""FCM HTTP v1: `POST /v1/projects/{project}/messages:send`, JSON, one device
+`token` or one `topic`. Refusals are Google RPC errors, as FCM gives them.
+
+A `condition` send reaches an audience the gateway cannot see, so it is
+refused: there is nobody to check opt-outs and caps against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.adapters.base import (
+    Answer,
+    Context,
+    Incoming,
+    Item,
+    decode_object,
+    explain,
+    json_answer,
+    opted_out,
+)
+from gateway.errors import InputError, InvalidRecipient
+from gateway.model import Channel, Decision, Message
+from gateway.recipients import parse_push
+
+TOP_FIELDS = frozenset({"message", "validate_only"})
+MESSAGE_FIELDS = frozenset(
+    {"name", "data", "notification", "android", "webpush", "apns", "fcm_options"}
+    | {"token", "topic", "condition"}
+)
+RPC_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+# FcmError.errorCode has its own, smaller set of values.
+FCM_CODE = {
+    "INVALID_ARGUMENT": "INVALID_ARGUMENT",
+    "RESOURCE_EXHAUSTED": "QUOTA_EXCEEDED",
+    "UNAVAILABLE": "UNAVAILABLE",
+    "DEADLINE_EXCEEDED": "UNAVAILABLE",
+    "UNAUTHENTICATED": "THIRD_PARTY_AUTH_ERROR",
+}
+
+
+def _fail(field: str, message: str) -> InputError:
+    return InputError(f'Invalid value at "{field}": {message}', {field: message})
+
+
+def _unknown(data: dict[str, Any], known: frozenset[str], where: str) -> None:
+    for name in data:
+        if name not in known:
+            raise InputError(
+                f"Invalid JSON payload received. Unknown name \"{name}\" at '{where}': "
+                "Cannot find field.",
+                {f"{where}.{name}".lstrip("."): "unknown field"},
+            )
+
+
+def _strings(value: Any, field: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise _fail(field, "must map names to string values")
+    return value
+
+
+def _target(message: dict[str, Any]) -> tuple[str, str]:
+    given = [name for name in ("token", "topic", "condition") if name in message]
+    if len(given) != 1:
+        raise _fail("message", "give exactly one of token, topic or condition")
+    name = given[0]
+    if name == "condition":
+        raise _fail("message.condition", "the compliance gateway sends to a token or topic only")
+    value = message[name]
+    if not isinstance(value, str):
+        raise _fail(f"message.{name}", "must be a string")
+    return name, value if name == "token" else "topic:" + value.removeprefix("/topics/")
+
+
+class FcmAdapter:
+    name = "fcm"
+
+    def items(self, incoming: Incoming, context: Context) -> list[Item]:
+        data = decode_object(incoming.body)
+        _unknown(data, TOP_FIELDS, "")
+        message = data.get("message")
+        if not isinstance(message, dict):
+            raise _fail("message", "required, an object")
+        _unknown(message, MESSAGE_FIELDS, "message")
+        name, target = _target(message)
+        notification = _strings(message.get("notification"), "message.notification")
+        _strings(message.get("data"), "message.data")
+        try:
+            recipient = parse_push(target)
+        except InvalidRecipient:
+            raise _fail(f"message.{name}", "not a valid registration token or topic") from None
+        normalized = Message(
+            channel=Channel.PUSH,
+            recipient=recipient,
+            body=notification.get("body", ""),
+            sender=context.sender,
+            route=context.route,
+            category=context.category,
+            title=notification.get("title"),
+            tags=context.tags,
+            recipient_timezone=context.timezone,
+        )
+        return [Item(normalized, f"message.{name}")]
+
+    def forward_body(
+        self, incoming: Incoming, allowed: Sequence[int]
+    ) -> tuple[bytes, dict[int, int]]:
+        return incoming.body, {}
+
+    def held_body(self, incoming: Incoming, index: int) -> bytes:
+        return incoming.body
+
+    def held(self, incoming: Incoming, decisions: Sequence[Decision]) -> Answer:
+        """FCM's success shape, with the gateway's id as the message id."""
+        project = incoming.params.get("project", "")
+        return json_answer(200, {"name": f"projects/{project}/messages/{decisions[0].decision_id}"})
+
+    def refused(self, items: Sequence[Item], decisions: Sequence[Decision], capped: bool) -> Answer:
+        decision = decisions[0]
+        if capped:
+            status, rpc = 429, "RESOURCE_EXHAUSTED"
+        else:
+            status, rpc = 400, "FAILED_PRECONDITION" if opted_out(decision) else "INVALID_ARGUMENT"
+        info = {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": decision.reasons[0].code.value.upper() if decision.reasons else "REFUSED",
+            "domain": "compliance-gateway",
+            "metadata": {
+                "decision_id": decision.decision_id,
+                "rules": ",".join(r.rule for r in decision.reasons),
+            },
+        }
+        return _error(status, rpc, explain(decision), [info])
+
+    def error(self, status: int, message: str) -> Answer:
+        return _error(status, RPC_STATUS.get(status, "UNKNOWN"), message)
+
+    def bad_input(self, error: InputError) -> Answer:
+        return self.error(error.status, str(error))
+
+
+def _error(status: int, rpc: str, message: str, details: list[Any] | None = None) -> Answer:
+    fcm = {
+        "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+        "errorCode": FCM_CODE.get(rpc, "UNSPECIFIED_ERROR"),
+    }
+    error = {"code": status, "message": message, "status": rpc, "details": [fcm, *(details or [])]}
+    return json_answer(status, {"error": error})
+
+
+ADAPTER = FcmAdapter()

@@ -1,0 +1,180 @@
+"""Twilio's Messages API: `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`,
+form-encoded, one recipient in `To`. Refusals are Twilio error JSON, which the
+official SDKs raise as TwilioRestException with the code and message below."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from email.utils import format_datetime
+from urllib.parse import parse_qsl
+
+from gateway.adapters.base import (
+    Answer,
+    Context,
+    Incoming,
+    Item,
+    decode_text,
+    explain,
+    json_answer,
+    opted_out,
+)
+from gateway.errors import InputError, InvalidRecipient
+from gateway.model import Channel, Decision, Message, iso
+from gateway.recipients import parse_phone
+
+MAX_FIELDS = 200  # a message has a few dozen parameters at most
+OPTED_OUT = 21610  # "Attempt to send to unsubscribed recipient"
+TOO_MANY = 20429
+FILTERED = 30007  # "Message filtered": Twilio's own code for a refused content
+_LEADS = {
+    OPTED_OUT: "Attempt to send to unsubscribed recipient",
+    TOO_MANY: "Too Many Requests",
+    FILTERED: "Message filtered",
+}
+
+
+class TwilioInputError(InputError):
+    """A request Twilio itself would refuse, with Twilio's error code."""
+
+    def __init__(self, code: int, message: str, field: str) -> None:
+        super().__init__(message, {field: message})
+        self.code = code
+
+
+def parse_form(raw: bytes) -> dict[str, list[str]]:
+    try:
+        pairs = parse_qsl(decode_text(raw), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except ValueError as exc:
+        raise TwilioInputError(20400, f"the form cannot be read: {exc}", "body") from None
+    form: dict[str, list[str]] = {}
+    for key, value in pairs:
+        form.setdefault(key, []).append(value)
+    return form
+
+
+def _one(form: dict[str, list[str]], name: str) -> str | None:
+    values = form.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise TwilioInputError(20400, f"'{name}' is given {len(values)} times", name)
+    return values[0]
+
+
+def _recipient(to: str | None) -> str:
+    if not to:
+        raise TwilioInputError(21604, "A 'To' phone number is required.", "To")
+    return to.removeprefix("whatsapp:")
+
+
+class TwilioAdapter:
+    name = "twilio"
+
+    def items(self, incoming: Incoming, context: Context) -> list[Item]:
+        form = parse_form(incoming.body)
+        to = _recipient(_one(form, "To"))
+        origin = _one(form, "From") or _one(form, "MessagingServiceSid")
+        if not origin:
+            raise TwilioInputError(21603, "A 'From' phone number is required.", "From")
+        body = _one(form, "Body")
+        if not body and not form.get("MediaUrl") and not _one(form, "ContentSid"):
+            raise TwilioInputError(21602, "Message body is required.", "Body")
+        try:
+            recipient = parse_phone(to)
+        except InvalidRecipient:
+            raise TwilioInputError(
+                21211, f"The 'To' number {to} is not a valid phone number.", "To"
+            ) from None
+        message = Message(
+            channel=Channel.SMS,
+            recipient=recipient,
+            body=body or "",
+            sender=context.sender,
+            route=context.route,
+            category=context.category,
+            from_=origin,
+            tags=context.tags,
+            recipient_timezone=context.timezone,
+        )
+        return [Item(message, "To")]
+
+    def forward_body(
+        self, incoming: Incoming, allowed: Sequence[int]
+    ) -> tuple[bytes, dict[int, int]]:
+        return incoming.body, {}
+
+    def held_body(self, incoming: Incoming, index: int) -> bytes:
+        return incoming.body
+
+    def held(self, incoming: Incoming, decisions: Sequence[Decision]) -> Answer:
+        """A message resource with `"status": "scheduled"` whose sid is the
+        gateway's id (the SDK reads `sid`; `GET /v1/deferred/{sid}` tells its fate)."""
+        decision = decisions[0]
+        form = parse_form(incoming.body)
+        account = incoming.params.get("account", "")
+        stamp = format_datetime(decision.at)
+        resource = {
+            "sid": decision.decision_id,
+            "account_sid": account,
+            "to": form.get("To", [None])[0],
+            "from": form.get("From", [None])[0],
+            "messaging_service_sid": form.get("MessagingServiceSid", [None])[0],
+            "body": form.get("Body", [""])[0],
+            "status": "scheduled",
+            "num_segments": _segments(decision),
+            "num_media": str(len(form.get("MediaUrl", []))),
+            "direction": "outbound-api",
+            "api_version": "2010-04-01",
+            "date_created": stamp,
+            "date_updated": stamp,
+            "date_sent": None,
+            "price": None,
+            "price_unit": None,
+            "error_code": None,
+            "error_message": None,
+            "uri": f"/2010-04-01/Accounts/{account}/Messages/{decision.decision_id}.json",
+            "gateway_decision_id": decision.decision_id,
+            "gateway_deliver_at": iso(decision.deliver_at),
+        }
+        return json_answer(201, resource)
+
+    def refused(self, items: Sequence[Item], decisions: Sequence[Decision], capped: bool) -> Answer:
+        decision = decisions[0]
+        if capped:
+            code, status = TOO_MANY, 429
+        else:
+            code, status = (OPTED_OUT if opted_out(decision) else FILTERED), 400
+        details = {
+            "decision_id": decision.decision_id,
+            "reasons": [r.to_json() for r in decision.reasons],
+        }
+        return _error(status, code, f"{_LEADS[code]}: {explain(decision)}", details)
+
+    def error(self, status: int, message: str) -> Answer:
+        return _error(status, 20000 + status, message)
+
+    def bad_input(self, error: InputError) -> Answer:
+        code = error.code if isinstance(error, TwilioInputError) else 20000 + error.status
+        return _error(error.status, code, str(error))
+
+
+def _error(status: int, code: int, message: str, details: object = None) -> Answer:
+    data: dict[str, object] = {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+    if details is not None:
+        data["details"] = details
+    return json_answer(status, data)
+
+
+def _segments(decision: Decision) -> str:
+    for result in decision.trace:
+        if result.type == "content_length" and "segments" in result.detail:
+            return str(result.detail["segments"])
+    return "1"
+
+
+ADAPTER = TwilioAdapter()

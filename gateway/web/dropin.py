@@ -1,0 +1,190 @@
+"""Drop-in provider routes: Twilio, SendGrid and FCM requests are checked and
+then forwarded, refused or held, and always answered in the provider's shape.
+
+Every answer carries X-Gateway-Decision (allow, reject, defer, or partial when
+recipients of one request fared differently), X-Gateway-Decision-Id (one id
+per recipient, comma separated) and, when partial, X-Gateway-Dropped: for
+each recipient not sent now, its decision id, verdict, field, reason code and
+rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.adapters.base import Adapter, Answer, Context, Incoming, Item
+from gateway.errors import (
+    AuditUnavailable,
+    ConflictError,
+    InputError,
+    StoreUnavailable,
+    UpstreamTimeout,
+)
+from gateway.model import Decision, Verdict
+from gateway.relay import (
+    ADAPTERS,
+    IDEMPOTENCY_HEADERS,
+    context,
+    forwardable,
+    held_payload,
+    identify,
+    outbound,
+)
+from gateway.runtime import Runtime
+from gateway.service import Batch
+from gateway.settings import Route
+from gateway.upstream.base import Outbound
+from gateway.web.http import read_body
+from gateway.web.once import once, scope_key
+
+Headers = list[tuple[str, str]]
+
+
+async def twilio(request: Request) -> Response:
+    return await handle(request, "twilio")
+
+
+async def sendgrid(request: Request) -> Response:
+    return await handle(request, "sendgrid")
+
+
+async def fcm(request: Request) -> Response:
+    return await handle(request, "fcm")
+
+
+async def handle(request: Request, name: str) -> Response:
+    """Every failure the gateway answers itself comes back in the provider's shape."""
+    rt: Runtime = request.app.state.runtime
+    adapter = ADAPTERS[name]
+    route = rt.settings.adapter_route(name)
+    if route is None:
+        return respond(adapter.error(404, f"no {name} route is configured on this gateway"))
+    try:
+        return await _handle(rt, request, adapter, route)
+    except InputError as exc:
+        return respond(adapter.bad_input(exc).with_headers([("X-Gateway-Decision", "reject")]))
+    except ConflictError as exc:
+        return respond(adapter.error(409, str(exc)))
+    except (StoreUnavailable, AuditUnavailable) as exc:
+        what = "state store" if isinstance(exc, StoreUnavailable) else "audit trail"
+        answer = adapter.error(503, f"the gateway's {what} is unreachable; nothing was sent")
+        return respond(
+            answer.with_headers([("Retry-After", "1"), ("X-Gateway-Decision", "reject")])
+        )
+
+
+async def _handle(rt: Runtime, request: Request, adapter: Adapter, route: Route) -> Response:
+    raw = await read_body(request, rt.settings.max_body_bytes)
+    incoming = Incoming(
+        request.method,
+        _raw_path(request),
+        forwardable(request.headers.items()),
+        raw,
+        dict(request.path_params),
+    )
+    sender = identify(rt.settings, route, incoming)
+    ctx = context(rt.settings, route, sender, request.headers)
+    items = adapter.items(incoming, ctx)
+
+    async def act() -> Response:
+        return await _send(rt, adapter, route, incoming, ctx, items)
+
+    key = next((v for v in map(incoming.header, IDEMPOTENCY_HEADERS) if v), None)
+    if key is None:
+        return await act()
+    return await once(rt, scope_key(sender, key), _fingerprint(incoming, ctx), act)
+
+
+async def _send(
+    rt: Runtime, adapter: Adapter, route: Route, incoming: Incoming, ctx: Context, items: list[Item]
+) -> Response:
+    def build(allowed: list[int]) -> tuple[Outbound, dict[int, int]]:
+        body, dropped = adapter.forward_body(incoming, allowed)
+        return outbound(route, adapter, incoming, body), dropped
+
+    try:
+        batch = await rt.gateway.submit_many(
+            [item.message for item in items],
+            build,
+            lambda i: held_payload(route, adapter, incoming, ctx, i),
+            rt.upstream(route),
+        )
+    except StoreUnavailable as exc:
+        for item in items:
+            await rt.gateway.record_store_failure(item.message, exc)
+        raise
+    return respond(render(adapter, incoming, items, batch))
+
+
+def render(adapter: Adapter, incoming: Incoming, items: Sequence[Item], batch: Batch) -> Answer:
+    """The upstream's answer unchanged when it gave one; else the gateway's own."""
+    decisions = batch.decisions
+    headers = gateway_headers(items, decisions)
+    if batch.reply is not None:
+        reply = batch.reply
+        return Answer(reply.status, reply.headers, reply.body).with_headers(headers)
+    if batch.failure is not None:
+        status = 504 if isinstance(batch.failure, UpstreamTimeout) else 502
+        message = f"the upstream gave no answer: {batch.failure}"
+        return adapter.error(status, message).with_headers(headers)
+    held = [d for d in decisions if d.decision is Verdict.DEFER]
+    if held:
+        return adapter.held(incoming, held).with_headers(headers)
+    capped = all(d.capped_only and d.retry_at is not None for d in decisions)
+    if capped:
+        headers.append(("Retry-After", str(_retry_after(decisions))))
+    return adapter.refused(items, decisions, capped).with_headers(headers)
+
+
+def gateway_headers(items: Sequence[Item], decisions: Sequence[Decision]) -> Headers:
+    verdicts = {d.decision for d in decisions}
+    summary = verdicts.pop().value if len(verdicts) == 1 else Verdict.PARTIAL.value
+    headers = [
+        ("X-Gateway-Decision", summary),
+        ("X-Gateway-Decision-Id", ",".join(d.decision_id for d in decisions)),
+    ]
+    if summary == Verdict.PARTIAL.value:
+        dropped = [
+            f"{d.decision_id};decision={d.decision.value};field={item.where}"
+            f";code={d.reasons[0].code.value};rule={d.reasons[0].rule}"
+            for item, d in zip(items, decisions, strict=True)
+            if d.decision is not Verdict.ALLOW and d.reasons
+        ]
+        headers.append(("X-Gateway-Dropped", ", ".join(dropped)))
+    return headers
+
+
+def respond(answer: Answer) -> Response:
+    response = Response(answer.body, answer.status)
+    # Raw pairs: the upstream's repeated headers stay repeated, its bytes unchanged.
+    response.raw_headers += [
+        (k.lower().encode("latin-1"), v.encode("utf-8", "surrogateescape"))
+        for k, v in answer.headers
+        if k.lower() != "content-length"
+    ]
+    return response
+
+
+def _retry_after(decisions: Sequence[Decision]) -> int:
+    waits = [(d.retry_at - d.at).total_seconds() for d in decisions if d.retry_at is not None]
+    return max(1, math.ceil(max(waits, default=1)))
+
+
+def _raw_path(request: Request) -> str:
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    path: str = raw.decode("latin-1")
+    return path + ("?" + query.decode("latin-1") if query else "")
+
+
+def _fingerprint(incoming: Incoming, ctx: Context) -> str:
+    digest = hashlib.sha256()
+    for part in (incoming.method, incoming.path, ctx.category, ",".join(ctx.tags)):
+        digest.update(part.encode("utf-8") + b"\0")
+    digest.update((ctx.timezone or "").encode("utf-8") + b"\0" + incoming.body)
+    return digest.hexdigest()

@@ -1,0 +1,77 @@
+"""Idempotency: a request repeated with the same key from the same sender within
+the window gets the first answer again, whatever API it came through."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.responses import Response
+
+from gateway.errors import ConflictError
+from gateway.runtime import Runtime
+from gateway.service import ms
+from gateway.store.base import IdempotencyStatus
+
+IN_FLIGHT_WAIT = 30.0  # seconds a duplicate waits for the first request's answer
+
+
+def scope_key(sender: str, key: str) -> str:
+    return f"idem:{sender}:{key}"
+
+
+async def once(
+    rt: Runtime, key: str, fingerprint: str, act: Callable[[], Awaitable[Response]]
+) -> Response:
+    """Run `act` once per `key` (see `scope_key`) within the idempotency window;
+    repeats get the first answer, another request with the same key a
+    ConflictError (409), and a repeat that arrives while the first is in
+    flight waits for its answer. An answer saying nothing was sent (502, 503)
+    is not kept, so a retry may try again."""
+    ttl_ms = rt.settings.idempotency_ttl * 1000
+    deadline = asyncio.get_running_loop().time() + IN_FLIGHT_WAIT
+    while True:
+        state = await rt.store.idempotency_begin(key, fingerprint, ms(rt.clock.now()), ttl_ms)
+        if state.status is IdempotencyStatus.NEW:
+            break
+        if state.status is IdempotencyStatus.CONFLICT:
+            raise ConflictError("this idempotency key was already used with a different message")
+        if state.status is IdempotencyStatus.DONE and state.response is not None:
+            return replay(state.response)
+        if asyncio.get_running_loop().time() > deadline:
+            raise ConflictError("a request with this idempotency key is still in flight")
+        await asyncio.sleep(0.02)
+    try:
+        response = await act()
+    except BaseException:
+        await rt.store.idempotency_abandon(key)
+        raise
+    if response.status_code in (502, 503):
+        await rt.store.idempotency_abandon(key)
+    else:
+        await rt.store.idempotency_finish(key, _stored(response), ms(rt.clock.now()), ttl_ms)
+    return response
+
+
+def _stored(response: Response) -> dict[str, Any]:
+    stored: dict[str, Any] = {
+        "status": response.status_code,
+        "headers": {k: v for k, v in response.headers.items() if k.lower() != "content-length"},
+    }
+    body = bytes(response.body)
+    try:
+        stored["body"] = body.decode("utf-8")
+    except UnicodeDecodeError:  # an upstream's compressed or binary answer
+        stored["body_b64"] = base64.b64encode(body).decode("ascii")
+    return stored
+
+
+def replay(stored: dict[str, Any]) -> Response:
+    headers = dict(stored["headers"]) | {"Idempotent-Replayed": "true"}
+    if "body_b64" in stored:
+        body = base64.b64decode(stored["body_b64"])
+    else:
+        body = stored["body"].encode("utf-8")
+    return Response(body, stored["status"], headers)

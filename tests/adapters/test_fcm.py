@@ -1,0 +1,116 @@
+"""FCM HTTP v1 through the gateway, as raw HTTP, against a real stub upstream."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.adapters.conftest import Live, StartLive, header
+
+PATH = "/v1/projects/my-app/messages:send"
+TOKEN = "dev-token-1"
+AUTH = {"Authorization": "Bearer ya29.access-token"}
+
+
+def push(**message: Any) -> dict[str, Any]:
+    return {"message": {"token": TOKEN, "notification": {"title": "Hi", "body": "Sale"}} | message}
+
+
+def rpc(answer: Any) -> dict[str, Any]:
+    error: dict[str, Any] = answer.json()["error"]
+    return error
+
+
+def test_allowed_push_goes_upstream_byte_for_byte(live: Live) -> None:
+    live.stub.status, live.stub.answer = 200, {"name": "projects/my-app/messages/42"}
+    body = json.dumps(push(data={"k": "v"}), separators=(",", ":")).encode() + b"  \n"
+    answer = live.http.post(PATH, content=body, headers=AUTH | {"X-Message-Tags": "promo"})
+    assert answer.status_code == 200
+    assert answer.json() == {"name": "projects/my-app/messages/42"}
+    assert answer.headers["x-gateway-decision"] == "allow"
+    received = live.stub.received[0]
+    assert (received["path"], received["body"]) == (PATH, body)
+    assert header(received, "Authorization") == AUTH["Authorization"]
+    assert header(received, "X-Message-Tags") is None
+    record = live.decision(answer.headers["x-gateway-decision-id"])
+    assert record["upstream"]["message_id"] == "projects/my-app/messages/42"
+
+
+def test_opted_out_token_is_failed_precondition(live: Live) -> None:
+    live.opt_out(TOKEN)
+    answer = live.http.post(PATH, json=push(), headers=AUTH)
+    assert answer.status_code == 400
+    error = rpc(answer)
+    assert error["status"] == "FAILED_PRECONDITION"
+    assert "opted_out" in error["message"] and "global-opt-out" in error["message"]
+    info = error["details"][1]
+    assert info["metadata"]["decision_id"] == answer.headers["x-gateway-decision-id"]
+    assert live.stub.received == []
+
+
+def test_capped_push_is_resource_exhausted_with_retry_after(live: Live) -> None:
+    assert live.http.post(PATH, json=push(), headers=AUTH).status_code == 201
+    answer = live.http.post(PATH, json=push(), headers=AUTH)
+    assert answer.status_code == 429
+    assert rpc(answer)["status"] == "RESOURCE_EXHAUSTED"
+    assert rpc(answer)["details"][0]["errorCode"] == "QUOTA_EXCEEDED"
+    assert 3600 <= int(answer.headers["retry-after"]) <= 3601  # one hour, rounded up
+
+
+def test_banned_term_is_invalid_argument(live: Live) -> None:
+    body = push(notification={"title": "Hi", "body": "guaranteed returns"})
+    answer = live.http.post(PATH, json=body, headers=AUTH)
+    assert (answer.status_code, rpc(answer)["status"]) == (400, "INVALID_ARGUMENT")
+    assert "finance-claims" in rpc(answer)["message"]
+
+
+def test_topic_is_a_recipient_of_its_own(live: Live) -> None:
+    live.opt_out("topic:news")
+    answer = live.http.post(PATH, json={"message": {"topic": "news"}}, headers=AUTH)
+    assert rpc(answer)["status"] == "FAILED_PRECONDITION"
+
+
+def test_timeout_is_504_deadline_exceeded(start_live: StartLive) -> None:
+    live = start_live(env={"GATEWAY_UPSTREAM_READ_TIMEOUT": "0.3"})
+    live.stub.delay = 1.0
+    answer = live.http.post(PATH, json=push(), headers=AUTH)
+    assert (answer.status_code, rpc(answer)["status"]) == (504, "DEADLINE_EXCEEDED")
+    record = live.decision(answer.headers["x-gateway-decision-id"])
+    assert record["reasons"][-1]["code"] == "upstream_unknown"
+
+
+def test_idempotency_key_returns_the_first_answer(live: Live) -> None:
+    headers = AUTH | {"Idempotency-Key": "push-1"}
+    first = live.http.post(PATH, json=push(), headers=headers)
+    again = live.http.post(PATH, json=push(), headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["x-gateway-decision-id"] == first.headers["x-gateway-decision-id"]
+    assert len(live.stub.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        (b"{nope", "not valid JSON"),
+        (json.dumps({"message": {"token": TOKEN}, "extra": 1}).encode(), 'Unknown name "extra"'),
+        (json.dumps({"message": {"token": TOKEN, "tokens": []}}).encode(), 'Unknown name "tokens"'),
+        (json.dumps({"message": {"condition": "'a' in topics"}}).encode(), "token or topic only"),
+        (json.dumps({"message": {"token": TOKEN, "topic": "a"}}).encode(), "exactly one"),
+        (json.dumps({"message": {"token": TOKEN, "data": {"n": 1}}}).encode(), "string values"),
+        (json.dumps({"message": {"token": "bad token!"}}).encode(), "registration token"),
+        (json.dumps({"message": "x"}).encode(), "an object"),
+    ],
+)
+def test_bad_input_is_invalid_argument(live: Live, body: bytes, what: str) -> None:
+    answer = live.http.post(PATH, content=body, headers=AUTH)
+    assert (answer.status_code, rpc(answer)["status"]) == (400, "INVALID_ARGUMENT")
+    assert what in rpc(answer)["message"]
+    assert live.stub.received == []
+
+
+def test_huge_body_is_413(live: Live) -> None:
+    answer = live.http.post(PATH, content=b"{" + b" " * 300_000 + b"}", headers=AUTH)
+    assert answer.status_code == 413
+    assert rpc(answer)["code"] == 413

@@ -1,0 +1,196 @@
+"""The official SendGrid SDK, pointed at the gateway, against a real stub upstream:
+one decision per recipient, one upstream request for the allowed ones."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from python_http_client.exceptions import (
+    BadRequestsError,
+    HTTPError,
+    InternalServerError,
+    TooManyRequestsError,
+)
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import Mail
+
+from tests.adapters.conftest import Live, StartLive, header
+
+KEY = "SG.test-key"
+
+
+def client(live: Live) -> SendGridAPIClient:
+    return SendGridAPIClient(api_key=KEY, host=live.url)  # the one line a sender changes
+
+
+def mail(*blocks: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "personalizations": list(blocks),
+        "from": {"email": "news@shop.example"},
+        "subject": "Weekly deals",
+        "content": [{"type": "text/plain", "value": "Deals inside"}],
+    } | extra
+
+
+def to(*emails: str) -> list[dict[str, str]]:
+    return [{"email": e} for e in emails]
+
+
+def post(live: Live, data: dict[str, Any], **headers: str) -> Any:
+    return client(live).client.mail.send.post(request_body=data, request_headers=headers)
+
+
+def test_allowed_mail_goes_upstream_byte_for_byte(live: Live) -> None:
+    message = Mail(
+        from_email="news@shop.example",
+        to_emails=["ann@example.com", "bob@example.com"],
+        subject="Hello",
+        plain_text_content="Hi there",
+    )
+    answer = client(live).send(message)
+    assert answer.status_code == 201  # the stub's status, passed on unchanged
+    assert answer.headers["X-Gateway-Decision"] == "allow"
+    ids = answer.headers["X-Gateway-Decision-Id"].split(",")
+    assert len(ids) == 2
+    received = live.stub.received[0]
+    assert received["path"] == "/v3/mail/send"
+    assert received["body"] == json.dumps(message.get()).encode()
+    assert header(received, "Authorization") == f"Bearer {KEY}"
+    assert {live.decision(i)["recipient_hint"] for i in ids} == {"a…@example.com", "b…@example.com"}
+
+
+def test_refused_recipients_are_removed_and_named(live: Live) -> None:
+    live.opt_out("cat@example.com")
+    live.opt_out("dan@example.com")
+    data = mail(
+        {"to": to("ann@example.com"), "cc": to("cat@example.com", "bob@example.com")},
+        {"to": to("dan@example.com"), "bcc": to("eve@example.com")},
+    )
+    answer = post(live, data)
+    assert answer.headers["X-Gateway-Decision"] == "partial"
+    sent = json.loads(live.stub.received[0]["body"])
+    assert sent["personalizations"] == [{"to": to("ann@example.com"), "cc": to("bob@example.com")}]
+    assert sent["subject"] == data["subject"]
+    dropped = answer.headers["X-Gateway-Dropped"]
+    assert "field=personalizations.0.cc.0.email;code=opted_out;rule=global-opt-out" in dropped
+    assert "field=personalizations.1.to.0.email;code=opted_out" in dropped
+    ids = answer.headers["X-Gateway-Decision-Id"].split(",")
+    eve = live.decision(ids[4])  # allowed, but cannot go without dan, its only `to`
+    assert (eve["decision"], eve["reasons"][-1]["rule"]) == ("reject", "carried-with")
+    assert live.decision(ids[0])["upstream"]["status"] == 201
+    assert live.decision(ids[1])["reasons"][0]["code"] == "opted_out"  # cat
+
+
+def test_only_recipients_sent_count(live: Live) -> None:
+    live.opt_out("bob@example.com")
+    post(live, mail({"to": to("ann@example.com", "bob@example.com")}))
+    live.http.delete("/v1/opt-outs/global/bob@example.com")
+    assert post(live, mail({"to": to("bob@example.com")})).headers["X-Gateway-Decision"] == "allow"
+    with pytest.raises(TooManyRequestsError) as raised:
+        post(live, mail({"to": to("ann@example.com")}))
+    assert int(raised.value.headers["Retry-After"]) > 0
+    errors = json.loads(raised.value.body)["errors"]
+    assert errors[0]["field"] == "personalizations.0.to.0.email"
+    assert "marketing-email-caps" in errors[0]["message"]
+
+
+def test_refused_and_held_recipients_send_nothing_now(live: Live) -> None:
+    live.opt_out("ann@example.com")
+    data = mail({"to": to("ann@example.com", "bob@example.com")})
+    answer = post(live, data, **{"X-Recipient-Timezone": "Asia/Tokyo"})
+    assert answer.status_code == 202
+    assert answer.headers["X-Gateway-Decision"] == "partial"
+    dropped = answer.headers["X-Gateway-Dropped"]
+    assert "decision=reject;field=personalizations.0.to.0.email;code=opted_out" in dropped
+    assert "decision=defer;field=personalizations.0.to.1.email;code=outside_time_window" in dropped
+    assert live.stub.received == []
+
+
+def test_all_refused_is_a_400_errors_list(live: Live) -> None:
+    live.opt_out("ann@example.com")
+    live.opt_out("bob@example.com")
+    with pytest.raises(BadRequestsError) as raised:
+        post(live, mail({"to": to("ann@example.com"), "bcc": to("bob@example.com")}))
+    errors = json.loads(raised.value.body)["errors"]
+    assert [e["field"] for e in errors] == [
+        "personalizations.0.to.0.email",
+        "personalizations.0.bcc.0.email",
+    ]
+    assert all("opted_out" in e["message"] and "global-opt-out" in e["message"] for e in errors)
+    assert raised.value.headers["X-Gateway-Decision"] == "reject"
+    assert live.stub.received == []
+
+
+def test_upstream_refusal_refunds_every_recipient(live: Live) -> None:
+    live.stub.status, live.stub.answer = 500, {"errors": [{"message": "upstream broke"}]}
+    data = mail({"to": to("ann@example.com", "bob@example.com")})
+    with pytest.raises(InternalServerError) as raised:
+        post(live, data)
+    assert json.loads(raised.value.body) == {"errors": [{"message": "upstream broke"}]}
+    live.stub.status, live.stub.answer = 202, {}
+    assert post(live, data).headers["X-Gateway-Decision"] == "allow"
+
+
+def test_deferred_recipients_are_held_one_by_one_and_sent_later(live: Live) -> None:
+    data = mail({"to": to("ann@example.com"), "cc": to("bob@example.com")})
+    answer = post(live, data, **{"X-Recipient-Timezone": "Asia/Tokyo"})  # 00:00 there
+    assert (answer.status_code, answer.body) == (202, b"")
+    assert answer.headers["X-Gateway-Decision"] == "defer"
+    ids = answer.headers["X-Gateway-Decision-Id"].split(",")
+    assert answer.headers["X-Message-Id"] == ids[0]
+    assert live.stub.received == []
+    live.clock.set(datetime(2026, 6, 2, 23, 0, 1, tzinfo=UTC))  # 08:00:01 in Tokyo
+    assert [live.deferred_fate(i)["status"] for i in ids] == ["sent", "sent"]
+    bodies = sorted(
+        json.loads(r["body"])["personalizations"][0]["to"][0]["email"] for r in live.stub.received
+    )
+    assert bodies == ["ann@example.com", "bob@example.com"]
+    assert all(header(r, "Authorization") == f"Bearer {KEY}" for r in live.stub.received)
+    assert all(
+        "x-recipient-timezone" not in {k.lower() for k in r["headers"]} for r in live.stub.received
+    )
+
+
+def test_unreachable_upstream_is_502_in_sendgrid_shape(start_live: StartLive) -> None:
+    live = start_live(upstream="http://127.0.0.1:1")
+    with pytest.raises(HTTPError) as raised:
+        post(live, mail({"to": to("ann@example.com")}))
+    assert raised.value.status_code == 502
+    assert "no answer" in json.loads(raised.value.body)["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", None),
+        (b"[]", None),
+        (json.dumps(mail()).encode(), "personalizations"),
+        (json.dumps(mail({"to": to("not-an-address")})).encode(), "personalizations.0.to.0.email"),
+        (
+            json.dumps(mail({"to": to("a@example.com", "A@example.com")})).encode(),
+            "personalizations.0.to.1.email",
+        ),
+        (
+            json.dumps(mail({"to": [{"email": "a@example.com"}] * 1001})).encode(),
+            "personalizations",
+        ),
+        (
+            json.dumps(mail({"to": to("a@example.com")}, subject=None) | {"subject": 5}).encode(),
+            "subject",
+        ),
+        (
+            json.dumps(
+                {k: v for k, v in mail({"to": to("a@example.com")}).items() if k != "from"}
+            ).encode(),
+            "from",
+        ),
+    ],
+)
+def test_bad_input_is_a_sendgrid_400(live: Live, body: bytes, field: str | None) -> None:
+    answer = live.http.post("/v3/mail/send", content=body)
+    assert answer.status_code == 400
+    assert answer.json()["errors"][0]["field"] == field
+    assert live.http.get("/v1/decisions").json()["decisions"] == []

@@ -1,0 +1,257 @@
+"""The official Twilio SDK, pointed at the gateway, against a real stub upstream."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from tests.adapters.conftest import Live, StartLive, header
+
+ACCOUNT, TOKEN = "AC" + "0" * 32, "secret-token"
+PATH = f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
+TO, FROM = "+12125550100", "+12125550199"
+NIGHT_NY = datetime(2026, 6, 2, 6, 0, tzinfo=UTC)  # 02:00 in New York
+
+
+OPEN: list[TwilioHttpClient] = []
+
+
+@pytest.fixture(autouse=True)
+def close_sessions() -> Iterator[None]:
+    """The SDK pools connections in a session that is never closed on its own."""
+    yield
+    while OPEN:
+        session = OPEN.pop().session
+        if session is not None:
+            session.close()
+
+
+class HeaderClient(TwilioHttpClient):
+    """How a sender adds the gateway's headers to what the SDK sends."""
+
+    def __init__(self, extra: dict[str, str]) -> None:
+        super().__init__()
+        self.extra = extra
+        self.answer: Any = None  # the last answer, as the SDK saw it
+        OPEN.append(self)
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        kwargs["headers"] = dict(kwargs.get("headers") or {}) | self.extra
+        self.answer = super().request(method, url, *args, **kwargs)
+        return self.answer
+
+
+def last_basic() -> str:
+    return "Basic " + base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
+
+
+def twilio(live: Live, **headers: str) -> Client:
+    client = Client(ACCOUNT, TOKEN, http_client=HeaderClient(headers))
+    client.api.base_url = live.url  # the one line a sender changes
+    return client
+
+
+def send(client: Client, body: str = "Hello") -> Any:
+    return client.messages.create(to=TO, from_=FROM, body=body)
+
+
+def last_headers(client: Client) -> dict[str, str]:
+    assert isinstance(client.http_client, HeaderClient)
+    response = client.http_client.answer
+    return {k.lower(): v for k, v in response.headers.items()}
+
+
+def test_allowed_message_goes_upstream_with_the_senders_credentials(live: Live) -> None:
+    client = twilio(live)
+    message = send(client)
+    assert (message.sid, message.status) == ("SM123", "queued")
+    received = live.stub.received[0]
+    assert received["path"] == PATH
+    assert parse_qs(received["body"].decode()) == {"To": [TO], "From": [FROM], "Body": ["Hello"]}
+    assert header(received, "Authorization") == last_basic()
+    headers = last_headers(client)
+    assert headers["x-gateway-decision"] == "allow"
+    assert headers["x-upstream"] == "stub"
+    record = live.decision(headers["x-gateway-decision-id"])
+    assert (record["route"], record["channel"], record["sender"]) == ("twilio", "sms", "default")
+    assert record["upstream"]["message_id"] == "SM123"
+
+
+def test_opted_out_recipient_raises_21610_with_the_reason_and_rule(live: Live) -> None:
+    live.opt_out(TO)
+    client = twilio(live)
+    with pytest.raises(TwilioRestException) as raised:
+        send(client)
+    error = raised.value
+    assert (error.status, error.code) == (400, 21610)
+    assert "opted_out" in error.msg and "global-opt-out" in error.msg
+    assert error.details["reasons"][0]["code"] == "opted_out"
+    assert last_headers(client)["x-gateway-decision"] == "reject"
+    assert live.stub.received == []
+
+
+def test_frequency_cap_raises_20429_with_retry_after(live: Live) -> None:
+    client = twilio(live)
+    send(client)
+    send(client)
+    with pytest.raises(TwilioRestException) as raised:
+        send(client)
+    assert (raised.value.status, raised.value.code) == (429, 20429)
+    assert "marketing-sms-caps" in raised.value.msg
+    assert int(last_headers(client)["retry-after"]) > 0
+    assert len(live.stub.received) == 2
+
+
+def test_other_refusal_is_a_400_twilio_error(live: Live) -> None:
+    with pytest.raises(TwilioRestException) as raised:
+        send(twilio(live), "guaranteed returns for you")
+    assert (raised.value.status, raised.value.code) == (400, 30007)
+    assert "banned_term" in raised.value.msg and "finance-claims" in raised.value.msg
+
+
+def test_gateway_headers_steer_the_decision_and_are_not_forwarded(live: Live) -> None:
+    live.opt_out(TO)
+    client = twilio(live, **{"X-Message-Category": "transactional", "X-Message-Tags": "otp"})
+    assert send(client).sid == "SM123"
+    forwarded = {k.lower() for k in live.stub.received[0]["headers"]}
+    assert not forwarded & {"x-message-category", "x-message-tags"}
+    record = live.decision(last_headers(client)["x-gateway-decision-id"])
+    assert record["category"] == "transactional"
+
+
+def test_deferred_send_is_scheduled_then_resent_as_it_was(live: Live) -> None:
+    live.clock.set(NIGHT_NY)
+    client = twilio(live)
+    message = send(client, "Night sale")
+    assert message.status == "scheduled"
+    assert message.sid == last_headers(client)["x-gateway-decision-id"]
+    assert last_headers(client)["x-gateway-decision"] == "defer"
+    assert live.http.get(f"/v1/deferred/{message.sid}").json()["status"] == "pending"
+    assert live.stub.received == []
+    live.clock.set(datetime(2026, 6, 2, 12, 0, 1, tzinfo=UTC))  # 08:00:01 in New York
+    fate = live.deferred_fate(message.sid)
+    assert (fate["status"], fate["result"]["message_id"]) == ("sent", "SM123")
+    received = live.stub.received[0]
+    assert received["path"] == PATH
+    assert parse_qs(received["body"].decode())["Body"] == ["Night sale"]
+    assert header(received, "Authorization") == last_basic()
+
+
+def test_upstream_refusal_comes_back_unchanged_and_is_not_counted(live: Live) -> None:
+    live.stub.status = 400
+    live.stub.answer = {"code": 21211, "message": "upstream says no", "status": 400}
+    client = twilio(live)
+    for _ in range(3):
+        with pytest.raises(TwilioRestException) as raised:
+            send(client)
+        assert (raised.value.code, raised.value.msg.endswith("upstream says no")) == (21211, True)
+    record = live.decision(last_headers(client)["x-gateway-decision-id"])
+    assert record["reasons"][-1]["code"] == "upstream_error"
+    live.stub.status, live.stub.answer = 201, {"sid": "SM9", "status": "queued"}
+    send(client)
+    send(client)
+    with pytest.raises(TwilioRestException):
+        send(client)
+
+
+def test_unreachable_upstream_is_502_in_twilio_shape_and_not_counted(
+    start_live: StartLive,
+) -> None:
+    live = start_live(upstream="http://127.0.0.1:1")
+    client = twilio(live)
+    for _ in range(3):
+        with pytest.raises(TwilioRestException) as raised:
+            send(client)
+        assert (raised.value.status, raised.value.code) == (502, 20502)
+    record = live.decision(last_headers(client)["x-gateway-decision-id"])
+    assert record["reasons"][-1]["code"] == "upstream_error"
+
+
+def test_timeout_is_504_and_keeps_the_count(start_live: StartLive) -> None:
+    live = start_live(env={"GATEWAY_UPSTREAM_READ_TIMEOUT": "0.3"})
+    live.stub.delay = 1.0
+    client = twilio(live)
+    with pytest.raises(TwilioRestException) as raised:
+        send(client)
+    assert (raised.value.status, raised.value.code) == (504, 20504)
+    record = live.decision(last_headers(client)["x-gateway-decision-id"])
+    assert record["reasons"][-1]["code"] == "upstream_unknown"
+    live.stub.delay = 0
+    send(client)
+    with pytest.raises(TwilioRestException) as capped:
+        send(client)
+    assert capped.value.code == 20429
+
+
+def test_sender_is_known_by_credential_hash(start_live: StartLive) -> None:
+    digest = hashlib.sha256(f"{ACCOUNT}:{TOKEN}".encode()).hexdigest()
+    live = start_live(env={"GATEWAY_SENDERS": f"{{acme: {{credentials: [{digest}]}}}}"})
+    live.opt_out(TO, "sender:acme")
+    client = twilio(live)
+    with pytest.raises(TwilioRestException) as raised:
+        send(client)
+    assert raised.value.code == 21610
+    assert live.decision(raised.value.details["decision_id"])["sender"] == "acme"
+
+
+def test_sender_is_known_by_account_in_the_path(start_live: StartLive) -> None:
+    live = start_live(env={"GATEWAY_SENDERS": f"{{acme: {{accounts: [{ACCOUNT}]}}}}"})
+    client = twilio(live)
+    send(client)
+    assert live.decision(last_headers(client)["x-gateway-decision-id"])["sender"] == "acme"
+
+
+def test_raw_request_goes_byte_for_byte_and_repeats_answer_once(live: Live) -> None:
+    body = b"To=%2B12125550100&From=%2B12125550199&Body=caf%C3%A9+%F0%9F%98%80&StatusCallback="
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "I-Twilio-Idempotency-Token": "key-1",
+        "X-Gateway-Trace": "not forwarded",
+    }
+    first = live.http.post(PATH, content=body, headers=headers)
+    again = live.http.post(PATH, content=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.content == again.content
+    assert again.headers["idempotent-replayed"] == "true"
+    assert len(live.stub.received) == 1
+    assert live.stub.received[0]["body"] == body
+    assert header(live.stub.received[0], "I-Twilio-Idempotency-Token") == "key-1"
+    assert "x-gateway-trace" not in {k.lower() for k in live.stub.received[0]["headers"]}
+    other = live.http.post(PATH, content=body + b"x", headers=headers)
+    assert other.status_code == 409
+    assert other.json()["code"] == 20409
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"From=%2B12125550199&Body=hi", 21604),
+        (b"To=%2B1555&From=%2B12125550199&Body=hi", 21211),
+        (b"To=%2B12125550100&Body=hi", 21603),
+        (b"To=%2B12125550100&From=%2B12125550199", 21602),
+        (b"To=%2B12125550100&To=%2B12125550101&From=x&Body=hi", 20400),
+        (b"\xff\xfe", 20400),
+    ],
+)
+def test_bad_input_is_a_twilio_400_and_records_nothing(live: Live, body: bytes, code: int) -> None:
+    answer = live.http.post(PATH, content=body)
+    assert answer.status_code == 400
+    assert answer.json()["code"] == code
+    assert answer.headers["x-gateway-decision"] == "reject"
+    assert live.http.get("/v1/decisions").json()["decisions"] == []
+    assert live.stub.received == []
+
+
+def test_huge_body_is_413_in_twilio_shape(live: Live) -> None:
+    answer = live.http.post(PATH, content=b"Body=" + b"a" * 300_000)
+    assert answer.status_code == 413
+    assert answer.json()["code"] == 20413
