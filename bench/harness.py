@@ -48,7 +48,7 @@ class Options:
     threads: int = 1
     rate: float = 1000.0
     paced_connections: int = 16
-    gc_tune: bool = False
+    gc_tune: bool = True
     loop: str = "auto"
     http: str = "auto"
     workers2: bool = True
@@ -568,7 +568,12 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--rate", type=float, default=1000.0, help="offered req/s, paced runs")
     parser.add_argument("--quick", action="store_true", help="1 s runs, no warm-up, no 2 workers")
-    parser.add_argument("--gc-tune", action="store_true", help="gc.freeze + gen-0 threshold")
+    parser.add_argument(
+        "--no-gc-tune",
+        dest="gc_tune",
+        action="store_false",
+        help="leave the collector as Python sets it (gateway serve tunes it: gc.freeze + gen-0)",
+    )
     parser.add_argument("--loop", default="auto", help="uvicorn --loop for proxy and gateway")
     parser.add_argument("--http", default="auto", help="uvicorn --http for proxy and gateway")
     parser.add_argument("--no-workers2", action="store_true", help="skip the 2-worker row")

@@ -13,18 +13,14 @@ from typing import Any
 
 import uvicorn
 
-from bench.tuning import GcTuned
 from gateway.settings import Settings, load_settings
-
-_GC_TUNE_ENV = "BENCH_GC_TUNE"
 
 
 def app_from_env() -> Any:
     """One worker's app (uvicorn imports it by name when there are several)."""
     from gateway.cli import app_from_env as gateway_app
 
-    app = gateway_app()
-    return GcTuned(app) if os.environ.get(_GC_TUNE_ENV) == "1" else app
+    return gateway_app()  # tunes the collector itself, as `gateway serve` does
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,13 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.workers > 1:
         os.environ["GATEWAY_SETTINGS_JSON"] = settings.model_dump_json()
-        os.environ[_GC_TUNE_ENV] = "1" if args.gc_tune else "0"
         uvicorn.run("bench.serve:app_from_env", factory=True, workers=args.workers, **options)
         return
     from gateway.app import create_app
 
-    app = create_app(settings)
-    uvicorn.run(GcTuned(app) if args.gc_tune else app, **options)
+    uvicorn.run(create_app(settings, tune_gc=args.gc_tune), **options)
 
 
 if __name__ == "__main__":

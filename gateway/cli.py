@@ -93,7 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
     # Both refuse a broken bundle before listening; with workers, each builds
     # its own app (and claims its own worker-N folder), so this process claims none.
-    app = None if args.workers > 1 else create_app(settings)
+    app = None if args.workers > 1 else create_app(settings, tune_gc=True)
     if app is None:
         from gateway.policy.holder import Policies
 
@@ -150,7 +150,8 @@ def app_from_env() -> Any:
 
     from gateway.app import create_app
 
-    return create_app(Settings.model_validate_json(os.environ["GATEWAY_SETTINGS_JSON"]))
+    settings = Settings.model_validate_json(os.environ["GATEWAY_SETTINGS_JSON"])
+    return create_app(settings, tune_gc=True)
 
 
 def _policy_folder(args: argparse.Namespace) -> tuple[Path, list[str]]:
