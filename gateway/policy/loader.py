@@ -56,6 +56,7 @@ class _Reader:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.seen: dict[str, bytes] = {}
+        self._inside: dict[str, str] = {}  # display name -> path inside the folder
 
     def name(self, path: Path) -> str:
         try:
@@ -69,14 +70,21 @@ class _Reader:
         data = path.read_bytes()
         self.seen[self.name(path)] = data
         try:
+            self._inside[self.name(path)] = path.relative_to(self.root).as_posix()
+        except ValueError:
+            self._inside[self.name(path)] = self.name(path)
+        try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise OSError(f"{self.name(path)}: not UTF-8 text (byte {exc.start})") from None
 
     def version(self) -> str:
+        """Over the files' contents and their paths inside the policies folder,
+        so the same bundle has the same version wherever the folder lives."""
         digest = hashlib.sha256()
-        for name in sorted(self.seen):
-            digest.update(name.encode() + b"\0" + hashlib.sha256(self.seen[name]).digest())
+        for name in sorted(self.seen, key=self._inside.__getitem__):
+            inside = self._inside[name].encode()
+            digest.update(inside + b"\0" + hashlib.sha256(self.seen[name]).digest())
         return "sha256:" + digest.hexdigest()
 
 

@@ -214,3 +214,9 @@ def test_terms_files_count_in_the_version(write_policies: Writer) -> None:
     assert "policies/t.txt" in before.files
     (root / "t.txt").write_text("free money\nno risk\n")
     assert load_bundle(root).version != before.version
+
+
+def test_the_version_does_not_depend_on_where_the_folder_is(write_policies: Writer) -> None:
+    text = {"a.yaml": "rules: [{id: a, type: opt_out, lists: [global]}]\n"}
+    here, there = write_policies(text, folder="one"), write_policies(text, folder="two")
+    assert load_bundle(here).version == load_bundle(there).version

@@ -3,12 +3,17 @@ and a scheduler round with the store down sends nothing."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from gateway.errors import StoreUnavailable
+from tests.conftest import REPO
 from tests.server import free_port
 
 from .conftest import Make, sms
@@ -89,3 +94,26 @@ def test_with_the_store_down_a_round_sends_nothing(make_gateway: Make) -> None:
     gw.at("2026-06-02T22:00:00-04:00")
     assert gw.send().status_code == 503  # fail closed: not held, not sent
     assert gw.client.get("/v1/sandbox/messages").json()["messages"] == []
+
+
+def test_the_gateway_check_command_answers_as_live_sends(make_gateway: Make) -> None:
+    """`gateway check` (the command, on empty state) with "at" on each line."""
+    moments = [(at, fields) for at, fields in MOMENTS if fields.get("to") != "+12125550199"]
+    folder = make_gateway(RULES).rules.parent
+    lines = "".join(json.dumps(sms(**fields) | {"at": at}) + "\n" for at, fields in moments)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check", "--policies", str(folder), "-"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+    )
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(answers) == len(moments), done.stderr
+    for (at, fields), checked in zip(moments, answers, strict=True):
+        gw = make_gateway(RULES)
+        gw.at(at)
+        live = gw.send(**fields).json()
+        assert {k: checked[k] for k in COMPARED} == {k: live[k] for k in COMPARED}, at
