@@ -134,3 +134,16 @@ def decode_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError("the body must be a JSON object")
     return data
+
+
+class SingleRecipient:
+    """For providers whose request names one recipient: an allowed request goes
+    out as it came, and a held one is kept as it came."""
+
+    def forward_body(
+        self, incoming: Incoming, allowed: Sequence[int]
+    ) -> tuple[bytes, dict[int, int]]:
+        return incoming.body, {}
+
+    def held_body(self, incoming: Incoming, index: int) -> bytes:
+        return incoming.body

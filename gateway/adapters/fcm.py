@@ -15,6 +15,7 @@ from gateway.adapters.base import (
     Context,
     Incoming,
     Item,
+    SingleRecipient,
     decode_object,
     explain,
     json_answer,
@@ -87,7 +88,7 @@ def _target(message: dict[str, Any]) -> tuple[str, str]:
     return name, value if name == "token" else "topic:" + value.removeprefix("/topics/")
 
 
-class FcmAdapter:
+class FcmAdapter(SingleRecipient):
     name = "fcm"
 
     def items(self, incoming: Incoming, context: Context) -> list[Item]:
@@ -116,14 +117,6 @@ class FcmAdapter:
             recipient_timezone=context.timezone,
         )
         return [Item(normalized, f"message.{name}")]
-
-    def forward_body(
-        self, incoming: Incoming, allowed: Sequence[int]
-    ) -> tuple[bytes, dict[int, int]]:
-        return incoming.body, {}
-
-    def held_body(self, incoming: Incoming, index: int) -> bytes:
-        return incoming.body
 
     def held(self, incoming: Incoming, decisions: Sequence[Decision]) -> Answer:
         """FCM's success shape, with the gateway's id as the message id."""

@@ -13,6 +13,7 @@ from gateway.adapters.base import (
     Context,
     Incoming,
     Item,
+    SingleRecipient,
     decode_text,
     explain,
     json_answer,
@@ -67,7 +68,7 @@ def _recipient(to: str | None) -> str:
     return to.removeprefix("whatsapp:")
 
 
-class TwilioAdapter:
+class TwilioAdapter(SingleRecipient):
     name = "twilio"
 
     def items(self, incoming: Incoming, context: Context) -> list[Item]:
@@ -97,14 +98,6 @@ class TwilioAdapter:
             recipient_timezone=context.timezone,
         )
         return [Item(message, "To")]
-
-    def forward_body(
-        self, incoming: Incoming, allowed: Sequence[int]
-    ) -> tuple[bytes, dict[int, int]]:
-        return incoming.body, {}
-
-    def held_body(self, incoming: Incoming, index: int) -> bytes:
-        return incoming.body
 
     def held(self, incoming: Incoming, decisions: Sequence[Decision]) -> Answer:
         """A message resource with `"status": "scheduled"` whose sid is the

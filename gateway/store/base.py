@@ -125,6 +125,11 @@ class Store(Protocol):
         too but never stop the count. Counter entries expire after the longest
         window of their counter. Counting a `send_id` a counter already holds
         records it once, at the later time.
+
+        A shared backend (several processes, clocks read before the call) may
+        also count, for a send that counts, entries stamped up to a minute
+        after `now_ms`: sends reach it out of the order of their stamps, and a
+        send already counted must never be missed by the one after it.
         """
         ...
 
