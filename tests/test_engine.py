@@ -243,3 +243,16 @@ async def test_push_payload_bytes(harness: Callable[[str], Harness]) -> None:
     assert result(big, "push")["result"] == "fail"
     sms_message = await h.check(body="x" * 100)
     assert result(sms_message, "push")["result"] == "skip"
+
+
+async def test_time_window_answers_stay_exact_across_repeated_checks(
+    harness: Callable[[str], Harness],
+) -> None:
+    h = harness("rules:\n  - {id: quiet, type: time_window, allow: {hours: '08:00-21:00'}}\n")
+    at = [(0, 59, 30, "pass"), (1, 0, 0, "fail"), (0, 59, 59, "pass"), (1, 0, 0, "fail")]
+    for hour, minute, second, expected in at:  # 20:59 and 21:00 in New York (UTC-4)
+        h.clock.set(datetime(2026, 6, 3, hour, minute, second, tzinfo=UTC))
+        assert result(await h.check(), "quiet")["result"] == expected
+    paris = await h.check(recipient_timezone="Europe/Paris")  # 03:00 there: another answer
+    assert result(paris, "quiet")["detail"]["zones"] == ["Europe/Paris"]
+    assert result(paris, "quiet")["result"] == "fail"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -20,6 +20,9 @@ class TimeWindow(PureRule):
     type: ClassVar[str] = "time_window"
     window: Window | None = None
     fallback_timezone: str | None = None
+    _open_now: dict[tuple[tuple[str, ...], str | None, int], dict[str, Any]] = field(
+        default_factory=dict, repr=False
+    )
 
     @classmethod
     def compile(cls, spec: TimeWindowRule, ctx: CompileContext) -> TimeWindow:
@@ -60,6 +63,12 @@ class TimeWindow(PureRule):
             outside = self.window.describe()
             why = f"the recipient's time zone is unknown, so it is treated as outside {outside}"
             return self.failed(Code.OUTSIDE_TIME_WINDOW, why, detail)
+        # Windows open and close on whole minutes, so within one minute the
+        # answer for the same zones is the same: most messages reuse it.
+        key = (zones, country, int(now.timestamp()) // 60)
+        seen = self._open_now.get(key)
+        if seen is not None:
+            return self.passed(dict(seen))
         local = [local_time(now, zone) for zone in zones]
         closed = [z for z in zones if not is_open(self.window, now, z, country)]
         detail = {
@@ -68,7 +77,10 @@ class TimeWindow(PureRule):
             "open": not closed,
         }
         if not closed:
-            return self.passed(detail)
+            if len(self._open_now) > 4096:
+                self._open_now.clear()
+            self._open_now[key] = detail
+            return self.passed(dict(detail))
         detail["next_open"] = iso(next_open([(self.window, zones, country)], now, HORIZON))
         where = f"{local_time(now, closed[0])} {closed[0]}"
         why = f"{where} is outside {self.window.describe()}"
