@@ -169,6 +169,9 @@ class Decision:
     upstream: dict[str, Any] | None = None
     trace_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The trace is final once decided, and is most of the document: built once
+    # for the record and reused for the answer.
+    _trace_json: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     @property
     def capped_only(self) -> bool:
@@ -188,7 +191,7 @@ class Decision:
             "recipient": self.recipient,
             "recipient_hint": self.recipient_hint,
             "reasons": [r.to_json() for r in self.reasons],
-            "trace": [r.to_json() for r in self.trace],
+            "trace": self._traced(),
             "deliver_at": iso(self.deliver_at),
             "upstream": self.upstream,
             "trace_id": self.trace_id,
@@ -197,3 +200,8 @@ class Decision:
             out["retry_at"] = iso(self.retry_at)
         out.update(self.extra)
         return out
+
+    def _traced(self) -> list[dict[str, Any]]:
+        if self._trace_json is None:
+            self._trace_json = [r.to_json() for r in self.trace]
+        return self._trace_json

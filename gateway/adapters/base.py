@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.errors import InputError
+from gateway.jsonio import dumps
 from gateway.model import Code, Decision, Message, Verdict
 
 
@@ -98,7 +99,7 @@ class Adapter(Protocol):
 
 
 def json_answer(status: int, data: Any) -> Answer:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    body = dumps(data)
     return Answer(status, (("Content-Type", "application/json"),), body)
 
 

@@ -22,6 +22,7 @@ from gateway.adapters.base import (
     json_answer,
 )
 from gateway.errors import InputError, InvalidRecipient
+from gateway.jsonio import dumps
 from gateway.model import Channel, Decision, Message
 from gateway.recipients import parse_email
 
@@ -191,7 +192,7 @@ class SendGridAdapter:
 
 
 def _dump(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return dumps(data)
 
 
 ADAPTER = SendGridAdapter()

@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from gateway.audit.base import DecisionQuery, failures
 from gateway.errors import AuditUnavailable
+from gateway.jsonio import dumps
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -122,7 +123,7 @@ class SqliteTrail:
                 record["sender"],
                 record["decision"],
                 record["recipient"],
-                json.dumps(record, ensure_ascii=False),
+                dumps(record).decode("utf-8", "surrogateescape"),
             ),
         )
         rows = [(cur.lastrowid, rule, code) for rule, code in set(failures(record))]
@@ -134,7 +135,7 @@ class SqliteTrail:
         and readers merge the amendments in order."""
         self._db.execute(
             "INSERT INTO amendments (id, doc) VALUES (?, ?)",
-            (decision_id, json.dumps(changes, ensure_ascii=False)),
+            (decision_id, dumps(changes).decode("utf-8", "surrogateescape")),
         )
         rows = [(rule, code, decision_id) for rule, code in set(failures(changes))]
         if rows:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.errors import InputError
+from gateway.jsonio import dumps
 from gateway.model import Decision
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    body = dumps(data)
     return Response(body, status, headers, media_type="application/json")
 
 

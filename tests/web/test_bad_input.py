@@ -92,3 +92,11 @@ def test_bad_query_parameters(client: TestClient) -> None:
 def test_unknown_path_and_method(client: TestClient) -> None:
     assert client.get("/v1/nothing").status_code == 404
     assert client.get("/v1/messages").status_code == 405
+
+
+def test_a_lone_surrogate_in_the_recipient_is_a_400(client: TestClient) -> None:
+    raw = json.dumps(sms(to="+1212555\ud8000"))
+    answer = client.post("/v1/messages", content=raw, headers={"content-type": "application/json"})
+    assert answer.status_code == 400
+    assert "to" in answer.json()["fields"]
+    assert_nothing_happened(client)
