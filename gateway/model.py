@@ -64,6 +64,7 @@ class Recipient:
     address: str
     kind: RecipientKind
     country: str | None = None  # ISO 3166-1 alpha-2, phones only
+    zones: tuple[str, ...] = ()  # phones: the time zones the number may be in
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import regex
 
 from gateway.errors import InvalidRecipient
 from gateway.model import Channel, Recipient, RecipientKind
+from gateway.schedule.zones import zones_of
 
 # Deliberately plain: one @, a dotted domain, no spaces or control characters.
 _EMAIL = regex.compile(r"^[^@\s\p{Cc}]{1,64}@(?:[^@\s\p{Cc}.]{1,63}\.)+[^@\s\p{Cc}.]{2,63}$")
@@ -36,9 +37,9 @@ def parse_phone(text: str) -> Recipient:
             f"'{text}' is not a valid phone number", {"to": "not a valid phone number"}
         )
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return Recipient(
-        e164, RecipientKind.PHONE, region if region not in (None, "ZZ", "001") else None
-    )
+    country = region if region not in ("ZZ", "001") else None
+    # The zones come from the number just parsed, so time windows never parse it again.
+    return Recipient(e164, RecipientKind.PHONE, country, zones_of(number))
 
 
 def parse_email(text: str) -> Recipient:

@@ -48,7 +48,7 @@ class TimeWindow(PureRule):
         if message.recipient_timezone:
             return (message.recipient_timezone,)
         if message.recipient.kind is RecipientKind.PHONE:
-            zones = number_zones(message.recipient.address)
+            zones = message.recipient.zones or number_zones(message.recipient.address)
             if zones:
                 return zones
         return (self.fallback_timezone,) if self.fallback_timezone else ()

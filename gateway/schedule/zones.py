@@ -30,6 +30,11 @@ def number_zones(e164: str) -> tuple[str, ...]:
         return ()
     if not phonenumbers.is_valid_number(number):
         return ()
+    return zones_of(number)
+
+
+def zones_of(number: phonenumbers.PhoneNumber) -> tuple[str, ...]:
+    """`number_zones` for a number already parsed and known to be valid."""
     zones = phone_timezone.time_zones_for_number(number)
     return tuple(sorted({zone for zone in zones if zone != UNKNOWN_ZONE}))
 
