@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from gateway.audit.base import DecisionQuery, failures
+from gateway.audit.checkpoint import Checkpointer
 from gateway.errors import AuditUnavailable
 from gateway.jsonio import dumps
 
@@ -67,6 +68,7 @@ class SqliteTrail:
     def __init__(self, path: Path, *, synchronous_full: bool = False) -> None:
         self._db = self._open(path, synchronous_full)
         self._batch: list[tuple[Callable[[], None], asyncio.Future[None]]] = []
+        self._checkpointer = Checkpointer(path)
 
     @staticmethod
     @_translated
@@ -74,6 +76,7 @@ class SqliteTrail:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if synchronous_full else 'NORMAL'}")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's thread does it
         db.executescript(_SCHEMA)
         return db
 
@@ -180,6 +183,7 @@ class SqliteTrail:
 
     async def close(self) -> None:
         self._db.close()
+        self._checkpointer.stop()
 
 
 def _where(q: DecisionQuery) -> tuple[str, list[Any]]:
