@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar, cast
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -157,12 +158,17 @@ class RedisStore:
     ) -> Facts:
         counter_keys = self._counter_keys(request.caps)
         position = {key: i for i, key in enumerate(counter_keys, start=1)}
-        args: list[str | int] = [now_ms, int(count), send_id, len(request.opt_out_lists)]
-        for name, enforced in request.opt_out_lists:
-            args += [name, int(enforced)]
-        args.append(len(request.caps))
-        for cap in request.caps:
-            args += [position[self._cap_key(cap)], cap.limit, cap.per_ms, int(cap.enforced)]
+        spec = [
+            now_ms,
+            int(count),
+            send_id,
+            [[name, int(enforced)] for name, enforced in request.opt_out_lists],
+            [
+                [position[self._cap_key(cap)], cap.limit, cap.per_ms, int(cap.enforced)]
+                for cap in request.caps
+            ],
+        ]
+        args = [orjson.dumps(spec)]
         # Single Redis: all keys go to one script. Redis Cluster allows a script
         # only keys of one slot, and sender-keyed counters carry another tag than
         # the recipient's: a Cluster version would run this once per tag group

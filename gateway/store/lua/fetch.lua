@@ -3,26 +3,25 @@
 --
 -- KEYS[1]        the recipient's opt-out hash (field: list name)
 -- KEYS[2..]      one sorted set per distinct counter (member: send id, score: at ms)
--- ARGV           now_ms, count (0|1), send_id,
---                n_lists, then n_lists pairs (list name, enforced 0|1),
---                n_caps, then n_caps quadruples (counter index into KEYS[2..], limit, per_ms, enforced 0|1)
+-- ARGV[1]        one JSON array (one argument, so the client encodes one value
+--                rather than dozens): [now_ms, count 0|1, send_id,
+--                [[list name, enforced 0|1], ...],
+--                [[counter index into KEYS[2..], limit, per_ms, enforced 0|1], ...]]
 -- Returns        { {opted_out 0|1 per list}, {count, retry_at or -1 per cap}, counted 0|1 }
 
-local now = tonumber(ARGV[1])
-local want_count = ARGV[2] == '1'
-local send_id = ARGV[3]
+local spec = cjson.decode(ARGV[1])
+local now = spec[1]
+local want_count = spec[2] == 1
+local send_id = spec[3]
 local blocked = false
 
-local n_lists = tonumber(ARGV[4])
-local arg = 5
 local opted = {}
-for i = 1, n_lists do
-  local found = redis.call('HEXISTS', KEYS[1], ARGV[arg])
+for i, list in ipairs(spec[4]) do
+  local found = redis.call('HEXISTS', KEYS[1], list[1])
   opted[i] = found
-  if found == 1 and ARGV[arg + 1] == '1' then
+  if found == 1 and list[2] == 1 then
     blocked = true
   end
-  arg = arg + 2
 end
 
 -- The window [now - per, now] is closed at both ends. When it is full, it has
@@ -49,22 +48,17 @@ local function window(key, limit, per)
   return count, tonumber(entry[2]) + per + 1
 end
 
-local n_caps = tonumber(ARGV[arg])
-arg = arg + 1
 local caps = {}
 local longest = {}
-for i = 1, n_caps do
-  local index = tonumber(ARGV[arg])
-  local limit = tonumber(ARGV[arg + 1])
-  local per = tonumber(ARGV[arg + 2])
+for _, cap in ipairs(spec[5]) do
+  local index, limit, per = cap[1], cap[2], cap[3]
   local count, retry_at = window(KEYS[1 + index], limit, per)
-  if count >= limit and ARGV[arg + 3] == '1' then
+  if count >= limit and cap[4] == 1 then
     blocked = true
   end
   caps[#caps + 1] = count
   caps[#caps + 1] = retry_at
   longest[index] = math.max(longest[index] or 0, per)
-  arg = arg + 4
 end
 
 local counted = want_count and not blocked
