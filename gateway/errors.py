@@ -51,7 +51,9 @@ class ConflictError(GatewayError):
 
 
 class StoreUnavailable(GatewayError):
-    pass
+    """`decision_id` names the refusal's record, when the trail could keep one."""
+
+    decision_id: str | None = None
 
 
 class AuditUnavailable(GatewayError):

@@ -37,7 +37,12 @@ async def unavailable(request: Request, exc: Exception) -> Response:
         "code": "store_unavailable",
         "detail": str(exc),
     }
-    return json_response(body, 503, {"Retry-After": "1", "X-Gateway-Decision": "reject"})
+    headers = {"Retry-After": "1", "X-Gateway-Decision": "reject"}
+    decision_id = getattr(exc, "decision_id", None)
+    if decision_id:
+        headers["X-Gateway-Decision-Id"] = decision_id
+        body["decision_id"] = decision_id
+    return json_response(body, 503, headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

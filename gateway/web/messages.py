@@ -115,7 +115,7 @@ async def _send(
     try:
         sent = await rt.gateway.submit(message, outbound, rt.upstream(route), payload)
     except StoreUnavailable as exc:
-        await rt.gateway.record_store_failure(message, exc)
+        exc.decision_id = await rt.gateway.record_store_failure(message, exc)
         raise
     return render(sent)
 

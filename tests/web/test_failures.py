@@ -18,6 +18,7 @@ def test_store_unreachable_fails_closed(make_client: Make) -> None:
     assert client.get("/readyz").status_code == 503
     refused = client.get("/v1/decisions", params={"code": "store_unavailable"}).json()
     assert len(refused["decisions"]) == 1
+    assert answer.headers["X-Gateway-Decision-Id"] == refused["decisions"][0]["decision_id"]
 
 
 def routes(url: str) -> str:
