@@ -19,6 +19,7 @@ from gateway.clock import Clock
 from gateway.policy.holder import Policies
 from gateway.settings import Settings
 from gateway.store.base import Store
+from gateway.telemetry import Tracing, configure
 from gateway.upstream.base import Upstream
 from gateway.web import admin, dropin, messages
 from gateway.web.auth import ApiKeyAuth
@@ -72,6 +73,8 @@ def create_app(
     process passes `tune_gc` (see `_tune_gc`)."""
     if policies is None:
         policies = Policies(settings.policies, settings.packs)  # a broken bundle stops us here
+    if settings.tracing:
+        configure()
     # Claimed now, not in the lifespan, so a second process fails with one clear line.
     claim = (
         runtime_module.claim_folder(settings)
@@ -107,7 +110,10 @@ def create_app(
 
     return Starlette(
         routes=ROUTES,
-        middleware=[Middleware(ApiKeyAuth, keys=settings.api_keys)],
+        middleware=[
+            *([Middleware(Tracing)] if settings.tracing else []),
+            Middleware(ApiKeyAuth, keys=settings.api_keys),
+        ],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )

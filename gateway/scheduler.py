@@ -33,6 +33,7 @@ import logging
 from datetime import UTC
 from typing import Any
 
+from opentelemetry import trace
 from pydantic import ValidationError
 
 from gateway import relay
@@ -45,6 +46,7 @@ from gateway.settings import Settings
 from gateway.store.base import DeferredMessage, DeferStatus
 from gateway.upstream.base import Outbound, Upstream
 
+_tracer = trace.get_tracer("gateway")
 log = logging.getLogger("gateway.scheduler")
 BATCH = 50
 ATTEMPT = "attempt"  # key in a claimed item's result: the decision cleared to send
@@ -78,6 +80,12 @@ async def run_due(rt: Runtime, limit: int = BATCH) -> int:
 
 
 async def _attempt(rt: Runtime, item: DeferredMessage) -> None:
+    # Its own trace: the send-time decision carries this trace id.
+    with _tracer.start_as_current_span("deferred send", attributes={"gateway.deferred": item.id}):
+        await _attempt_traced(rt, item)
+
+
+async def _attempt_traced(rt: Runtime, item: DeferredMessage) -> None:
     try:
         await _deliver(rt, item)
     except GatewayError as exc:

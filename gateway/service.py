@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from opentelemetry import trace
+
 from gateway import engine
 from gateway.audit.base import AuditTrail
 from gateway.clock import Clock
@@ -29,6 +31,13 @@ from gateway.policy.bundle import Bundle
 from gateway.recipients import Pseudonymizer, hint
 from gateway.store.base import DeferredMessage, Facts, Store
 from gateway.upstream.base import Outbound, Reply, Upstream
+
+
+def trace_id() -> str | None:
+    """The current span's trace id as 32 hex digits (None outside a trace), so
+    a decision and the trace of the request that made it find each other."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
 
 
 def ms(at: datetime) -> int:
@@ -265,6 +274,7 @@ class Gateway:
             trace=outcome.trace,
             deliver_at=outcome.deliver_at,
             retry_at=outcome.retry_at,
+            trace_id=trace_id(),
         )
         return decision, plan, facts
 
@@ -392,6 +402,7 @@ class Gateway:
             recipient_hint=hint(message.recipient.address),
             reasons=[Reason("store", Code.STORE_UNAVAILABLE, str(error))],
             trace=[],
+            trace_id=trace_id(),
         )
         try:
             await self.trail.append(decision.to_json(), ms(now))

@@ -105,6 +105,7 @@ class Settings(Strict):
     upstream_connect_timeout: float = 2.0
     upstream_read_timeout: float = 10.0
     scheduler_interval: float = 1.0
+    tracing: bool = True  # a span per request; its trace id in every decision
 
     @field_validator("store")
     @classmethod
