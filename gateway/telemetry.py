@@ -15,6 +15,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _configured = False
+# Probes that a load balancer calls every few seconds: a trace each is noise.
+_UNTRACED = frozenset({"/healthz", "/readyz"})
 
 
 def configure() -> None:
@@ -35,7 +37,7 @@ class Tracing:
         self.tracer = trace.get_tracer("gateway")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in _UNTRACED:
             await self.app(scope, receive, send)
             return
         carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
