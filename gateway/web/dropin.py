@@ -73,9 +73,11 @@ async def handle(request: Request, name: str) -> Response:
     except (StoreUnavailable, AuditUnavailable) as exc:
         what = "state store" if isinstance(exc, StoreUnavailable) else "audit trail"
         answer = adapter.error(503, f"the gateway's {what} is unreachable; nothing was sent")
-        return respond(
-            answer.with_headers([("Retry-After", "1"), ("X-Gateway-Decision", "reject")])
-        )
+        headers = [("Retry-After", "1"), ("X-Gateway-Decision", "reject")]
+        recorded = exc.decision_id if isinstance(exc, StoreUnavailable) else None
+        if recorded:
+            headers.append(("X-Gateway-Decision-Id", recorded))
+        return respond(answer.with_headers(headers))
 
 
 async def _handle(rt: Runtime, request: Request, adapter: Adapter, route: Route) -> Response:
@@ -115,8 +117,8 @@ async def _send(
             rt.upstream(route),
         )
     except StoreUnavailable as exc:
-        for item in items:
-            await rt.gateway.record_store_failure(item.message, exc)
+        ids = [await rt.gateway.record_store_failure(item.message, exc) for item in items]
+        exc.decision_id = ",".join(i for i in ids if i) or None
         raise
     return respond(render(adapter, incoming, items, batch))
 

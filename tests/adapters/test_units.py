@@ -157,3 +157,5 @@ def test_store_down_is_503_in_the_providers_shape_and_nothing_is_sent(make_clien
     assert answer.status_code == 503
     assert answer.json()["code"] == 20503 and answer.headers["retry-after"] == "1"
     assert client.get("/v1/sandbox/messages").json()["messages"] == []
+    refused = client.get("/v1/decisions", params={"code": "store_unavailable"}).json()
+    assert answer.headers["x-gateway-decision-id"] == refused["decisions"][0]["decision_id"]
