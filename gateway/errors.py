@@ -16,6 +16,15 @@ GatewayError
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Caught = tuple[type[BaseException], ...]
+Make = Callable[[BaseException], "GatewayError"]
+
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
@@ -74,3 +83,38 @@ class UpstreamUnreachable(UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     pass
+
+
+def translated(
+    caught: Caught, make: Make
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """A decorator for a backend's async operations: a driver error of the
+    kinds `caught` leaves as `make(error)`, so callers see only our types."""
+
+    def decorate(operation: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        @functools.wraps(operation)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await operation(*args, **kwargs)
+            except caught as exc:
+                raise make(exc) from exc
+
+        return wrapper
+
+    return decorate
+
+
+def translated_sync(caught: Caught, make: Make) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """`translated`, for a backend's synchronous operations."""
+
+    def decorate(operation: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(operation)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return operation(*args, **kwargs)
+            except caught as exc:
+                raise make(exc) from exc
+
+        return wrapper
+
+    return decorate

@@ -6,13 +6,12 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from gateway.audit.base import DecisionQuery, failures
 from gateway.audit.checkpoint import Checkpointer
-from gateway.errors import AuditUnavailable
+from gateway.errors import AuditUnavailable, translated_sync
 from gateway.jsonio import dumps
 
 _SCHEMA = """
@@ -43,21 +42,8 @@ CREATE TABLE IF NOT EXISTS amendments (
 CREATE INDEX IF NOT EXISTS amendments_id ON amendments (id, n);
 """
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def _translated(fn: Callable[P, T]) -> Callable[P, T]:
-    """sqlite3's errors become AuditUnavailable here and nowhere else."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except sqlite3.Error as exc:
-            raise AuditUnavailable(f"audit trail: {exc}") from exc
-
-    return wrapper
+# sqlite3's errors become AuditUnavailable here and nowhere else.
+_translated = translated_sync((sqlite3.Error,), lambda exc: AuditUnavailable(f"audit trail: {exc}"))
 
 
 class SqliteTrail:

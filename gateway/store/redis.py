@@ -16,11 +16,10 @@ tag, so one message's keys mostly share a slot. The deferred queue is one slot.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -30,7 +29,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from gateway.errors import StoreUnavailable
+from gateway.errors import StoreUnavailable, translated
 from gateway.store.base import (
     CapCheck,
     CapCount,
@@ -43,23 +42,11 @@ from gateway.store.base import (
     OptOutEntry,
 )
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _translated(
-    operation: Callable[P, Awaitable[R]],
-) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Turn every Redis or socket error of `operation` into StoreUnavailable."""
-
-    @functools.wraps(operation)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await operation(*args, **kwargs)
-        except (RedisError, OSError) as exc:  # OSError covers TimeoutError too
-            raise StoreUnavailable(f"redis store: {type(exc).__name__}: {exc}") from exc
-
-    return wrapper
+# OSError covers socket errors and TimeoutError too.
+_translated = translated(
+    (RedisError, OSError),
+    lambda exc: StoreUnavailable(f"redis store: {type(exc).__name__}: {exc}"),
+)
 
 
 def _lua(*names: str) -> str:

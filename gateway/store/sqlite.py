@@ -8,15 +8,14 @@ to a thread would.
 
 from __future__ import annotations
 
-import functools
 import json
 import pathlib
 import sqlite3
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
-from gateway.errors import StoreUnavailable
+from gateway.errors import StoreUnavailable, translated
 from gateway.store.base import (
     CapCheck,
     CapCount,
@@ -85,23 +84,7 @@ _DEFERRED_COLUMNS = (
     " payload, status, lease_until_ms, result"
 )
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _translated(
-    operation: Callable[P, Awaitable[R]],
-) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Turn every sqlite3 error of `operation` into StoreUnavailable."""
-
-    @functools.wraps(operation)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await operation(*args, **kwargs)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"sqlite store: {exc}") from exc
-
-    return wrapper
+_translated = translated((sqlite3.Error,), lambda exc: StoreUnavailable(f"sqlite store: {exc}"))
 
 
 class SqliteStore:
