@@ -19,18 +19,18 @@ from gateway.app import create_app
 from gateway.clock import FixedClock
 from gateway.settings import load_settings
 from tests.stub_upstream import StubUpstream, stub_upstream
-from tests.web.conftest import NOON_NY, client, clock, make_client  # noqa: F401 - shared fixtures
+from tests.web.conftest import (  # noqa: F401 - shared fixtures
+    BASE_RULES,
+    NOON_NY,
+    client,
+    clock,
+    make_client,
+)
 
-RULES = """
-rules:
-  - id: global-opt-out
-    type: opt_out
-    lists: [global, "sender:{sender}"]
-    unless: {category: transactional}
-  - id: marketing-sms-caps
-    type: frequency_cap
-    match: {channel: sms, category: marketing}
-    limits: [{count: 2, per: 24h}]
+# The web tests' bundle, plus caps and a window for email and push.
+RULES = (
+    BASE_RULES
+    + """
   - id: marketing-email-caps
     type: frequency_cap
     match: {channel: email, category: marketing}
@@ -39,14 +39,6 @@ rules:
     type: frequency_cap
     match: {channel: push}
     limits: [{count: 1, per: 1h}]
-  - id: finance-claims
-    type: banned_terms
-    terms: ["guaranteed returns"]
-  - id: tcpa-quiet-hours
-    type: time_window
-    match: {channel: sms, category: marketing, country: US}
-    allow: {hours: "08:00-21:00"}
-    action: defer
   - id: email-quiet-hours
     type: time_window
     match: {channel: email}
@@ -54,6 +46,7 @@ rules:
     fallback_timezone: America/New_York
     action: defer
 """
+)
 
 
 @dataclass

@@ -16,22 +16,12 @@ from gateway.errors import StoreUnavailable
 from tests.conftest import REPO
 from tests.server import free_port
 
-from .conftest import Make, sms
+from .conftest import NIGHT_RULE, Make, sms
 
-RULES = """
-rules:
-  - id: opt
-    type: opt_out
-    lists: [global]
-  - id: caps
-    type: frequency_cap
-    match: {category: marketing}
-    limits: [{count: 2, per: 24h}]
-  - id: quiet
-    type: time_window
-    match: {channel: sms, category: marketing}
-    allow: {hours: "08:00-21:00"}
-    action: defer
+# The night rule's bundle, plus a French window closed on Sundays and holidays.
+RULES = (
+    NIGHT_RULE
+    + """
   - id: fr-holidays
     type: time_window
     match: {channel: sms, country: FR}
@@ -39,6 +29,7 @@ rules:
     exclude_holidays: true
     action: defer
 """
+)
 
 MOMENTS = [
     ("2026-06-02T07:59:59-04:00", {}),
