@@ -21,13 +21,31 @@ HORIZON = timedelta(days=14)
 
 
 @dataclass(frozen=True, slots=True)
+class Shape:
+    """What every message of one shape (channel, category, sender, route,
+    country, tags, area code) shares: which rules apply and the opt-out lists
+    they name. Worked out once per shape and bundle, since conditions and list
+    names read nothing else."""
+
+    rules: tuple[tuple[Rule, bool], ...]
+    pure: tuple[PureRule, ...]  # the applicable rules that need no stored facts
+    caps: tuple[FrequencyCap, ...]  # the applicable frequency caps
+    opt_out_names: dict[str, list[str]]  # rule id -> its expanded lists
+    lists: tuple[tuple[str, bool], ...]  # (list name, enforced), for the store
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     message: Message
     bundle: Bundle
-    rules: tuple[tuple[Rule, bool], ...]  # every rule with whether it applies
+    shape: Shape
     request: FactsRequest
-    opt_out_names: dict[str, list[str]]  # rule id -> its expanded lists
     cap_slices: dict[str, slice]  # rule id -> its windows in request.caps
+
+    @property
+    def rules(self) -> tuple[tuple[Rule, bool], ...]:
+        """Every rule with whether it applies."""
+        return self.shape.rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,33 +59,53 @@ class Outcome:
 
 def plan(bundle: Bundle, message: Message, recipient: str) -> Plan:
     """Which rules apply, and the one store request that serves all of them."""
-    rules = tuple(bundle.rules_for(message))
-    lists: list[tuple[str, bool]] = []
+    shape = _shape(bundle, message)
     caps: list[CapCheck] = []
-    names: dict[str, list[str]] = {}
     slices: dict[str, slice] = {}
-    for rule, applies in rules:
-        if not applies:
-            continue
+    for rule in shape.caps:
+        start = len(caps)
+        caps += rule.checks(message, recipient)
+        slices[rule.id] = slice(start, len(caps))
+    request = FactsRequest(recipient, shape.lists, tuple(caps))
+    return Plan(message, bundle, shape, request, slices)
+
+
+_MAX_SHAPES = 4096  # distinct shapes remembered per bundle (senders x categories x ...)
+
+
+def _shape(bundle: Bundle, message: Message) -> Shape:
+    memo: dict[object, Shape] = bundle.memo.setdefault("shapes", {})
+    key = bundle.shape_key(message)
+    shape = memo.get(key)
+    if shape is None:
+        if len(memo) >= _MAX_SHAPES:
+            memo.clear()
+        shape = memo[key] = _new_shape(bundle, message)
+    return shape
+
+
+def _new_shape(bundle: Bundle, message: Message) -> Shape:
+    rules = tuple(bundle.rules_for(message))
+    applying = [rule for rule, applies in rules if applies]
+    names: dict[str, list[str]] = {}
+    lists: list[tuple[str, bool]] = []
+    for rule in applying:
         if isinstance(rule, OptOut):
             names[rule.id] = rule.list_names(message)
             lists += [(name, rule.enforced) for name in names[rule.id]]
-        elif isinstance(rule, FrequencyCap):
-            start = len(caps)
-            caps += rule.checks(message, recipient)
-            slices[rule.id] = slice(start, len(caps))
-    request = FactsRequest(recipient, tuple(lists), tuple(caps))
-    return Plan(message, bundle, rules, request, names, slices)
+    return Shape(
+        rules=rules,
+        pure=tuple(rule for rule in applying if isinstance(rule, PureRule)),
+        caps=tuple(rule for rule in applying if isinstance(rule, FrequencyCap)),
+        opt_out_names=names,
+        lists=tuple(lists),
+    )
 
 
 def precheck(plan: Plan, now: datetime) -> dict[str, RuleResult]:
     """Results of the rules that need no stored facts, by rule id."""
     texts = TextCache(plan.message)
-    return {
-        rule.id: rule.check(texts, now)
-        for rule, applies in plan.rules
-        if applies and isinstance(rule, PureRule)
-    }
+    return {rule.id: rule.check(texts, now) for rule in plan.shape.pure}
 
 
 def may_count(results: dict[str, RuleResult]) -> bool:
@@ -103,7 +141,7 @@ def _result(
     if not applies:
         return rule.skipped()
     if isinstance(rule, OptOut):
-        return rule.judge(plan.opt_out_names[rule.id], facts.opted_out)
+        return rule.judge(plan.shape.opt_out_names[rule.id], facts.opted_out)
     if isinstance(rule, FrequencyCap):
         return rule.judge(facts.caps[plan.cap_slices[rule.id]])
     return pure[rule.id]

@@ -256,3 +256,42 @@ async def test_time_window_answers_stay_exact_across_repeated_checks(
     paris = await h.check(recipient_timezone="Europe/Paris")  # 03:00 there: another answer
     assert result(paris, "quiet")["detail"]["zones"] == ["Europe/Paris"]
     assert result(paris, "quiet")["result"] == "fail"
+
+
+async def test_what_rules_apply_is_worked_out_per_message_shape(
+    harness: Callable[[str], Harness],
+) -> None:
+    """Applicability and list names are remembered per shape of message; a
+    message that differs in one sender, country, tag or area code gets its own."""
+    h = harness(
+        "rules:\n"
+        "  - {id: own-list, type: opt_out, lists: ['{sender}-{category}']}\n"
+        "  - {id: florida, type: content_length, max_chars: 5, match: {area_code: '305'}}\n"
+        "  - {id: tagged, type: content_length, max_chars: 5, match: {tags: vip}}\n"
+        "  - {id: uk, type: content_length, max_chars: 5, unless: {country: US}}\n"
+    )
+    rules = ("florida", "tagged", "uk")
+    base = {"sender": "acme", "to": "+13055550100", "body": "too long"}
+    for change, lists, results in [
+        ({}, ["acme-marketing"], ["fail", "skip", "skip"]),
+        ({"sender": "beta"}, ["beta-marketing"], ["fail", "skip", "skip"]),
+        ({"category": "alerts"}, ["acme-alerts"], ["fail", "skip", "skip"]),
+        ({"to": "+12125550100"}, ["acme-marketing"], ["skip", "skip", "skip"]),
+        ({"tags": ["vip"]}, ["acme-marketing"], ["fail", "fail", "skip"]),
+        ({"to": "+447400123456"}, ["acme-marketing"], ["skip", "skip", "fail"]),
+        ({"to": "+13055550199", "body": "short"}, ["acme-marketing"], ["pass", "skip", "skip"]),
+    ]:
+        decision = await h.check(**(base | change))
+        assert result(decision, "own-list")["detail"]["lists"] == lists, change
+        assert [result(decision, r)["result"] for r in rules] == results, change
+    # Without area-code conditions, the country alone tells two numbers apart.
+    by_country = harness(
+        "rules:\n  - {id: uk, type: content_length, max_chars: 5, unless: {country: US}}\n"
+    )
+    assert (
+        result(await by_country.check(to="+12125550100", body="too long"), "uk")["result"] == "skip"
+    )
+    assert (
+        result(await by_country.check(to="+447400123456", body="too long"), "uk")["result"]
+        == "fail"
+    )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from gateway.model import Message
-from gateway.rules.base import Rule
+from gateway.rules.base import Rule, national_number
 
 
 @dataclass(frozen=True)
@@ -16,6 +18,32 @@ class Bundle:
     files: tuple[str, ...] = ()
     sources: dict[str, tuple[str, int]] = field(default_factory=dict)  # rule id -> (file, line)
     root: Path | None = None
+    # Answers worked out from the rules alone, kept as long as the bundle is.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @cached_property
+    def _area_digits(self) -> int:
+        return max(
+            (len(code) for rule in self.rules for code in rule.area_codes()),
+            default=0,
+        )
+
+    def shape_key(self, message: Message) -> tuple[object, ...]:
+        """Equal for two messages that every rule condition and opt-out list name
+        treats alike (they read nothing else of a message)."""
+        area = None
+        if self._area_digits:
+            national = national_number(message)
+            area = national[: self._area_digits] if national is not None else None
+        return (
+            message.channel,
+            message.category,
+            message.sender,
+            message.route,
+            message.recipient.country,
+            message.tags,
+            area,
+        )
 
     def rules_for(self, message: Message) -> list[tuple[Rule, bool]]:
         """Every rule, in bundle order, with whether it applies to the message."""

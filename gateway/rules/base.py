@@ -55,6 +55,10 @@ class Condition:
     def holds(self, message: Message) -> bool:
         return all(_field_matches(message, name, values) for name, values in self.fields)
 
+    def values(self, name: str) -> frozenset[str]:
+        """The values the condition accepts for `name` (empty: no such condition)."""
+        return next((values for field, values in self.fields if field == name), frozenset())
+
 
 def _field_matches(message: Message, name: str, values: frozenset[str]) -> bool:
     if name == "tags":
@@ -62,12 +66,12 @@ def _field_matches(message: Message, name: str, values: frozenset[str]) -> bool:
     if name == "country":
         return message.recipient.country in values
     if name == "area_code":
-        national = _national_number(message)
+        national = national_number(message)
         return national is not None and national.startswith(tuple(values))
     return str(getattr(message, name)) in values
 
 
-def _national_number(message: Message) -> str | None:
+def national_number(message: Message) -> str | None:
     """The digits after the country calling code of a phone recipient (E.164)."""
     recipient = message.recipient
     if recipient.kind is not RecipientKind.PHONE or recipient.country is None:
@@ -83,6 +87,14 @@ class TextCache:
     def __init__(self, message: Message) -> None:
         self.message = message
         self._normalized: dict[str, Normalized] = {}
+        self._remembered: dict[object, Any] = {}
+
+    def remember(self, key: object, compute: Callable[[], Any]) -> Any:
+        """`compute()`, once per key for this message (e.g. a field's segments,
+        which several length rules read)."""
+        if key not in self._remembered:
+            self._remembered[key] = compute()
+        return self._remembered[key]
 
     def normalized(self, field: str) -> Normalized | None:
         text = self.message.text(field)
@@ -104,6 +116,7 @@ class Rule:
     type: ClassVar[str] = ""
     stateful: ClassVar[bool] = False
     meta: dict[str, Any] = field(default_factory=dict)
+    _skip: RuleResult | None = field(default=None, repr=False)
 
     @classmethod
     def base_args(cls, spec: RuleBase) -> dict[str, Any]:
@@ -118,6 +131,12 @@ class Rule:
         if self.match is not None and not self.match.holds(message):
             return False
         return self.unless is None or not self.unless.holds(message)
+
+    def area_codes(self) -> frozenset[str]:
+        """Every area code the rule's conditions name."""
+        return frozenset().union(
+            *(c.values("area_code") for c in (self.match, self.unless) if c is not None)
+        )
 
     @property
     def enforced(self) -> bool:
@@ -137,7 +156,10 @@ class Rule:
         return RuleResult(self.id, self.type, result, self.action, detail, code, message, retry_at)
 
     def skipped(self) -> RuleResult:
-        return RuleResult(self.id, self.type, Result.SKIP, self.action, {})
+        # Always the same answer (results are immutable): made once per rule.
+        if self._skip is None:
+            self._skip = RuleResult(self.id, self.type, Result.SKIP, self.action, {})
+        return self._skip
 
 
 class PureRule(Rule):

@@ -34,7 +34,11 @@ class ContentLength(PureRule):
         text = texts.message.text(self.field)
         if text is None:
             return self.skipped()
-        detail = self._measure(text, texts.message.channel)
+        channel = texts.message.channel
+        sms = channel is Channel.SMS or self.max_segments is not None
+        detail: dict[str, Any] = texts.remember(
+            ("length", self.field, sms), lambda: self._measure(text, sms)
+        )
         for limit, key, unit in (
             (self.max_segments, "segments", "segments"),
             (self.max_chars, "chars", "characters"),
@@ -46,13 +50,14 @@ class ContentLength(PureRule):
                 return self.failed(Code.CONTENT_TOO_LONG, why, detail | {"limit": {key: limit}})
         return self.passed(detail)
 
-    def _measure(self, text: str, channel: Channel) -> dict[str, Any]:
+    def _measure(self, text: str, sms: bool) -> dict[str, Any]:
+        """Shared by every length rule on the field: never changed in place."""
         detail: dict[str, Any] = {
             "field": self.field,
             "chars": len(text),
             "bytes": len(text.encode("utf-8", "surrogatepass")),
         }
-        if channel is Channel.SMS or self.max_segments is not None:
+        if sms:
             info = sms_segments(text)
             detail.update(encoding=info.encoding, segments=info.segments)
             if info.non_gsm:
