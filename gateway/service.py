@@ -244,7 +244,7 @@ class Gateway:
                 with contextlib.suppress(StoreUnavailable):
                     await self.store.refund(plan.request, decision.decision_id)
             decision.reasons.append(Reason("store", Code.STORE_UNAVAILABLE, str(exc)))
-            await self._amend(decision)
+            self._amend(decision)
             raise
 
     async def _decide(
@@ -361,7 +361,7 @@ class Gateway:
             decision.reasons.append(
                 Reason("upstream", Code.UPSTREAM_ERROR, f"the upstream answered {reply.status}")
             )
-        await self._amend(decision)
+        self._amend(decision)
 
     async def _upstream_failed(
         self, decision: Decision, exc: UpstreamError, plan: engine.Plan, facts: Facts
@@ -374,17 +374,17 @@ class Gateway:
                 await self.store.refund(plan.request, decision.decision_id)
         decision.upstream = {"status": None, "error": str(exc)}
         decision.reasons.append(Reason("upstream", code, str(exc)))
-        await self._amend(decision)
+        self._amend(decision)
         return Sent(decision, None, exc)
 
-    async def _amend(self, decision: Decision) -> None:
+    def _amend(self, decision: Decision) -> None:
         changes = {
             "upstream": decision.upstream,
             "reasons": [r.to_json() for r in decision.reasons],
         }
-        # The decision itself is already durable; at worst the upstream's answer is lost.
-        with contextlib.suppress(AuditUnavailable):
-            await self.trail.update(decision.decision_id, changes)
+        # Not awaited: the decision itself is already durable, and at worst a
+        # crash in the next moment loses the upstream's answer.
+        self.trail.amend(decision.decision_id, changes)
 
     async def record_store_failure(self, message: Message, error: StoreUnavailable) -> str | None:
         """Best effort: leave a trace of a message refused because the store was down."""

@@ -39,7 +39,14 @@ class AuditTrail(Protocol):
         ...
 
     async def update(self, decision_id: str, changes: dict[str, Any]) -> None:
-        """Merge top-level fields (the upstream's answer, late reasons) into a record."""
+        """Merge top-level fields (the upstream's answer, late reasons) into a
+        record; durable when this returns."""
+        ...
+
+    def amend(self, decision_id: str, changes: dict[str, Any]) -> None:
+        """`update` without waiting: written with the next group commit, which
+        readers of this process see, and by `close`. The record it amends is
+        already durable; a crash before that commit loses only these changes."""
         ...
 
     async def get(self, decision_id: str) -> dict[str, Any] | None: ...

@@ -18,6 +18,9 @@ class MemoryTrail:
         self._records.append((len(self._records) + 1, at_ms, copy.deepcopy(record)))
 
     async def update(self, decision_id: str, changes: dict[str, Any]) -> None:
+        self.amend(decision_id, changes)
+
+    def amend(self, decision_id: str, changes: dict[str, Any]) -> None:
         index = self._by_id.get(decision_id)
         if index is not None:
             self._records[index][2].update(copy.deepcopy(changes))

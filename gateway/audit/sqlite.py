@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -53,7 +54,9 @@ class SqliteTrail:
 
     def __init__(self, path: Path, *, synchronous_full: bool = False) -> None:
         self._db = self._open(path, synchronous_full)
-        self._batch: list[tuple[Callable[[], None], asyncio.Future[None]]] = []
+        # Writes of this event-loop turn, each with the future its caller awaits
+        # (None for amendments nobody waits for).
+        self._batch: list[tuple[Callable[[], None], asyncio.Future[None] | None]] = []
         self._checkpointer = Checkpointer(path)
 
     @staticmethod
@@ -72,24 +75,35 @@ class SqliteTrail:
     async def update(self, decision_id: str, changes: dict[str, Any]) -> None:
         await self._write(lambda: self._update(decision_id, changes))
 
+    def amend(self, decision_id: str, changes: dict[str, Any]) -> None:
+        self._queue(lambda: self._update(decision_id, changes), None)
+
     async def _write(self, write: Callable[[], None]) -> None:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        if not self._batch:
-            loop.call_soon(self._commit)
-        self._batch.append((write, done))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue(write, done)
         await done
+
+    def _queue(self, write: Callable[[], None], done: asyncio.Future[None] | None) -> None:
+        if not self._batch:
+            asyncio.get_running_loop().call_soon(self._commit)
+        self._batch.append((write, done))
 
     def _commit(self) -> None:
         batch, self._batch = self._batch, []
+        if not batch:
+            return
         try:
             self._transaction([write for write, _ in batch])
         except AuditUnavailable as exc:
+            # An amendment nobody waits for is lost with its batch; its
+            # record was durable before the message went out.
             for _, done in batch:
-                done.set_exception(exc)
+                if done is not None:
+                    done.set_exception(exc)
             return
         for _, done in batch:
-            done.set_result(None)
+            if done is not None:
+                done.set_result(None)
 
     @_translated
     def _transaction(self, writes: list[Callable[[], None]]) -> None:
@@ -133,6 +147,7 @@ class SqliteTrail:
             )
 
     async def get(self, decision_id: str) -> dict[str, Any] | None:
+        self._commit()  # amendments still queued are part of what readers see
         return self._get(decision_id)
 
     @_translated
@@ -150,6 +165,7 @@ class SqliteTrail:
         return records
 
     async def query(self, query: DecisionQuery) -> tuple[list[dict[str, Any]], int | None]:
+        self._commit()
         return self._query(query)
 
     @_translated
@@ -168,6 +184,8 @@ class SqliteTrail:
         self._db.execute("SELECT 1").fetchone()
 
     async def close(self) -> None:
+        with contextlib.suppress(AuditUnavailable):
+            self._commit()  # amendments still queued
         self._db.close()
         self._checkpointer.stop()
 

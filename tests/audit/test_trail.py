@@ -55,6 +55,16 @@ async def test_append_get_and_amend(trail: AuditTrail) -> None:
     assert await trail.get("nope") is None
 
 
+async def test_amendments_nobody_waits_for_are_read_back(trail: AuditTrail) -> None:
+    await trail.append(record(1), 1000)
+    trail.amend("id001", {"upstream": {"status": 202}})
+    got = await trail.get("id001")  # in the same turn, before any commit ran
+    assert got is not None and got["upstream"] == {"status": 202}
+    reason = {"rule": "upstream", "code": "upstream_error", "message": "500"}
+    trail.amend("id001", {"reasons": [reason]})
+    assert await ids(trail, code="upstream_error") == ["id001"]
+
+
 async def test_filters_newest_first(trail: AuditTrail) -> None:
     await trail.append(record(1), 1000)
     await trail.append(opted_out(2, recipient="hmac:r2"), 2000)
@@ -93,6 +103,17 @@ async def test_concurrent_writes_all_land(trail: AuditTrail) -> None:
     found, _ = await trail.query(DecisionQuery(limit=1000))
     assert len(found) == 100
     assert all(r["upstream"] == {"n": int(r["decision_id"][2:])} for r in found)
+
+
+async def test_sqlite_queued_amendments_are_written_by_close(tmp_path: Path) -> None:
+    first = SqliteTrail(tmp_path / "a.db")
+    await first.append(record(1), 1000)
+    first.amend("id001", {"upstream": {"status": 201}})
+    await first.close()
+    second = SqliteTrail(tmp_path / "a.db")
+    got = await second.get("id001")
+    await second.close()
+    assert got is not None and got["upstream"] == {"status": 201}
 
 
 async def test_sqlite_records_survive_a_reopen(tmp_path: Path) -> None:
