@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,34 @@ CREATE TABLE IF NOT EXISTS amendments (
 CREATE INDEX IF NOT EXISTS amendments_id ON amendments (id, n);
 """
 
+
+class _Batch:
+    """The rows of the writes of one event-loop turn, and who waits for them."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, int, str, str, str, str]] = []
+        self.amendments: list[tuple[str, str]] = []
+        self.failures: list[tuple[str, str, str]] = []  # rule, code, decision id
+        self.waiting: list[asyncio.Future[None]] = []
+
+    @property
+    def empty(self) -> bool:
+        return not (self.records or self.amendments or self.waiting)
+
+    def add_record(self, record: dict[str, Any], at_ms: int) -> None:
+        decision_id = record["decision_id"]
+        doc = dumps(record).decode("utf-8", "surrogateescape")
+        self.records.append(
+            (decision_id, at_ms, record["sender"], record["decision"], record["recipient"], doc)
+        )
+        self.failures += [(rule, code, decision_id) for rule, code in set(failures(record))]
+
+    def add_amendment(self, decision_id: str, changes: dict[str, Any]) -> None:
+        doc = dumps(changes).decode("utf-8", "surrogateescape")
+        self.amendments.append((decision_id, doc))
+        self.failures += [(rule, code, decision_id) for rule, code in set(failures(changes))]
+
+
 # sqlite3's errors become AuditUnavailable here and nowhere else.
 _translated = translated_sync((sqlite3.Error,), lambda exc: AuditUnavailable(f"audit trail: {exc}"))
 
@@ -54,9 +81,7 @@ class SqliteTrail:
 
     def __init__(self, path: Path, *, synchronous_full: bool = False) -> None:
         self._db = self._open(path, synchronous_full)
-        # Writes of this event-loop turn, each with the future its caller awaits
-        # (None for amendments nobody waits for).
-        self._batch: list[tuple[Callable[[], None], asyncio.Future[None] | None]] = []
+        self._batch = _Batch()
         self._checkpointer = Checkpointer(path)
 
     @staticmethod
@@ -70,81 +95,63 @@ class SqliteTrail:
         return db
 
     async def append(self, record: dict[str, Any], at_ms: int) -> None:
-        await self._write(lambda: self._append(record, at_ms))
+        self._queue().add_record(record, at_ms)
+        await self._wait()
 
     async def update(self, decision_id: str, changes: dict[str, Any]) -> None:
-        await self._write(lambda: self._update(decision_id, changes))
+        self._queue().add_amendment(decision_id, changes)
+        await self._wait()
 
     def amend(self, decision_id: str, changes: dict[str, Any]) -> None:
-        self._queue(lambda: self._update(decision_id, changes), None)
+        self._queue().add_amendment(decision_id, changes)
 
-    async def _write(self, write: Callable[[], None]) -> None:
+    def _queue(self) -> _Batch:
+        if self._batch.empty:
+            asyncio.get_running_loop().call_soon(self._commit)
+        return self._batch
+
+    async def _wait(self) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue(write, done)
+        self._batch.waiting.append(done)
         await done
 
-    def _queue(self, write: Callable[[], None], done: asyncio.Future[None] | None) -> None:
-        if not self._batch:
-            asyncio.get_running_loop().call_soon(self._commit)
-        self._batch.append((write, done))
-
     def _commit(self) -> None:
-        batch, self._batch = self._batch, []
-        if not batch:
+        batch, self._batch = self._batch, _Batch()
+        if batch.empty:
             return
         try:
-            self._transaction([write for write, _ in batch])
+            self._transaction(batch)
         except AuditUnavailable as exc:
             # An amendment nobody waits for is lost with its batch; its
             # record was durable before the message went out.
-            for _, done in batch:
-                if done is not None:
-                    done.set_exception(exc)
+            for done in batch.waiting:
+                done.set_exception(exc)
             return
-        for _, done in batch:
-            if done is not None:
-                done.set_result(None)
+        for done in batch.waiting:
+            done.set_result(None)
 
     @_translated
-    def _transaction(self, writes: list[Callable[[], None]]) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _transaction(self, batch: _Batch) -> None:
+        """One transaction, a few statements: the rows of every write of the turn."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
         try:
-            for write in writes:
-                write()
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def _append(self, record: dict[str, Any], at_ms: int) -> None:
-        cur = self._db.execute(
-            "INSERT INTO decisions (id, at_ms, sender, decision, recipient, doc)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                record["decision_id"],
-                at_ms,
-                record["sender"],
-                record["decision"],
-                record["recipient"],
-                dumps(record).decode("utf-8", "surrogateescape"),
-            ),
-        )
-        rows = [(cur.lastrowid, rule, code) for rule, code in set(failures(record))]
-        if rows:
-            self._db.executemany("INSERT INTO decision_failures VALUES (?, ?, ?)", rows)
-
-    def _update(self, decision_id: str, changes: dict[str, Any]) -> None:
-        """Appended, never rewritten: the first record stays as it was written,
-        and readers merge the amendments in order."""
-        self._db.execute(
-            "INSERT INTO amendments (id, doc) VALUES (?, ?)",
-            (decision_id, dumps(changes).decode("utf-8", "surrogateescape")),
-        )
-        rows = [(rule, code, decision_id) for rule, code in set(failures(changes))]
-        if rows:
-            self._db.executemany(
-                "INSERT INTO decision_failures SELECT seq, ?, ? FROM decisions WHERE id = ?", rows
+            db.executemany(
+                "INSERT INTO decisions (id, at_ms, sender, decision, recipient, doc)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                batch.records,
             )
+            # Appended, never rewritten: the first record stays as it was
+            # written, and readers merge the amendments in order.
+            db.executemany("INSERT INTO amendments (id, doc) VALUES (?, ?)", batch.amendments)
+            db.executemany(
+                "INSERT INTO decision_failures SELECT seq, ?, ? FROM decisions WHERE id = ?",
+                batch.failures,
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     async def get(self, decision_id: str) -> dict[str, Any] | None:
         self._commit()  # amendments still queued are part of what readers see
