@@ -30,9 +30,11 @@ def new_id(at_ms: int | None = None) -> str:
     return _encode(value)
 
 
+# Every 10-bit group as its two characters: 13 lookups encode the 130 bits
+# of a ULID (the leading two are zero), a fifth of the work of 26 divisions.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_SHIFTS = tuple(range(120, -1, -10))
+
+
 def _encode(value: int) -> str:
-    chars = []
-    for _ in range(26):
-        value, digit = divmod(value, 32)
-        chars.append(_ALPHABET[digit])
-    return "".join(reversed(chars))
+    return "".join([_PAIRS[(value >> shift) & 0x3FF] for shift in _SHIFTS])
