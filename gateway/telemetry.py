@@ -11,12 +11,15 @@ environment or code; without one, spans cost a little and go nowhere.
 from __future__ import annotations
 
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _configured = False
 # Probes that a load balancer calls every few seconds: a trace each is noise.
 _UNTRACED = frozenset({"/healthz", "/readyz"})
+# The headers the default propagators (W3C trace context, baggage) read.
+_PROPAGATED = frozenset({b"traceparent", b"tracestate", b"baggage"})
 
 
 def configure() -> None:
@@ -40,9 +43,17 @@ class Tracing:
         if scope["type"] != "http" or scope["path"] in _UNTRACED:
             await self.app(scope, receive, send)
             return
-        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         name = f"{scope['method']} {scope['path']}"
         with self.tracer.start_as_current_span(
-            name, context=propagate.extract(carrier), kind=trace.SpanKind.SERVER
+            name, context=_remote_context(scope), kind=trace.SpanKind.SERVER
         ):
             await self.app(scope, receive, send)
+
+
+def _remote_context(scope: Scope) -> Context | None:
+    """The sender's context from its W3C headers; None (a new trace) without them,
+    which spares most requests the propagator's work."""
+    headers = scope["headers"]
+    if not any(k in _PROPAGATED for k, _ in headers):
+        return None
+    return propagate.extract({k.decode("latin-1"): v.decode("latin-1") for k, v in headers})
