@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
+import orjson
 import regex
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -72,6 +73,10 @@ M = TypeVar("M", bound="NativeMessage")
 
 
 def decode_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass  # the standard parser says where, and takes what orjson refuses (lone surrogates)
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -3,10 +3,10 @@ fastest Python client for this job), with its errors translated once, here."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import aiohttp
+import orjson
 
 from gateway.errors import UpstreamTimeout, UpstreamUnreachable
 from gateway.upstream.base import Outbound, Reply
@@ -81,8 +81,8 @@ def _message_id(body: bytes) -> str | None:
     if not body.startswith(b"{"):
         return None
     try:
-        data = json.loads(body)
-    except ValueError:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
         return None
     for key in ("sid", "id", "name", "message_id"):
         value = data.get(key) if isinstance(data, dict) else None

@@ -8,6 +8,7 @@ import math
 from datetime import UTC
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -142,8 +143,8 @@ def render(sent: Sent) -> Response:
 
 def _json_or_text(data: bytes) -> Any:
     try:
-        return json.loads(data)
-    except ValueError:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
         return data.decode("utf-8", "replace")
 
 
