@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 
 import phonenumbers
 import regex
+from phonenumbers import phonenumberutil as pnu
+from phonenumbers.phonemetadata import PhoneMetadata
 
 from gateway.errors import InvalidRecipient
 from gateway.model import Channel, Recipient, RecipientKind
-from gateway.schedule.zones import zones_of
+from gateway.schedule.zones import zones_for_type
 
 # Deliberately plain: one @, a dotted domain, no spaces or control characters.
 _EMAIL = regex.compile(r"^[^@\s\p{Cc}]{1,64}@(?:[^@\s\p{Cc}.]{1,63}\.)+[^@\s\p{Cc}.]{2,63}$")
@@ -22,24 +25,165 @@ _TOPIC = regex.compile(r"^[A-Za-z0-9_\-.~%]{1,900}$")
 
 @functools.lru_cache(maxsize=65536)  # parsing is the costliest step of a small message
 def parse_phone(text: str) -> Recipient:
-    """+1 (415) 555-0100 -> +14155550100, with its country; raise InvalidRecipient."""
-    try:
-        number = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException:
+    """+1 (415) 555-0100 -> +14155550100, with its country; raise InvalidRecipient.
+
+    Same answers as phonenumbers' public API (parse, is_valid_number,
+    region_code_for_number, format_number E164, timezone.time_zones_for_number;
+    tests/test_phone_fastpath.py compares the two), at under a third of the cost:
+    the common "+digits and separators" input skips phonenumbers.parse, and the
+    number type, which each of those calls works out again, is computed once.
+    """
+    parsed = _country_and_nsn(text)
+    if parsed is None:
         raise InvalidRecipient(
             f"'{text}' is not a phone number in international form (+ and country code)",
             {"to": "not a valid phone number"},
-        ) from None
-    # is_valid_number, with the region looked up once instead of twice.
-    region = phonenumbers.region_code_for_number(number)
-    if region is None or not phonenumbers.is_valid_number_for_region(number, region):
+        )
+    country_code, nsn = parsed
+    found = _region_and_type(country_code, nsn)
+    if found is None:
         raise InvalidRecipient(
             f"'{text}' is not a valid phone number", {"to": "not a valid phone number"}
         )
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    region, number_type = found
+    # format_number(E164) of a parsed number is exactly this (extensions dropped).
+    e164 = f"+{country_code}{nsn}"
     country = region if region not in ("ZZ", "001") else None
-    # The zones come from the number just parsed, so time windows never parse it again.
-    return Recipient(e164, RecipientKind.PHONE, country, zones_of(number))
+    return Recipient(
+        e164, RecipientKind.PHONE, country, zones_for_type(e164, country_code, number_type)
+    )
+
+
+# What follows redoes phonenumbers' parse, region_code_for_number and
+# is_valid_number_for_region step by step, keeping the number type that each of
+# them would compute again. Its private helpers are used in `_phonenumbers_type`
+# and `_phonenumbers_strip_prefix` only, and its constants are copied here;
+# phonenumbers is pinned (pyproject.toml), and on a version bump these functions
+# must be re-read against phonenumberutil.py (tests/test_phone_fastpath.py
+# compares the results with its public API).
+_REGIONS_BY_CODE = phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+# "+", then only ASCII digits and the separators people type. phonenumbers.parse
+# finds no extension, RFC 3966 part, letters or second number in such a string,
+# and the string is a viable number once it has 3 digits, so its work reduces to
+# `_parse_digits`. Anything else goes through phonenumbers.parse itself.
+_PLAIN_INTERNATIONAL = re.compile(r"\+[0-9][0-9 ().\-]*[0-9]")
+_SEPARATORS = str.maketrans("", "", " ().-")
+_MAX_INPUT = 250  # _MAX_INPUT_STRING_LENGTH: parse() refuses longer input
+_NSN_LENGTHS = range(2, 18)  # _MIN_LENGTH_FOR_NSN to _MAX_LENGTH_FOR_NSN
+_UNKNOWN = phonenumbers.PhoneNumberType.UNKNOWN
+_UNSTRIPPABLE = (
+    phonenumbers.ValidationResult.TOO_SHORT,
+    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
+    phonenumbers.ValidationResult.INVALID_LENGTH,
+)
+
+
+def _phonenumbers_type(nsn: str, metadata: PhoneMetadata) -> int:
+    """The PhoneNumberType of a national significant number in a region; UNKNOWN
+    means not valid there. number_type, is_valid_number_for_region and
+    region_code_for_number (for shared calling codes) all call this."""
+    return pnu._number_type_helper(nsn, metadata)
+
+
+def _phonenumbers_strip_prefix(national: str, metadata: PhoneMetadata) -> str:
+    """What parse() keeps of the digits after the calling code: without a national
+    prefix ("+44 (0)20 ...", "+1 1 415 ...") where the number stays viable and of
+    a possible length without it."""
+    _, stripped, _ = pnu._maybe_strip_national_prefix_carrier_code(national, metadata)
+    if pnu._test_number_length(stripped, metadata) in _UNSTRIPPABLE:
+        return national
+    return stripped
+
+
+def _country_and_nsn(text: str) -> tuple[int, str] | None:
+    """(calling code, national significant number) as phonenumbers.parse(text, None)
+    reads them, or None where it raises NumberParseException."""
+    if len(text) <= _MAX_INPUT and _PLAIN_INTERNATIONAL.fullmatch(text):
+        return _parse_digits(text[1:].translate(_SEPARATORS))
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return None
+    return number.country_code or 0, phonenumbers.national_significant_number(number)
+
+
+def _parse_digits(digits: str) -> tuple[int, str] | None:
+    """phonenumbers.parse of "+" and `digits`: _maybe_extract_country_code, then
+    the national prefix stripping and length checks at the end of parse()."""
+    if len(digits) <= 2 or digits[0] == "0":  # TOO_SHORT_AFTER_IDD, INVALID_COUNTRY_CODE
+        return None
+    for size in (1, 2, 3):  # _extract_country_code: the shortest known code wins
+        country_code = int(digits[:size])
+        if country_code in _REGIONS_BY_CODE:
+            break
+    else:
+        return None
+    national = digits[size:]
+    metadata = _candidates(country_code)[0][1]  # the calling code's main region
+    if len(national) < 2 or metadata is None:
+        return None
+    national = _phonenumbers_strip_prefix(national, metadata)
+    # The NSN keeps any leading zeros (Italy): parse() stores them as
+    # italian_leading_zero/number_of_leading_zeros, which give them back exactly.
+    return (country_code, national) if len(national) in _NSN_LENGTHS else None
+
+
+_Candidate = tuple[str, PhoneMetadata | None, re.Pattern[str] | None]
+
+
+@functools.cache  # one entry per calling code phonenumbers knows: bounded
+def _candidates(country_code: int) -> tuple[_Candidate, ...]:
+    """The regions of a calling code, in phonenumbers' order, with their metadata
+    and compiled leading-digits pattern (looked up on every call otherwise)."""
+    regions = phonenumbers.region_codes_for_country_code(country_code)
+    candidates: list[_Candidate] = []
+    for region in regions:
+        if len(regions) == 1:  # may be "001", the non-geographic entities
+            metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+        else:  # as _region_code_for_number_from_list looks them up
+            metadata = PhoneMetadata.metadata_for_region(region, None)
+        leading = metadata.leading_digits if metadata is not None else None
+        candidates.append((region, metadata, re.compile(leading) if leading is not None else None))
+    return tuple(candidates)
+
+
+def _region_and_type(country_code: int, nsn: str) -> tuple[str, int] | None:
+    """region_code_for_number and the number type, or None where
+    is_valid_number_for_region(number, region) is False."""
+    found = _region_of(_candidates(country_code), nsn)
+    if found is None:
+        return None
+    region, metadata, number_type = found
+    # is_valid_number_for_region: the region must belong to the calling code.
+    if metadata is None or (region != "001" and metadata.country_code != country_code):
+        return None
+    if number_type is None:
+        number_type = _phonenumbers_type(nsn, metadata)
+    if number_type == _UNKNOWN:
+        return None
+    return region, number_type
+
+
+def _region_of(
+    candidates: tuple[_Candidate, ...], nsn: str
+) -> tuple[str, PhoneMetadata | None, int | None] | None:
+    """region_code_for_number: (region, metadata, number type if it was computed)."""
+    if len(candidates) == 1:
+        region, metadata, _ = candidates[0]
+        return region, metadata, None
+    # _region_code_for_number_from_list: a region's leading digits decide if it
+    # has them, else whether the number has a type there (kept: it is the type).
+    for region, metadata, leading in candidates:
+        if metadata is None:
+            continue
+        if leading is not None:
+            if leading.match(nsn):
+                return region, metadata, None
+        else:
+            number_type = _phonenumbers_type(nsn, metadata)
+            if number_type != _UNKNOWN:
+                return region, metadata, number_type
+    return None
 
 
 def parse_email(text: str) -> Recipient:

@@ -7,6 +7,7 @@ from zoneinfo import available_timezones
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
+from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
 # libphonenumber's answer when it knows nothing about a number.
 UNKNOWN_ZONE = "Etc/Unknown"
@@ -35,7 +36,39 @@ def number_zones(e164: str) -> tuple[str, ...]:
 
 def zones_of(number: phonenumbers.PhoneNumber) -> tuple[str, ...]:
     """`number_zones` for a number already parsed and known to be valid."""
-    zones = phone_timezone.time_zones_for_number(number)
+    return _places(phone_timezone.time_zones_for_number(number))
+
+
+def zones_for_type(e164: str, country_code: int, number_type: int) -> tuple[str, ...]:
+    """`zones_of` for a valid number whose PhoneNumberType is already known.
+
+    time_zones_for_number would work the type out again (a dozen regular
+    expressions) only to choose between the two lookups below; the choice is
+    the same. Relies on phonenumbers' pinned data layout (pyproject.toml).
+    """
+    if number_type == phonenumbers.PhoneNumberType.UNKNOWN:
+        return ()
+    if not phonenumbers.is_number_type_geographical(number_type, country_code):
+        return _country_zones(country_code)
+    # time_zones_for_geographical_number: the longest known prefix of the digits.
+    digits = e164[1:]
+    for length in range(min(TIMEZONE_LONGEST_PREFIX, len(digits)), 0, -1):
+        zones = TIMEZONE_DATA.get(digits[:length])
+        if zones is not None:
+            return _places(zones)
+    return ()
+
+
+@lru_cache(maxsize=1024)  # a few hundred calling codes
+def _country_zones(country_code: int) -> tuple[str, ...]:
+    # Private, but it only reads the calling code; its prefix loop has quirks
+    # that are simpler to call than to copy.
+    number = phonenumbers.PhoneNumber(country_code=country_code)
+    return _places(phone_timezone._country_level_time_zones_for_number(number))
+
+
+@lru_cache(maxsize=4096)  # keyed by the data's own tuples, of which there are a few hundred
+def _places(zones: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted({zone for zone in zones if zone != UNKNOWN_ZONE}))
 
 
