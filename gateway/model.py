@@ -117,6 +117,9 @@ class RuleResult:
     code: Code | None = None
     message: str | None = None
     retry_at: datetime | None = None  # frequency caps: when the window has room again
+    # Rules hand out the same result to many messages (a skip, an open window):
+    # its JSON is then built once too. Never changed in place by readers.
+    _json: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def failed(self) -> bool:
@@ -127,6 +130,8 @@ class RuleResult:
         return Reason(self.rule, self.code, self.message)
 
     def to_json(self) -> dict[str, Any]:
+        if self._json is not None:
+            return self._json
         out: dict[str, Any] = {
             "rule": self.rule,
             "type": self.type,
@@ -136,6 +141,7 @@ class RuleResult:
         if self.failed:
             out["code"] = self.code.value if self.code else None
             out["message"] = self.message
+        object.__setattr__(self, "_json", out)  # a cache, not a change of value
         return out
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from gateway.model import Code, Message, RuleResult
@@ -15,6 +15,7 @@ class OptOut(Rule):
     type: ClassVar[str] = "opt_out"
     stateful: ClassVar[bool] = True
     lists: tuple[str, ...] = ()
+    _clear: dict[tuple[str, ...], RuleResult] = field(default_factory=dict, repr=False)
 
     @classmethod
     def compile(cls, spec: OptOutRule, ctx: CompileContext) -> OptOut:
@@ -33,6 +34,11 @@ class OptOut(Rule):
     def judge(self, names: list[str], opted_out: frozenset[str]) -> RuleResult:
         matched = [name for name in names if name in opted_out]
         if not matched:
-            return self.passed({"lists": names})
+            key = tuple(names)
+            if key not in self._clear:  # the same answer for every recipient on no list
+                if len(self._clear) >= 1024:
+                    self._clear.clear()
+                self._clear[key] = self.passed({"lists": names})
+            return self._clear[key]
         detail = {"list": matched[0], "lists": names}
         return self.failed(Code.OPTED_OUT, f"recipient opted out ({matched[0]})", detail)

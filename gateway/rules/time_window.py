@@ -20,7 +20,7 @@ class TimeWindow(PureRule):
     type: ClassVar[str] = "time_window"
     window: Window | None = None
     fallback_timezone: str | None = None
-    _open_now: dict[tuple[tuple[str, ...], str | None, int], dict[str, Any]] = field(
+    _open_now: dict[tuple[tuple[str, ...], str | None, int], RuleResult] = field(
         default_factory=dict, repr=False
     )
 
@@ -68,7 +68,7 @@ class TimeWindow(PureRule):
         key = (zones, country, int(now.timestamp()) // 60)
         seen = self._open_now.get(key)
         if seen is not None:
-            return self.passed(dict(seen))
+            return seen
         local = [local_time(now, zone) for zone in zones]
         closed = [z for z in zones if not is_open(self.window, now, z, country)]
         detail = {
@@ -79,8 +79,8 @@ class TimeWindow(PureRule):
         if not closed:
             if len(self._open_now) > 4096:
                 self._open_now.clear()
-            self._open_now[key] = detail
-            return self.passed(dict(detail))
+            self._open_now[key] = self.passed(detail)
+            return self._open_now[key]
         detail["next_open"] = iso(next_open([(self.window, zones, country)], now, HORIZON))
         where = f"{local_time(now, closed[0])} {closed[0]}"
         why = f"{where} is outside {self.window.describe()}"
