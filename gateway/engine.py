@@ -28,7 +28,8 @@ class Shape:
     names read nothing else."""
 
     rules: tuple[tuple[Rule, bool], ...]
-    pure: tuple[PureRule, ...]  # the applicable rules that need no stored facts
+    content: tuple[PureRule, ...]  # applicable rules that read the texts alone
+    timed: tuple[PureRule, ...]  # other applicable rules that need no stored facts
     caps: tuple[FrequencyCap, ...]  # the applicable frequency caps
     opt_out_names: dict[str, list[str]]  # rule id -> its expanded lists
     lists: tuple[tuple[str, bool], ...]  # (list name, enforced), for the store
@@ -95,7 +96,8 @@ def _new_shape(bundle: Bundle, message: Message) -> Shape:
             lists += [(name, rule.enforced) for name in names[rule.id]]
     return Shape(
         rules=rules,
-        pure=tuple(rule for rule in applying if isinstance(rule, PureRule)),
+        content=tuple(r for r in applying if isinstance(r, PureRule) and r.reads_texts_only),
+        timed=tuple(r for r in applying if isinstance(r, PureRule) and not r.reads_texts_only),
         caps=tuple(rule for rule in applying if isinstance(rule, FrequencyCap)),
         opt_out_names=names,
         lists=tuple(lists),
@@ -105,7 +107,33 @@ def _new_shape(bundle: Bundle, message: Message) -> Shape:
 def precheck(plan: Plan, now: datetime) -> dict[str, RuleResult]:
     """Results of the rules that need no stored facts, by rule id."""
     texts = TextCache(plan.message)
-    return {rule.id: rule.check(texts, now) for rule in plan.shape.pure}
+    results = _content_results(plan, texts, now)
+    for rule in plan.shape.timed:
+        results[rule.id] = rule.check(texts, now)
+    return results
+
+
+# A campaign sends one text to many recipients: the answers of the rules that
+# read only the texts are remembered per text (and channel and rule set), for
+# texts short enough that the memo stays small (at most ~2 MB per bundle).
+_MAX_TEXTS = 512
+_MAX_TEXT_CHARS = 4096
+
+
+def _content_results(plan: Plan, texts: TextCache, now: datetime) -> dict[str, RuleResult]:
+    rules = plan.shape.content
+    message = plan.message
+    parts = (message.body, message.subject or "", message.title or "")
+    if sum(len(part) for part in parts) > _MAX_TEXT_CHARS:
+        return {rule.id: rule.check(texts, now) for rule in rules}
+    memo: dict[object, dict[str, RuleResult]] = plan.bundle.memo.setdefault("texts", {})
+    key = (rules, message.channel, message.subject is None, message.title is None, *parts)
+    seen = memo.get(key)
+    if seen is None:
+        if len(memo) >= _MAX_TEXTS:
+            memo.clear()
+        seen = memo[key] = {rule.id: rule.check(texts, now) for rule in rules}
+    return dict(seen)
 
 
 def may_count(results: dict[str, RuleResult]) -> bool:

@@ -295,3 +295,35 @@ async def test_what_rules_apply_is_worked_out_per_message_shape(
         result(await by_country.check(to="+447400123456", body="too long"), "uk")["result"]
         == "fail"
     )
+
+
+async def test_one_text_sent_to_many_gets_each_message_its_own_answer(
+    harness: Callable[[str], Harness],
+) -> None:
+    """Answers that depend on the text alone are reused for the same text; a
+    window still sees each recipient's zone, and another channel or another
+    set of rules gets its own answer."""
+    h = harness(
+        "rules:\n"
+        "  - {id: len, type: content_length, max_chars: 20}\n"
+        "  - {id: ban, type: banned_terms, terms: [casino]}\n"
+        "  - {id: stop, type: required_text, any_of: [STOP]}\n"
+        "  - {id: vip-len, type: content_length, max_chars: 5, match: {tags: vip}}\n"
+        "  - {id: quiet, type: time_window, allow: {hours: '08:00-21:00'}}\n"
+    )
+    text = "Casino night! STOP"
+    new_york = await h.check(body=text, to="+12125550100")  # noon
+    tokyo = await h.check(body=text, to="+81312345678")  # 01:00
+    assert result(new_york, "quiet")["result"] == "pass"
+    assert result(tokyo, "quiet")["result"] == "fail"
+    for decision in (new_york, tokyo):
+        assert result(decision, "ban")["detail"] == {"field": "body", "term": "casino", "offset": 0}
+        assert result(decision, "stop")["detail"]["offset"] == 14
+        assert result(decision, "len")["detail"]["segments"] == 1
+    push = await h.check(channel="push", to="token-abc", body=text)
+    assert "segments" not in result(push, "len")["detail"]
+    vip = await h.check(body=text, tags=["vip"])
+    assert result(vip, "vip-len")["result"] == "fail"
+    other = await h.check(body="Reply STOP" + "!" * 20)
+    assert result(other, "ban")["result"] == "pass"
+    assert result(other, "len")["result"] == "fail"

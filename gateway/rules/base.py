@@ -163,5 +163,10 @@ class Rule:
 
 
 class PureRule(Rule):
+    # True when `check` reads the message's texts and channel and nothing else
+    # (not the time, not the recipient): its answer holds for every message
+    # with the same texts, and the engine may reuse it.
+    reads_texts_only: ClassVar[bool] = False
+
     def check(self, texts: TextCache, now: datetime) -> RuleResult:
         raise NotImplementedError

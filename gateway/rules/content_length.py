@@ -15,6 +15,7 @@ from gateway.text.sms import sms_segments
 @dataclass(eq=False)
 class ContentLength(PureRule):
     type: ClassVar[str] = "content_length"
+    reads_texts_only: ClassVar[bool] = True
     field: str = "body"
     max_segments: int | None = None
     max_chars: int | None = None

@@ -35,6 +35,7 @@ def _file_terms(spec: BannedTermsRule, ctx: CompileContext) -> list[str]:
 @dataclass(eq=False)
 class BannedTerms(PureRule):
     type: ClassVar[str] = "banned_terms"
+    reads_texts_only: ClassVar[bool] = True
     matcher: TermMatcher | None = None
     fields: tuple[str, ...] = ("body",)
     term_count: int = 0
@@ -73,6 +74,7 @@ class BannedTerms(PureRule):
 @dataclass(eq=False)
 class RequiredText(PureRule):
     type: ClassVar[str] = "required_text"
+    reads_texts_only: ClassVar[bool] = True
     matcher: TermMatcher | None = None
     terms: tuple[str, ...] = ()
     all_of: bool = False
