@@ -1,8 +1,9 @@
 """Load with wrk: a Lua script per scenario, one parseable result line per run.
 
 The script builds each POST body from a template with a per-connection counter
-(so recipients vary and caps never trip), optionally waits between requests
-(`delay()`, exponential with a given mean: a paced, roughly Poisson load), and
+at each marker (so recipients, and optionally texts, vary and caps never trip),
+optionally waits between requests (`delay()`, exponential with a given mean: a
+paced, roughly Poisson load), and
 prints its summary from `done()` as one `BENCH key=value ...` line.
 """
 
@@ -18,8 +19,7 @@ RESULT_TAG = "BENCH"
 _LUA = r"""
 local method = [==[{method}]==]
 local path = [==[{path}]==]
-local prefix = [==[{prefix}]==]
-local suffix = [==[{suffix}]==]
+local parts = {{ {parts} }}
 local digits = {digits}
 local delay_mean_ms = {delay_mean_ms}
 local headers = {{}}
@@ -40,12 +40,12 @@ function init(args)
 end
 
 function request()
-  if prefix == "" and suffix == "" then
+  if #parts == 0 then
     return wrk.format(method, path, headers, nil)
   end
   counter = counter + 1
   local n = string.format("%0" .. digits .. "d", counter % modulus)
-  return wrk.format(method, path, headers, prefix .. n .. suffix)
+  return wrk.format(method, path, headers, table.concat(parts, n))
 end
 
 if delay_mean_ms > 0 then
@@ -102,12 +102,12 @@ class WrkResult:
 
 def lua_script(load: Load, delay_mean_ms: float = 0.0) -> str:
     """The wrk Lua script for `load` (paced when `delay_mean_ms` > 0)."""
-    prefix = suffix = ""
+    parts: list[str] = []
     if load.body_template is not None:
         if load.marker not in load.body_template:
             raise ValueError(f"the body template has no {load.marker!r}")
-        prefix, suffix = load.body_template.split(load.marker, 1)
-    for text in (load.method, load.path, prefix, suffix):
+        parts = load.body_template.split(load.marker)  # the digits go at every marker
+    for text in (load.method, load.path, *parts):
         if "]==]" in text:
             raise ValueError("the load cannot contain ']==]'")
     headers = ""
@@ -116,8 +116,7 @@ def lua_script(load: Load, delay_mean_ms: float = 0.0) -> str:
     return _LUA.format(
         method=load.method,
         path=load.path,
-        prefix=prefix,
-        suffix=suffix,
+        parts=", ".join(f"[==[{part}]==]" for part in parts),
         digits=load.digits,
         delay_mean_ms=repr(float(delay_mean_ms)),
         headers=headers,

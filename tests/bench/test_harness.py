@@ -47,7 +47,13 @@ def test_lua_script_builds_bodies_from_the_template() -> None:
     load = wrk.Load("POST", "/v1/messages", bundle.body_template(), digits=5)
     script = wrk.lua_script(load, delay_mean_ms=16)
     prefix, suffix = bundle.body_template().split("@N@")
-    assert f"[==[{prefix}]==]" in script and f"[==[{suffix}]==]" in script
+    assert f"local parts = {{ [==[{prefix}]==], [==[{suffix}]==] }}" in script
+    personal = bundle.body_template(personal=True)
+    assert personal.count("@N@") == 2
+    assert personal.replace("#@N@", "20% off") == bundle.body_template()
+    assert "[==[" + "]==], [==[".join(personal.split("@N@")) + "]==]" in wrk.lua_script(
+        wrk.Load("POST", "/v1/messages", personal)
+    )
     assert "function delay()" in script and "local delay_mean_ms = 16.0" in script
     assert "function done(summary, latency, requests)" in script
     assert 'headers["Content-Type"] = "application/json"' in script
@@ -164,11 +170,14 @@ def test_the_bundle_loads_and_allows_the_benchmark_message(
     assert len(load_bundle(policies, []).rules) == len(bundle.RULES) >= 20
     message = bundle.body(12345).decode()
     assert json.loads(message)["to"] == "+12122012345"
-    monkeypatch.setattr("sys.stdin", io.StringIO(message + "\n"))
+    personal = bundle.body(12345, personal=True).decode()
+    assert "#12345" in json.loads(personal)["body"]
+    monkeypatch.setattr("sys.stdin", io.StringIO(message + "\n" + personal + "\n"))
     assert gateway_main(["check", "--policies", str(policies), "-"]) == 0
-    decision = json.loads(capsys.readouterr().out)
-    assert decision["decision"] == "allow", decision
-    assert not [t for t in decision["trace"] if t.get("result") == "fail"]
+    for line in capsys.readouterr().out.splitlines():
+        decision = json.loads(line)
+        assert decision["decision"] == "allow", decision
+        assert not [t for t in decision["trace"] if t.get("result") == "fail"]
 
 
 def test_stub_reads_pipelined_requests_by_length() -> None:
