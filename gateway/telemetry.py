@@ -10,9 +10,13 @@ environment or code; without one, spans cost a little and go nowhere.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.util.types import Attributes
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _configured = False
@@ -28,8 +32,48 @@ def configure() -> None:
     if _configured:
         return
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
+        trace.set_tracer_provider(_Provider())
     _configured = True
+
+
+class _Provider(TracerProvider):
+    """The SDK's provider, recording spans only once a span processor (an
+    exporter) is added: until then each request gets a trace id for its
+    decisions, and not a span that nobody reads (a third of the cost)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._gate = _UntilConsumed(self.sampler)  # the sampler the SDK chose (env or default)
+        self.sampler = self._gate
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        self._gate.consumed = True
+
+
+class _UntilConsumed(Sampler):
+    def __init__(self, sampler: Sampler) -> None:
+        self._sampler = sampler
+        self.consumed = False
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: trace.SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[trace.Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        if not self.consumed:
+            return SamplingResult(Decision.DROP)
+        return self._sampler.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"UntilConsumed{{{self._sampler.get_description()}}}"
 
 
 class Tracing:

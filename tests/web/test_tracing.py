@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import re
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.testclient import TestClient
 
 from tests.web.conftest import Make, sms
@@ -30,3 +34,18 @@ def test_tracing_can_be_switched_off(make_client: Make) -> None:
     client = make_client(env={"GATEWAY_TRACING": "false"})
     answer = client.post("/v1/check", json=sms(), headers={"traceparent": PARENT})
     assert answer.json()["trace_id"] is None
+
+
+def test_an_exporter_added_in_code_receives_each_requests_span(client: TestClient) -> None:
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        answer = client.post("/v1/check", json=sms(), headers={"traceparent": PARENT}).json()
+        spans = exporter.get_finished_spans()
+        assert [s.name for s in spans] == ["POST /v1/check"]
+        assert format(spans[0].context.trace_id, "032x") == answer["trace_id"]
+        assert spans[0].parent is not None and spans[0].parent.span_id == 0x00F067AA0BA902B7
+    finally:
+        exporter.shutdown()
