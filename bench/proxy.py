@@ -32,6 +32,7 @@ def create_app(upstream: str) -> Starlette:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=2.0, sock_read=10.0),
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         state["session"] = session
         try:

@@ -149,10 +149,8 @@ def iso(at: datetime | None) -> str | None:
     """An instant as RFC 3339 in UTC with a Z, to the second (milliseconds if any)."""
     if at is None:
         return None
-    at = at.astimezone(UTC)
-    if at.microsecond:
-        return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    at = at.astimezone(UTC)  # isoformat then ends in +00:00, replaced by Z
+    return at.isoformat(timespec="milliseconds" if at.microsecond else "seconds")[:-6] + "Z"
 
 
 @dataclass(slots=True)

@@ -43,6 +43,10 @@ class HttpUpstream:
                 timeout=self._timeout,
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+                # One session serves every sender: a cookie one provider answer
+                # sets must never ride along on another sender's request (and
+                # filtering the jar cost every request a few microseconds).
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
