@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.audit.base import DecisionQuery, failures
 from gateway.audit.checkpoint import Checkpointer
@@ -70,18 +72,26 @@ class _Batch:
         self.failures += [(rule, code, decision_id) for rule, code in set(failures(changes))]
 
 
+_T = TypeVar("_T")
+
 # sqlite3's errors become AuditUnavailable here and nowhere else.
 _translated = translated_sync((sqlite3.Error,), lambda exc: AuditUnavailable(f"audit trail: {exc}"))
 
 
 class SqliteTrail:
-    """Writes are group-committed: every append and amendment that arrives in
-    the same event-loop turn goes into one transaction, and each caller
-    resumes only once that transaction is committed (durable before send)."""
+    """Writes are group-committed: every append and amendment that arrives
+    while the previous transaction is being written goes into the next one,
+    and each caller resumes only once its transaction is committed (durable
+    before send). Transactions run on a writer thread of their own (SQLite
+    lets go of the interpreter while it writes), so the event loop serves
+    other requests meanwhile; reads go through that thread too, in order."""
 
     def __init__(self, path: Path, *, synchronous_full: bool = False) -> None:
         self._db = self._open(path, synchronous_full)
         self._batch = _Batch()
+        self._writing: asyncio.Future[None] | None = None  # the transaction in flight
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
+        self._closed = False
         self._checkpointer = Checkpointer(path)
 
     @staticmethod
@@ -106,8 +116,9 @@ class SqliteTrail:
         self._queue().add_amendment(decision_id, changes)
 
     def _queue(self) -> _Batch:
-        if self._batch.empty:
-            asyncio.get_running_loop().call_soon(self._commit)
+        if self._batch.empty and self._writing is None:
+            # Not at once: the writes of the rest of this turn join the batch.
+            asyncio.get_running_loop().call_soon(self._write_next)
         return self._batch
 
     async def _wait(self) -> None:
@@ -115,20 +126,49 @@ class SqliteTrail:
         self._batch.waiting.append(done)
         await done
 
-    def _commit(self) -> None:
+    def _write_next(self) -> None:
+        if self._writing is not None or self._batch.empty:
+            return
         batch, self._batch = self._batch, _Batch()
-        if batch.empty:
-            return
-        try:
-            self._transaction(batch)
-        except AuditUnavailable as exc:
-            # An amendment nobody waits for is lost with its batch; its
-            # record was durable before the message went out.
-            for done in batch.waiting:
-                done.set_exception(exc)
-            return
+        loop = asyncio.get_running_loop()
+        writing: asyncio.Future[None]
+        if self._closed:
+            writing = loop.create_future()
+            writing.set_exception(AuditUnavailable("audit trail: closed"))
+        else:
+            writing = loop.run_in_executor(self._thread, self._transaction, batch)
+        writing.add_done_callback(lambda _: self._written(batch, writing))
+        self._writing = writing
+
+    def _written(self, batch: _Batch, writing: asyncio.Future[None]) -> None:
+        self._writing = None
+        # An amendment nobody waits for is lost with a failed batch; its
+        # record was durable before the message went out.
+        error = writing.exception()
         for done in batch.waiting:
-            done.set_result(None)
+            if done.done():  # its caller went away
+                continue
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+        self._write_next()  # what arrived meanwhile
+
+    async def _flush(self) -> None:
+        """Until everything queued so far is written (or failed)."""
+        while self._writing is not None or not self._batch.empty:
+            if self._writing is None:
+                self._write_next()
+            assert self._writing is not None
+            with contextlib.suppress(AuditUnavailable):
+                await asyncio.shield(self._writing)
+
+    async def _read(self, read: Callable[..., _T], *args: Any) -> _T:
+        """`read(*args)` on the writer thread, after what was queued before it."""
+        await self._flush()
+        if self._closed:
+            raise AuditUnavailable("audit trail: closed")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, read, *args)
 
     @_translated
     def _transaction(self, batch: _Batch) -> None:
@@ -154,8 +194,7 @@ class SqliteTrail:
         db.execute("COMMIT")
 
     async def get(self, decision_id: str) -> dict[str, Any] | None:
-        self._commit()  # amendments still queued are part of what readers see
-        return self._get(decision_id)
+        return await self._read(self._get, decision_id)
 
     @_translated
     def _get(self, decision_id: str) -> dict[str, Any] | None:
@@ -172,8 +211,7 @@ class SqliteTrail:
         return records
 
     async def query(self, query: DecisionQuery) -> tuple[list[dict[str, Any]], int | None]:
-        self._commit()
-        return self._query(query)
+        return await self._read(self._query, query)
 
     @_translated
     def _query(self, q: DecisionQuery) -> tuple[list[dict[str, Any]], int | None]:
@@ -184,16 +222,19 @@ class SqliteTrail:
         return self._merged([json.loads(doc) for _, doc in rows[: q.limit]]), more
 
     async def ping(self) -> None:
-        self._ping()
+        await self._read(self._ping)
 
     @_translated
     def _ping(self) -> None:
         self._db.execute("SELECT 1").fetchone()
 
     async def close(self) -> None:
-        with contextlib.suppress(AuditUnavailable):
-            self._commit()  # amendments still queued
-        self._db.close()
+        if self._closed:
+            return
+        await self._flush()  # amendments still queued
+        await self._read(self._db.close)
+        self._closed = True
+        self._thread.shutdown()
         self._checkpointer.stop()
 
 
