@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -25,6 +25,8 @@ class FrequencyCap(Rule):
     stateful: ClassVar[bool] = True
     limits: tuple[CapLimit, ...] = ()
     key: str = "recipient"
+    # Passing results by the counts they saw: they depend on nothing else.
+    _room: dict[tuple[int, ...], RuleResult] = field(default_factory=dict, repr=False)
 
     @classmethod
     def compile(cls, spec: FrequencyCapRule, ctx: CompileContext) -> FrequencyCap:
@@ -44,6 +46,10 @@ class FrequencyCap(Rule):
         return [CapCheck(counter, tag, lim.count, lim.per_ms, self.enforced) for lim in self.limits]
 
     def judge(self, counts: tuple[CapCount, ...]) -> RuleResult:
+        seen = tuple(got.count for got in counts)
+        room = self._room.get(seen)  # most sends find the same few counts
+        if room is not None:
+            return room
         windows: list[dict[str, Any]] = []
         full: list[tuple[CapLimit, CapCount]] = []
         for lim, got in zip(self.limits, counts, strict=True):
@@ -51,8 +57,10 @@ class FrequencyCap(Rule):
             if got.count >= lim.count:
                 full.append((lim, got))
         if not full:
-            first = windows[0]
-            return self.passed(first | {"windows": windows})
+            if len(self._room) >= 1024:
+                self._room.clear()
+            self._room[seen] = self.passed(windows[0] | {"windows": windows})
+            return self._room[seen]
         lim, got = full[0]
         retry_ms = max(c.retry_at_ms or 0 for _, c in full)
         retry_at = datetime.fromtimestamp(retry_ms / 1000, UTC)
