@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,6 +56,10 @@ class _Batch:
         self.waiting: list[asyncio.Future[None]] = []
 
     @property
+    def rows(self) -> int:
+        return len(self.records) + len(self.amendments)
+
+    @property
     def empty(self) -> bool:
         return not (self.records or self.amendments or self.waiting)
 
@@ -73,6 +78,21 @@ class _Batch:
 
 
 _T = TypeVar("_T")
+_INLINE_ROWS = 2  # a group this small, alone, is written on the event loop
+
+
+def _settle(batch: _Batch, error: BaseException | None) -> None:
+    """Wake the callers waiting for `batch`. An amendment nobody waits for is
+    lost with a failed batch; its record was durable before the message went
+    out."""
+    for done in batch.waiting:
+        if done.done():  # its caller went away
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
 
 # sqlite3's errors become AuditUnavailable here and nowhere else.
 _translated = translated_sync((sqlite3.Error,), lambda exc: AuditUnavailable(f"audit trail: {exc}"))
@@ -84,7 +104,10 @@ class SqliteTrail:
     and each caller resumes only once its transaction is committed (durable
     before send). Transactions run on a writer thread of their own (SQLite
     lets go of the interpreter while it writes), so the event loop serves
-    other requests meanwhile; reads go through that thread too, in order."""
+    other requests meanwhile; reads go through that thread too, in order.
+    A group of one or two rows with nothing else in flight (light load) is
+    written on the event loop instead: the hop to the thread and back would
+    cost its caller more than the write."""
 
     def __init__(self, path: Path, *, synchronous_full: bool = False) -> None:
         self._db = self._open(path, synchronous_full)
@@ -92,6 +115,7 @@ class SqliteTrail:
         self._writing: asyncio.Future[None] | None = None  # the transaction in flight
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
         self._closed = False
+        self._lock = threading.Lock()  # one user of the connection at a time
         self._checkpointer = Checkpointer(path)
 
     @staticmethod
@@ -130,28 +154,31 @@ class SqliteTrail:
         if self._writing is not None or self._batch.empty:
             return
         batch, self._batch = self._batch, _Batch()
-        loop = asyncio.get_running_loop()
-        writing: asyncio.Future[None]
         if self._closed:
-            writing = loop.create_future()
-            writing.set_exception(AuditUnavailable("audit trail: closed"))
-        else:
-            writing = loop.run_in_executor(self._thread, self._transaction, batch)
+            _settle(batch, AuditUnavailable("audit trail: closed"))
+            return
+        if batch.rows <= _INLINE_ROWS and self._lock.acquire(blocking=False):
+            try:
+                self._transaction(batch)
+            except AuditUnavailable as exc:
+                _settle(batch, exc)
+            else:
+                _settle(batch, None)
+            finally:
+                self._lock.release()
+            return
+        loop = asyncio.get_running_loop()
+        writing = loop.run_in_executor(self._thread, self._locked, self._transaction, batch)
         writing.add_done_callback(lambda _: self._written(batch, writing))
         self._writing = writing
 
+    def _locked(self, use: Callable[..., _T], *args: Any) -> _T:
+        with self._lock:
+            return use(*args)
+
     def _written(self, batch: _Batch, writing: asyncio.Future[None]) -> None:
         self._writing = None
-        # An amendment nobody waits for is lost with a failed batch; its
-        # record was durable before the message went out.
-        error = writing.exception()
-        for done in batch.waiting:
-            if done.done():  # its caller went away
-                continue
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
+        _settle(batch, writing.exception())
         self._write_next()  # what arrived meanwhile
 
     async def _flush(self) -> None:
@@ -159,7 +186,7 @@ class SqliteTrail:
         while self._writing is not None or not self._batch.empty:
             if self._writing is None:
                 self._write_next()
-            assert self._writing is not None
+                continue
             with contextlib.suppress(AuditUnavailable):
                 await asyncio.shield(self._writing)
 
@@ -168,7 +195,9 @@ class SqliteTrail:
         await self._flush()
         if self._closed:
             raise AuditUnavailable("audit trail: closed")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, read, *args)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._locked, read, *args
+        )
 
     @_translated
     def _transaction(self, batch: _Batch) -> None:
