@@ -79,6 +79,7 @@ class _Batch:
 
 _T = TypeVar("_T")
 _INLINE_ROWS = 2  # a group this small, alone, is written on the event loop
+AMEND_DELAY = 0.05  # seconds an amendment may wait for a group to ride with
 
 
 def _settle(batch: _Batch, error: BaseException | None) -> None:
@@ -116,6 +117,8 @@ class SqliteTrail:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
         self._closed = False
         self._lock = threading.Lock()  # one user of the connection at a time
+        self._soon = False  # a write is due at the end of this turn
+        self._later: asyncio.TimerHandle | None = None  # ... or for amendments alone
         self._checkpointer = Checkpointer(path)
 
     @staticmethod
@@ -137,12 +140,21 @@ class SqliteTrail:
         await self._wait()
 
     def amend(self, decision_id: str, changes: dict[str, Any]) -> None:
-        self._queue().add_amendment(decision_id, changes)
+        self._queue(soon=False).add_amendment(decision_id, changes)
 
-    def _queue(self) -> _Batch:
-        if self._batch.empty and self._writing is None:
-            # Not at once: the writes of the rest of this turn join the batch.
-            asyncio.get_running_loop().call_soon(self._write_next)
+    def _queue(self, *, soon: bool = True) -> _Batch:
+        """The group being gathered. Someone waits for it (`soon`): it is
+        written at the end of this turn, so that the writes of the rest of the
+        turn join it. Nobody waits (an amendment): it rides with the next
+        group, or goes alone within AMEND_DELAY, saving a commit per message
+        when groups are small."""
+        if self._writing is None:
+            loop = asyncio.get_running_loop()
+            if soon and not self._soon:
+                loop.call_soon(self._write_next)
+                self._soon = True
+            elif not soon and self._later is None and self._batch.empty:
+                self._later = loop.call_later(AMEND_DELAY, self._write_next)
         return self._batch
 
     async def _wait(self) -> None:
@@ -151,6 +163,10 @@ class SqliteTrail:
         await done
 
     def _write_next(self) -> None:
+        self._soon = False
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         if self._writing is not None or self._batch.empty:
             return
         batch, self._batch = self._batch, _Batch()

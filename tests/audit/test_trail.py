@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from gateway.audit import AuditTrail, DecisionQuery, MemoryTrail, SqliteTrail
+from gateway.audit.sqlite import AMEND_DELAY
 from gateway.errors import AuditUnavailable
 
 
@@ -114,6 +116,26 @@ async def test_sqlite_queued_amendments_are_written_by_close(tmp_path: Path) -> 
     got = await second.get("id001")
     await second.close()
     assert got is not None and got["upstream"] == {"status": 201}
+
+
+async def test_sqlite_an_amendment_alone_is_written_soon(tmp_path: Path) -> None:
+    """Nobody waits for an amendment: it rides with the next group, or is
+    written on its own within AMEND_DELAY (seen here by another connection)."""
+    trail = SqliteTrail(tmp_path / "a.db")
+    await trail.append(record(1), 1000)
+    trail.amend("id001", {"upstream": {"status": 201}})
+
+    def amendments() -> int:
+        with contextlib.closing(sqlite3.connect(tmp_path / "a.db")) as db:
+            return int(db.execute("SELECT count(*) FROM amendments").fetchone()[0])
+
+    assert amendments() == 0  # not yet: it waits for company
+    await asyncio.sleep(AMEND_DELAY + 0.05)
+    assert amendments() == 1
+    trail.amend("id001", {"reasons": []})
+    await trail.append(record(2), 2000)  # takes the waiting amendment along
+    assert amendments() == 2
+    await trail.close()
 
 
 async def test_sqlite_records_survive_a_reopen(tmp_path: Path) -> None:
