@@ -80,6 +80,7 @@ class _Batch:
 _T = TypeVar("_T")
 _INLINE_ROWS = 2  # a group this small, alone, is written on the event loop
 AMEND_DELAY = 0.05  # seconds an amendment may wait for a group to ride with
+_BUSY_MS = 5000  # how long the writer thread waits for a database someone else holds
 
 
 def _settle(batch: _Batch, error: BaseException | None) -> None:
@@ -124,7 +125,9 @@ class SqliteTrail:
     @staticmethod
     @_translated
     def _open(path: Path, synchronous_full: bool) -> sqlite3.Connection:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
+        db = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=_BUSY_MS / 1000
+        )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if synchronous_full else 'NORMAL'}")
         db.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's thread does it
@@ -175,14 +178,11 @@ class SqliteTrail:
             return
         if batch.rows <= _INLINE_ROWS and self._lock.acquire(blocking=False):
             try:
-                self._transaction(batch)
-            except AuditUnavailable as exc:
-                _settle(batch, exc)
-            else:
-                _settle(batch, None)
+                written = self._write_here(batch)
             finally:
                 self._lock.release()
-            return
+            if written:
+                return
         loop = asyncio.get_running_loop()
         writing = loop.run_in_executor(self._thread, self._locked, self._transaction, batch)
         writing.add_done_callback(lambda _: self._written(batch, writing))
@@ -215,11 +215,40 @@ class SqliteTrail:
             self._thread, self._locked, read, *args
         )
 
+    def _write_here(self, batch: _Batch) -> bool:
+        """Write `batch` on the event loop, unless someone else holds the
+        database: waiting for it here would stop every request (False: the
+        writer thread waits instead)."""
+        try:
+            if not self._begin_unless_busy():
+                return False
+            self._transaction(batch, begun=True)
+        except AuditUnavailable as exc:
+            _settle(batch, exc)
+        else:
+            _settle(batch, None)
+        return True
+
     @_translated
-    def _transaction(self, batch: _Batch) -> None:
+    def _begin_unless_busy(self) -> bool:
+        db = self._db
+        db.execute("PRAGMA busy_timeout = 0")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return False
+            raise
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+        return True
+
+    @_translated
+    def _transaction(self, batch: _Batch, *, begun: bool = False) -> None:
         """One transaction, a few statements: the rows of every write of the turn."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        if not begun:
+            db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
                 "INSERT INTO decisions (id, at_ms, sender, decision, recipient, doc)"

@@ -1,7 +1,12 @@
-"""Store down: 503 and nothing sent. Upstream answers come back unchanged;
+"""Store or trail down: 503 and nothing sent. Upstream answers come back unchanged;
 only when it gives none does the gateway answer 502 or 504."""
 
 from __future__ import annotations
+
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from tests.stub_upstream import stub_upstream
 from tests.web.conftest import Make, sms
@@ -74,3 +79,32 @@ def test_upstream_timeout_is_504_and_counted(make_client: Make) -> None:
             assert answer.json()["reasons"][-1]["code"] == "upstream_unknown"
         stub.delay = 0
         assert client.post("/v1/messages", json=sms()).status_code == 429
+
+
+def test_trail_that_cannot_be_written_fails_closed(make_client: Make, tmp_path: Path) -> None:
+    """Another process holds the trail's database: the decision cannot be made
+    durable, so the message is not sent and its count is given back."""
+    with stub_upstream() as stub:
+        client = make_client(env={"GATEWAY_ROUTES": routes(stub.url)})
+        assert client.post("/v1/messages", json=sms()).status_code == 201  # 1 of the cap's 2
+        trail_file = next(tmp_path.glob("data-0/**/audit.db"))
+        holder = sqlite3.connect(trail_file, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                sending = pool.submit(client.post, "/v1/messages", json=sms())
+                time.sleep(0.5)  # the send now waits for the held database ...
+                # ... and the gateway goes on answering other requests
+                assert client.get("/healthz").status_code == 200
+                assert client.post("/v1/check", json=sms()).status_code == 200
+                assert not sending.done()
+                answer = sending.result()
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert answer.status_code == 503
+        assert answer.json()["error"] == "the audit trail is unreachable; nothing was sent"
+        assert len(stub.received) == 1
+        assert client.post("/v1/messages", json=sms()).status_code == 201  # the count came back
+        assert client.post("/v1/messages", json=sms()).status_code == 429
+        assert len(stub.received) == 2
