@@ -127,20 +127,14 @@ def gates(fig: Figures) -> list[Gate]:
         ("at ~1,000 req/s", FULL_PACED, DIRECT_PACED, 2.0, 5.0),
     ):
         added = _added(runs, path, base)
-        add(
-            f"added latency {label}, p50 ms",
-            added[0] if added else None,
-            "{:+.2f}",
-            f"<= +{p50_gate:g}",
-            functools.partial(operator.ge, p50_gate),
-        )
-        add(
-            f"added latency {label}, p99 ms",
-            added[1] if added else None,
-            "{:+.2f}",
-            f"<= +{p99_gate:g}",
-            functools.partial(operator.ge, p99_gate),
-        )
+        for index, (percentile, limit) in enumerate((("p50", p50_gate), ("p99", p99_gate))):
+            add(
+                f"added latency {label}, {percentile} ms",
+                added[index] if added else None,
+                "{:+.2f}",
+                f"<= +{limit:g}",
+                functools.partial(operator.ge, limit),
+            )
     add(
         "p99 at saturation (32 conns, full path), ms",
         full.p99_ms if full else None,
