@@ -1,342 +1,287 @@
-"""The trail in SQLite (WAL): one row per decision, its failures indexed."""
+"""The trail: a journal written before send, indexed in SQLite by a process
+of its own.
+
+A decision is durable once its line is in the journal (gateway/audit/
+journal.py): one write() on the event loop, no transaction and no wait.
+The indexer process (gateway/audit/indexer.py) builds the queryable index
+from the journal, told every INDEX_DELAY seconds how far the journal is
+whole. Reads first wait until the index holds everything written before
+them, so a caller always reads its own writes. When the index cannot be
+written (the database held by another process, a full disk, the indexer
+gone), new decisions fail closed until it can again; the indexer is
+started again if it stops.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import sqlite3
-import threading
+import logging
+import os
+import subprocess
+import sys
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.audit.base import DecisionQuery, failures
-from gateway.audit.checkpoint import Checkpointer
-from gateway.errors import AuditUnavailable, translated_sync
+from gateway.audit import index
+from gateway.audit.base import DecisionQuery
+from gateway.audit.journal import Journal, Position
+from gateway.errors import AuditUnavailable
 from gateway.jsonio import dumps
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS decisions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    at_ms INTEGER NOT NULL,
-    sender TEXT NOT NULL,
-    decision TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS decisions_recipient ON decisions (recipient, seq);
-CREATE INDEX IF NOT EXISTS decisions_sender ON decisions (sender, seq);
-CREATE INDEX IF NOT EXISTS decisions_at ON decisions (at_ms);
-CREATE TABLE IF NOT EXISTS decision_failures (
-    seq INTEGER NOT NULL REFERENCES decisions (seq),
-    rule TEXT NOT NULL,
-    code TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS failures_rule ON decision_failures (rule, seq);
-CREATE INDEX IF NOT EXISTS failures_code ON decision_failures (code, seq);
-CREATE TABLE IF NOT EXISTS amendments (
-    n INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL,
-    doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS amendments_id ON amendments (id, n);
-"""
-
-
-class _Batch:
-    """The rows of the writes of one event-loop turn, and who waits for them."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, int, str, str, str, str]] = []
-        self.amendments: list[tuple[str, str]] = []
-        self.failures: list[tuple[str, str, str]] = []  # rule, code, decision id
-        self.waiting: list[asyncio.Future[None]] = []
-
-    @property
-    def rows(self) -> int:
-        return len(self.records) + len(self.amendments)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.records or self.amendments or self.waiting)
-
-    def add_record(self, record: dict[str, Any], at_ms: int) -> None:
-        decision_id = record["decision_id"]
-        doc = dumps(record).decode("utf-8", "surrogateescape")
-        self.records.append(
-            (decision_id, at_ms, record["sender"], record["decision"], record["recipient"], doc)
-        )
-        self.failures += [(rule, code, decision_id) for rule, code in set(failures(record))]
-
-    def add_amendment(self, decision_id: str, changes: dict[str, Any]) -> None:
-        doc = dumps(changes).decode("utf-8", "surrogateescape")
-        self.amendments.append((decision_id, doc))
-        self.failures += [(rule, code, decision_id) for rule, code in set(failures(changes))]
-
+log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-_INLINE_ROWS = 2  # a group this small, alone, is written on the event loop
-AMEND_DELAY = 0.05  # seconds an amendment may wait for a group to ride with
-_BUSY_MS = 5000  # how long the writer thread waits for a database someone else holds
-
-
-def _settle(batch: _Batch, error: BaseException | None) -> None:
-    """Wake the callers waiting for `batch`. An amendment nobody waits for is
-    lost with a failed batch; its record was durable before the message went
-    out."""
-    for done in batch.waiting:
-        if done.done():  # its caller went away
-            continue
-        if error is None:
-            done.set_result(None)
-        else:
-            done.set_exception(error)
-
-
-# sqlite3's errors become AuditUnavailable here and nowhere else.
-_translated = translated_sync((sqlite3.Error,), lambda exc: AuditUnavailable(f"audit trail: {exc}"))
+INDEX_DELAY = 0.05  # seconds between a write and telling the indexer
+RETRY_DELAY = 1.0  # before starting an indexer that stopped again
+MAX_BEHIND = 256 * 1024 * 1024  # journal bytes the index may lag before writes fail
+STOP_WAIT = 60.0  # seconds `close` gives the indexer to take in the rest
 
 
 class SqliteTrail:
-    """Writes are group-committed: every append and amendment that arrives
-    while the previous transaction is being written goes into the next one,
-    and each caller resumes only once its transaction is committed (durable
-    before send). Transactions run on a writer thread of their own (SQLite
-    lets go of the interpreter while it writes), so the event loop serves
-    other requests meanwhile; reads go through that thread too, in order.
-    A group of one or two rows with nothing else in flight (light load) is
-    written on the event loop instead: the hop to the thread and back would
-    cost its caller more than the write."""
+    """`path` is the index; the journal lives in the folder beside it
+    (`audit.db` -> `audit.journal/`). What a previous process left in the
+    journal is indexed first, before anything this one writes."""
 
     def __init__(self, path: Path, *, synchronous_full: bool = False) -> None:
-        self._db = self._open(path, synchronous_full)
-        self._batch = _Batch()
-        self._writing: asyncio.Future[None] | None = None  # the transaction in flight
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
+        self._path = path
+        self._full = synchronous_full
+        self._db = index.connect(path, synchronous_full=synchronous_full)  # for reads
+        first = index.position(self._db)[0] + 1
+        self._journal = Journal(index.folder_of(path), numbers_from=first)
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-read")
+        self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sync")
+        self._syncing: asyncio.Future[None] | None = None
+        self._synced_up_to = 0  # journal bytes of this process known to be on disk
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._output = b""
+        self._at: Position = (0, 0)  # how far the indexer said the index is
+        self._told: deque[tuple[Position, int]] = deque()  # (position, bytes written then)
+        self._caught_up = 0  # journal bytes of this process the index holds
+        self._waiting: list[tuple[Position, asyncio.Future[None]]] = []
+        self._failure: AuditUnavailable | None = None
+        self._due: asyncio.TimerHandle | None = None
         self._closed = False
-        self._lock = threading.Lock()  # one user of the connection at a time
-        self._soon = False  # a write is due at the end of this turn
-        self._later: asyncio.TimerHandle | None = None  # ... or for amendments alone
-        self._checkpointer = Checkpointer(path)
+        self._indexer = self._spawn()
+        self._tell("to", self._journal.position)  # what earlier processes left
 
-    @staticmethod
-    @_translated
-    def _open(path: Path, synchronous_full: bool) -> sqlite3.Connection:
-        db = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=_BUSY_MS / 1000
-        )
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={'FULL' if synchronous_full else 'NORMAL'}")
-        db.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's thread does it
-        db.executescript(_SCHEMA)
-        return db
+    # -- writing ---------------------------------------------------------
 
     async def append(self, record: dict[str, Any], at_ms: int) -> None:
-        self._queue().add_record(record, at_ms)
-        await self._wait()
+        self._write(b'["d",%d,%b]\n' % (at_ms, dumps(record)))
+        if self._full:
+            await self._synced()
 
     async def update(self, decision_id: str, changes: dict[str, Any]) -> None:
-        self._queue().add_amendment(decision_id, changes)
-        await self._wait()
+        self._write(_amendment(decision_id, changes))
+        if self._full:
+            await self._synced()
 
     def amend(self, decision_id: str, changes: dict[str, Any]) -> None:
-        self._queue(soon=False).add_amendment(decision_id, changes)
+        try:
+            self._write(_amendment(decision_id, changes))
+        except AuditUnavailable as exc:
+            # The decision itself is durable; only this answer is lost.
+            log.warning("the upstream's answer to %s was not recorded: %s", decision_id, exc)
 
-    def _queue(self, *, soon: bool = True) -> _Batch:
-        """The group being gathered. Someone waits for it (`soon`): it is
-        written at the end of this turn, so that the writes of the rest of the
-        turn join it. Nobody waits (an amendment): it rides with the next
-        group, or goes alone within AMEND_DELAY, saving a commit per message
-        when groups are small."""
-        if self._writing is None:
-            loop = asyncio.get_running_loop()
-            if soon and not self._soon:
-                loop.call_soon(self._write_next)
-                self._soon = True
-            elif not soon and self._later is None and self._batch.empty:
-                self._later = loop.call_later(AMEND_DELAY, self._write_next)
-        return self._batch
-
-    async def _wait(self) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._batch.waiting.append(done)
-        await done
-
-    def _write_next(self) -> None:
-        self._soon = False
-        if self._later is not None:
-            self._later.cancel()
-            self._later = None
-        if self._writing is not None or self._batch.empty:
-            return
-        batch, self._batch = self._batch, _Batch()
-        if self._closed:
-            _settle(batch, AuditUnavailable("audit trail: closed"))
-            return
-        if batch.rows <= _INLINE_ROWS and self._lock.acquire(blocking=False):
-            try:
-                written = self._write_here(batch)
-            finally:
-                self._lock.release()
-            if written:
-                return
-        loop = asyncio.get_running_loop()
-        writing = loop.run_in_executor(self._thread, self._locked, self._transaction, batch)
-        writing.add_done_callback(lambda _: self._written(batch, writing))
-        self._writing = writing
-
-    def _locked(self, use: Callable[..., _T], *args: Any) -> _T:
-        with self._lock:
-            return use(*args)
-
-    def _written(self, batch: _Batch, writing: asyncio.Future[None]) -> None:
-        self._writing = None
-        _settle(batch, writing.exception())
-        self._write_next()  # what arrived meanwhile
-
-    async def _flush(self) -> None:
-        """Until everything queued so far is written (or failed)."""
-        while self._writing is not None or not self._batch.empty:
-            if self._writing is None:
-                self._write_next()
-                continue
-            with contextlib.suppress(AuditUnavailable):
-                await asyncio.shield(self._writing)
-
-    async def _read(self, read: Callable[..., _T], *args: Any) -> _T:
-        """`read(*args)` on the writer thread, after what was queued before it."""
-        await self._flush()
+    def _write(self, line: bytes) -> None:
         if self._closed:
             raise AuditUnavailable("audit trail: closed")
-        return await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._locked, read, *args
-        )
+        if self._failure is not None:
+            raise AuditUnavailable(str(self._failure))
+        behind = self._journal.written - self._caught_up
+        if behind > MAX_BEHIND:
+            raise AuditUnavailable(f"audit trail: the index is {behind >> 20} MB behind")
+        self._journal.write(line)
+        if self._due is None:
+            self._due = self._attached().call_later(INDEX_DELAY, self._tell_soon)
 
-    def _write_here(self, batch: _Batch) -> bool:
-        """Write `batch` on the event loop, unless someone else holds the
-        database: waiting for it here would stop every request (False: the
-        writer thread waits instead)."""
+    async def _synced(self) -> None:
+        """Until the journal is on disk up to here (synchronous_full): one
+        fdatasync at a time, and what is written meanwhile waits for the next."""
+        target = self._journal.written
+        while self._synced_up_to < target:
+            if self._syncing is None:
+                upto = self._journal.written
+                loop = asyncio.get_running_loop()
+                self._syncing = loop.run_in_executor(self._syncer, self._journal.sync)
+                try:
+                    await self._syncing
+                finally:
+                    self._syncing = None
+                self._synced_up_to = max(self._synced_up_to, upto)
+            else:
+                await asyncio.shield(self._syncing)
+
+    # -- the indexer -----------------------------------------------------
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "gateway.audit.indexer", str(self._path)]
+        if self._full:
+            command.append("--synchronous-full")
         try:
-            if not self._begin_unless_busy():
-                return False
-            self._transaction(batch, begun=True)
-        except AuditUnavailable as exc:
-            _settle(batch, exc)
-        else:
-            _settle(batch, None)
-        return True
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        except OSError as exc:
+            raise AuditUnavailable(f"audit trail: cannot start the indexer: {exc}") from None
+        assert process.stdin is not None and process.stdout is not None
+        os.set_blocking(process.stdin.fileno(), False)
+        os.set_blocking(process.stdout.fileno(), False)
+        if self._loop is not None:
+            self._loop.add_reader(process.stdout.fileno(), self._heard)
+        return process
 
-    @_translated
-    def _begin_unless_busy(self) -> bool:
-        db = self._db
-        db.execute("PRAGMA busy_timeout = 0")
+    def _attached(self) -> asyncio.AbstractEventLoop:
+        """The event loop, listening to the indexer from the first use on."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            assert self._indexer.stdout is not None
+            self._loop.add_reader(self._indexer.stdout.fileno(), self._heard)
+        return self._loop
+
+    def _tell_soon(self) -> None:
+        self._due = None
+        if not self._closed:
+            self._tell("to", self._journal.position)
+
+    def _tell(self, verb: str, at: Position) -> None:
+        self._told.append((at, self._journal.written))
+        assert self._indexer.stdin is not None
+        # A full pipe or a gone indexer: a later command, or its restart, says it again.
+        with contextlib.suppress(OSError):
+            os.write(self._indexer.stdin.fileno(), f"{verb} {at[0]} {at[1]}\n".encode())
+
+    def _heard(self) -> None:
+        assert self._indexer.stdout is not None
         try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                return False
-            raise
-        finally:
-            db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
-        return True
+            data = os.read(self._indexer.stdout.fileno(), 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self._gone()
+            return
+        *lines, self._output = (self._output + data).split(b"\n")
+        for line in lines:
+            verb, _, rest = line.decode("utf-8", "replace").partition(" ")
+            if verb == "at":
+                number, offset = rest.split()
+                self._reached((int(number), int(offset)))
+            elif verb == "error":
+                self._failed(AuditUnavailable(rest))
 
-    @_translated
-    def _transaction(self, batch: _Batch, *, begun: bool = False) -> None:
-        """One transaction, a few statements: the rows of every write of the turn."""
-        db = self._db
-        if not begun:
-            db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(
-                "INSERT INTO decisions (id, at_ms, sender, decision, recipient, doc)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                batch.records,
-            )
-            # Appended, never rewritten: the first record stays as it was
-            # written, and readers merge the amendments in order.
-            db.executemany("INSERT INTO amendments (id, doc) VALUES (?, ?)", batch.amendments)
-            db.executemany(
-                "INSERT INTO decision_failures SELECT seq, ?, ? FROM decisions WHERE id = ?",
-                batch.failures,
-            )
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _reached(self, at: Position) -> None:
+        if self._failure is not None:
+            log.warning("the audit trail's index is written again")
+        self._failure = None
+        self._at = max(self._at, at)
+        while self._told and self._told[0][0] <= self._at:
+            self._caught_up = max(self._caught_up, self._told.popleft()[1])
+        still = []
+        for target, done in self._waiting:
+            if target <= self._at:
+                if not done.done():
+                    done.set_result(None)
+            else:
+                still.append((target, done))
+        self._waiting = still
+        if self._journal.position > self._at and self._due is None and not self._closed:
+            self._due = self._attached().call_later(INDEX_DELAY, self._tell_soon)
 
-    async def get(self, decision_id: str) -> dict[str, Any] | None:
-        return await self._read(self._get, decision_id)
+    def _failed(self, error: AuditUnavailable) -> None:
+        """Refuse new decisions until the indexer reports progress again."""
+        if self._failure is None:
+            log.error("%s; new decisions are refused until the index can be written", error)
+        self._failure = error
+        waiting, self._waiting = self._waiting, []
+        for _, done in waiting:
+            if not done.done():
+                done.set_exception(AuditUnavailable(str(error)))
 
-    @_translated
-    def _get(self, decision_id: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT doc FROM decisions WHERE id = ?", (decision_id,)).fetchone()
-        return None if row is None else self._merged([json.loads(row[0])])[0]
-
-    def _merged(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        by_id = {record["decision_id"]: record for record in records}
-        if by_id:
-            marks = ",".join("?" * len(by_id))
-            sql = f"SELECT id, doc FROM amendments WHERE id IN ({marks}) ORDER BY n"
-            for decision_id, doc in self._db.execute(sql, list(by_id)):
-                by_id[decision_id].update(json.loads(doc))
-        return records
-
-    async def query(self, query: DecisionQuery) -> tuple[list[dict[str, Any]], int | None]:
-        return await self._read(self._query, query)
-
-    @_translated
-    def _query(self, q: DecisionQuery) -> tuple[list[dict[str, Any]], int | None]:
-        where, args = _where(q)
-        sql = f"SELECT seq, doc FROM decisions {where} ORDER BY seq DESC LIMIT ?"
-        rows = self._db.execute(sql, [*args, q.limit + 1]).fetchall()
-        more: int | None = rows[q.limit - 1][0] if len(rows) > q.limit else None
-        return self._merged([json.loads(doc) for _, doc in rows[: q.limit]]), more
-
-    async def ping(self) -> None:
-        await self._read(self._ping)
-
-    @_translated
-    def _ping(self) -> None:
-        self._db.execute("SELECT 1").fetchone()
-
-    async def close(self) -> None:
+    def _gone(self) -> None:
+        """The indexer exited: start another one, unless the trail is closing."""
+        assert self._loop is not None and self._indexer.stdout is not None
+        self._loop.remove_reader(self._indexer.stdout.fileno())
         if self._closed:
             return
-        await self._flush()  # amendments still queued
-        await self._read(self._db.close)
+        code = self._indexer.wait()
+        self._close_pipes(self._indexer)
+        self._failed(AuditUnavailable(f"audit trail: the indexer stopped (exit code {code})"))
+        self._loop.call_later(RETRY_DELAY, self._restart)
+
+    def _restart(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._indexer = self._spawn()
+        except AuditUnavailable as exc:
+            self._failed(exc)
+            assert self._loop is not None
+            self._loop.call_later(RETRY_DELAY, self._restart)
+            return
+        self._tell("to", self._journal.position)
+
+    @staticmethod
+    def _close_pipes(process: subprocess.Popen[bytes]) -> None:
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+    # -- reading ---------------------------------------------------------
+
+    async def _read(self, read: Callable[..., _T], *args: Any) -> _T:
+        """`read(db, *args)` on the reading thread, once the index holds
+        everything written before this call."""
+        if self._closed:
+            raise AuditUnavailable("audit trail: closed")
+        if self._failure is not None:
+            raise AuditUnavailable(str(self._failure))
+        loop = self._attached()
+        target = self._journal.position
+        if self._at < target:
+            done: asyncio.Future[None] = loop.create_future()
+            self._waiting.append((target, done))
+            self._tell("to", target)
+            await done
+        return await loop.run_in_executor(self._reader, read, self._db, *args)
+
+    async def get(self, decision_id: str) -> dict[str, Any] | None:
+        return await self._read(index.get, decision_id)
+
+    async def query(self, query: DecisionQuery) -> tuple[list[dict[str, Any]], int | None]:
+        return await self._read(index.query, query)
+
+    async def ping(self) -> None:
+        await self._read(index.ping)
+
+    async def close(self) -> None:
+        """Everything written is indexed (or left in the journal for the next
+        start, if the indexer cannot finish within STOP_WAIT)."""
+        if self._closed:
+            return
         self._closed = True
-        self._thread.shutdown()
-        self._checkpointer.stop()
+        if self._due is not None:
+            self._due.cancel()
+        self._tell("stop", self._journal.position)
+        indexer = self._indexer
+        if self._loop is not None and indexer.stdout is not None:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(indexer.stdout.fileno())
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._reader, indexer.wait, STOP_WAIT)
+        except subprocess.TimeoutExpired:
+            log.error("the audit indexer did not finish; the journal keeps the rest")
+            indexer.kill()
+        finally:
+            self._close_pipes(indexer)
+            self._journal.close()
+            await loop.run_in_executor(self._reader, self._db.close)
+            self._reader.shutdown()
+            self._syncer.shutdown()
 
 
-def _where(q: DecisionQuery) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    args: list[Any] = []
-    for column, value in (
-        ("recipient", q.recipient),
-        ("sender", q.sender),
-        ("decision", q.decision),
-    ):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            args.append(value)
-    bounds: tuple[tuple[str, int | None], ...] = (
-        ("seq < ?", q.before),
-        ("at_ms >= ?", q.since_ms),
-        ("at_ms < ?", q.until_ms),
-    )
-    for sql, bound in bounds:
-        if bound is not None:
-            clauses.append(sql)
-            args.append(bound)
-    for column, value in (("rule", q.rule), ("code", q.code)):
-        if value is not None:
-            clauses.append(
-                f"EXISTS (SELECT 1 FROM decision_failures f WHERE f.seq = decisions.seq"
-                f" AND f.{column} = ?)"
-            )
-            args.append(value)
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
+def _amendment(decision_id: str, changes: dict[str, Any]) -> bytes:
+    return b'["a",%b,%b]\n' % (dumps(decision_id), dumps(changes))

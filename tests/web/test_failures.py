@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.stub_upstream import stub_upstream
@@ -81,30 +81,47 @@ def test_upstream_timeout_is_504_and_counted(make_client: Make) -> None:
         assert client.post("/v1/messages", json=sms()).status_code == 429
 
 
-def test_trail_that_cannot_be_written_fails_closed(make_client: Make, tmp_path: Path) -> None:
-    """Another process holds the trail's database: the decision cannot be made
-    durable, so the message is not sent and its count is given back."""
+def test_trail_whose_index_cannot_be_written_fails_closed(
+    make_client: Make, tmp_path: Path
+) -> None:
+    """Another process holds the trail's database. A decision is durable once
+    its journal line is written, so sends go on while the index waits for
+    the database; once the index gives up, decisions could no longer reach a
+    trail an auditor can read, so nothing is sent and counts are given back.
+    Released, the index catches up and nothing is lost."""
     with stub_upstream() as stub:
         client = make_client(env={"GATEWAY_ROUTES": routes(stub.url)})
-        assert client.post("/v1/messages", json=sms()).status_code == 201  # 1 of the cap's 2
+        assert client.get("/readyz").status_code == 200
         trail_file = next(tmp_path.glob("data-0/**/audit.db"))
         holder = sqlite3.connect(trail_file, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
         try:
-            with ThreadPoolExecutor(1) as pool:
-                sending = pool.submit(client.post, "/v1/messages", json=sms())
-                time.sleep(0.5)  # the send now waits for the held database ...
-                # ... and the gateway goes on answering other requests
-                assert client.get("/healthz").status_code == 200
-                assert client.post("/v1/check", json=sms()).status_code == 200
-                assert not sending.done()
-                answer = sending.result()
+            first = client.post("/v1/messages", json=sms())
+            assert first.status_code == 201  # 1 of the cap's 2, in the journal
+            _wait_for(lambda: client.get("/readyz").status_code == 503)
+            answer = client.post("/v1/messages", json=sms())
+            assert answer.status_code == 503
+            assert answer.json()["error"] == "the audit trail is unreachable; nothing was sent"
+            assert len(stub.received) == 1
+            # the gateway goes on answering what needs no trail
+            assert client.get("/healthz").status_code == 200
+            assert client.post("/v1/check", json=sms()).status_code == 200
         finally:
             holder.execute("ROLLBACK")
             holder.close()
-        assert answer.status_code == 503
-        assert answer.json()["error"] == "the audit trail is unreachable; nothing was sent"
-        assert len(stub.received) == 1
+        _wait_for(lambda: client.get("/readyz").status_code == 200)
         assert client.post("/v1/messages", json=sms()).status_code == 201  # the count came back
-        assert client.post("/v1/messages", json=sms()).status_code == 429
+        capped = client.post("/v1/messages", json=sms())
+        assert capped.status_code == 429
         assert len(stub.received) == 2
+        found = client.get("/v1/decisions", params={"limit": 10}).json()["decisions"]
+        ids = [d["decision_id"] for d in found]
+        assert first.headers["X-Gateway-Decision-Id"] in ids
+        assert capped.headers["X-Gateway-Decision-Id"] == ids[0]
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the trail's state never changed"
+        time.sleep(0.1)

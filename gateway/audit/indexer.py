@@ -1,0 +1,132 @@
+"""The indexer: a process of its own that builds the trail's index from the
+journal, so that SQLite's work never shares the gateway's interpreter (a
+thread would: under load, each time it took the interpreter back it waited
+for the event loop, and each time it did, a request waited for it).
+
+    python -m gateway.audit.indexer INDEX [--synchronous-full]
+
+Commands on standard input, one per line:
+
+    to FILE OFFSET      the journal is whole up to here: index it
+    stop FILE OFFSET    the same, then every journal file whole, and exit
+
+Answers on standard output, one per line:
+
+    at FILE OFFSET      how far the index has got
+    error TEXT          why it could not; it tries again every RETRY_DELAY
+
+The end of its input (the gateway is gone, even killed) counts as `stop`.
+It ignores SIGINT and SIGTERM: the gateway stops it, so that a Ctrl-C or a
+service manager stopping the whole group does not cut an index pass short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+import sys
+import time
+from pathlib import Path
+
+from gateway.audit import index, journal
+from gateway.audit.checkpoint import Checkpointer
+from gateway.audit.journal import Position
+from gateway.errors import AuditUnavailable
+
+RETRY_DELAY = 1.0  # seconds between tries while the index cannot be written
+STOP_TRIES = 10  # tries to index the rest before exiting on `stop`
+
+
+class Commands:
+    """The lines waiting on a file descriptor, read without blocking past `wait`."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = b""
+        self.ended = False
+
+    def wait(self, timeout: float | None) -> list[tuple[str, Position]]:
+        """Everything that arrives within `timeout` (None: until something
+        does), each command as (verb, position)."""
+        ready, _, _ = select.select([self._fd], [], [], timeout)
+        while ready and not self.ended:
+            data = os.read(self._fd, 65536)
+            if not data:
+                self.ended = True
+                break
+            self._buffer += data
+            ready, _, _ = select.select([self._fd], [], [], 0)
+        *lines, self._buffer = self._buffer.split(b"\n")
+        commands = []
+        for line in lines:
+            verb, number, offset = line.decode("ascii").split()
+            commands.append((verb, (int(number), int(offset))))
+        return commands
+
+
+def say(text: str) -> bool:
+    """One answer line; False once nobody reads them."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError):
+        return False
+    return True
+
+
+def run(path: Path, synchronous_full: bool) -> int:
+    db = index.connect(path, synchronous_full=synchronous_full)
+    folder = index.folder_of(path)
+    builder = index.Builder(db, folder)
+    checkpointer = Checkpointer(path)
+    commands = Commands(sys.stdin.fileno())
+    target: Position | None = None
+    stopping, failures = False, 0
+    try:
+        while True:
+            for verb, at in commands.wait(RETRY_DELAY if failures else None):
+                target = at if target is None else max(target, at)
+                stopping = stopping or verb == "stop"
+            if commands.ended or stopping:
+                stopping = True
+                # every file whole: one past the last there is
+                last = max([0, *journal.file_numbers(folder), *(target or (0, 0))[:1]])
+                target = (last + 1, 0)
+            if target is not None:
+                try:
+                    at = builder.build_to(target)
+                except AuditUnavailable as exc:
+                    failures += 1
+                    say(f"error {exc}")
+                    if stopping and failures >= STOP_TRIES:
+                        return 1  # the journal keeps the rest for the next start
+                    if stopping:
+                        time.sleep(RETRY_DELAY)
+                    continue
+                failures = 0
+                say(f"at {at[0]} {at[1]}")
+            if stopping:
+                return 0
+    finally:
+        checkpointer.stop()
+        db.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.audit.indexer")
+    parser.add_argument("index", type=Path)
+    parser.add_argument("--synchronous-full", action="store_true")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        return run(args.index, args.synchronous_full)
+    except AuditUnavailable as exc:
+        say(f"error {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
