@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from gateway import runtime as runtime_module
@@ -19,10 +18,10 @@ from gateway.clock import Clock
 from gateway.policy.holder import Policies
 from gateway.settings import Settings
 from gateway.store.base import Store
-from gateway.telemetry import Tracing, configure
+from gateway.telemetry import configure
 from gateway.upstream.base import Upstream
 from gateway.web import admin, dropin, messages
-from gateway.web.auth import ApiKeyAuth
+from gateway.web.direct import GatewayApp
 from gateway.web.errors import HANDLERS
 
 ROUTES = [
@@ -48,6 +47,15 @@ ROUTES = [
 ]
 
 
+# The hot routes, served as plain ASGI before starlette's stack (web/direct.py);
+# their entries in ROUTES still serve them under a root path, and answer 405
+# for other methods.
+DIRECT = {
+    "/v1/messages": ("POST", messages.send_body),
+    "/v1/check": ("POST", messages.check_body),
+}
+
+
 def _tune_gc() -> None:
     """Everything built at start-up (bundle, matchers, zone data) lives as long
     as the process: keep it out of every collection, and collect the young
@@ -67,7 +75,7 @@ def create_app(
     policies: Policies | None = None,
     run_scheduler: bool = True,
     tune_gc: bool = False,
-) -> Starlette:
+) -> GatewayApp:
     """An app whose lifespan opens the store, trail and upstream client, runs
     the deferred-message scheduler, and closes them all on shutdown. A server
     process passes `tune_gc` (see `_tune_gc`)."""
@@ -108,12 +116,11 @@ def create_app(
                     await task
             await rt.close()
 
-    return Starlette(
+    return GatewayApp(
+        direct=DIRECT,
+        tracing=settings.tracing,
+        keys=settings.api_keys,
         routes=ROUTES,
-        middleware=[
-            *([Middleware(Tracing)] if settings.tracing else []),
-            Middleware(ApiKeyAuth, keys=settings.api_keys),
-        ],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.settings import ApiKey
@@ -39,35 +40,30 @@ def allowed(role: str, method: str, path: str) -> bool:
     return False
 
 
-class ApiKeyAuth:
-    """With keys configured, every request but health needs `Authorization: Bearer`."""
+class ApiKeys:
+    """The configured keys, and what each request may call with the key it carries."""
 
-    def __init__(self, app: ASGIApp, keys: list[ApiKey]) -> None:
-        self.app = app
+    def __init__(self, keys: list[ApiKey]) -> None:
         self.keys = keys
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys:
-            await self.app(scope, receive, send)
-            return
+    def refusal(self, scope: Scope) -> Response | None:
+        """The 401 or 403 answer for an HTTP request its key does not allow;
+        None to let it through (always, with no keys configured)."""
+        if not self.keys:
+            return None
         path, method = scope["path"], scope["method"]
         if allowed("", method, path):  # open to anyone (health checks)
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
+            return None
         if path.startswith(DROP_IN):
-            role = self._role(b"Bearer " + headers.get(b"x-gateway-key", b""))
+            role = self._role(b"Bearer " + _header(scope, b"x-gateway-key"))
         else:
-            role = self._role(headers.get(b"authorization", b""))
+            role = self._role(_header(scope, b"authorization"))
         if role is None:
             where = "X-Gateway-Key" if path.startswith(DROP_IN) else "Authorization: Bearer ..."
-            response = json_response({"error": f"an API key is needed ({where})"}, 401)
-        elif not allowed(role, method, path):
-            response = json_response({"error": f"the {role} role may not {method} {path}"}, 403)
-        else:
-            await self.app(scope, receive, send)
-            return
-        await response(scope, receive, send)
+            return json_response({"error": f"an API key is needed ({where})"}, 401)
+        if not allowed(role, method, path):
+            return json_response({"error": f"the {role} role may not {method} {path}"}, 403)
+        return None
 
     def _role(self, header: bytes) -> str | None:
         scheme, _, token = header.decode("latin-1").partition(" ")
@@ -78,3 +74,27 @@ class ApiKeyAuth:
             if hmac.compare_digest(digest, key.sha256):
                 return key.role
         return None
+
+
+class ApiKeyAuth:
+    """With keys configured, every request but health needs `Authorization: Bearer`."""
+
+    def __init__(self, app: ASGIApp, keys: list[ApiKey]) -> None:
+        self.app = app
+        self.keys = ApiKeys(keys)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = self.keys.refusal(scope) if scope["type"] == "http" else None
+        if response is None:
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    """The last value of header `name` (as a dict of the headers would hold it), or b""."""
+    found = b""
+    for key, value in scope["headers"]:
+        if key == name:
+            found = value
+    return found

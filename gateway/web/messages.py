@@ -20,14 +20,17 @@ from gateway.adapters.native import (
     to_message,
 )
 from gateway.errors import ConfigError, InvalidRecipient, StoreUnavailable
+from gateway.jsonio import dumps
 from gateway.model import Channel, Code, Decision, Message, Reason, Verdict
 from gateway.recipients import hint
 from gateway.runtime import Runtime
 from gateway.service import Sent
 from gateway.settings import Route
 from gateway.upstream.base import Outbound
-from gateway.web.http import decision_headers, json_response, read_body
+from gateway.web.http import JsonAnswer, decision_headers, json_response, read_body
 from gateway.web.once import once, scope_key
+
+_REJECT = (b"x-gateway-decision", b"reject")
 
 
 def runtime(request: Request) -> Runtime:
@@ -72,25 +75,33 @@ def invalid_recipient(rt: Runtime, item: NativeMessage, exc: InvalidRecipient) -
     )
     body = decision.to_json() | {"error": str(exc), "fields": exc.fields}
     body.pop("decision_id")
-    return json_response(body, 400, {"X-Gateway-Decision": "reject"})
+    return JsonAnswer(dumps(body), 400, [_REJECT])
 
 
 async def check(request: Request) -> Response:
     rt = runtime(request)
-    item = parse_native(
-        decode_json(await read_body(request, rt.settings.max_body_bytes)), CheckRequest
-    )
+    return await check_body(rt, await read_body(request, rt.settings.max_body_bytes))
+
+
+async def send(request: Request) -> Response:
+    rt = runtime(request)
+    return await send_body(rt, await read_body(request, rt.settings.max_body_bytes))
+
+
+async def check_body(rt: Runtime, raw: bytes) -> Response:
+    """`POST /v1/check` once its body is in; shared by starlette's route and
+    the plain ASGI one (gateway/web/direct.py)."""
+    item = parse_native(decode_json(raw), CheckRequest)
     try:
         message = build_message(rt, item, native_route(rt))
     except InvalidRecipient as exc:
         return invalid_recipient(rt, item, exc)
     decision = await rt.gateway.check(message, item.at.astimezone(UTC) if item.at else None)
-    return json_response(decision.to_json(), 200, decision_headers(decision))
+    return JsonAnswer(dumps(decision.to_json()), 200, decision_headers(decision))
 
 
-async def send(request: Request) -> Response:
-    rt = runtime(request)
-    raw = await read_body(request, rt.settings.max_body_bytes)
+async def send_body(rt: Runtime, raw: bytes) -> Response:
+    """`POST /v1/messages` once its body is in (see `check_body`)."""
     item = parse_native(decode_json(raw), NativeMessage)
     route = native_route(rt)
     try:
@@ -126,19 +137,18 @@ def render(sent: Sent) -> Response:
     body = decision.to_json()
     headers = decision_headers(decision)
     if decision.decision is Verdict.DEFER:
-        return json_response(body, 202, headers)
+        return JsonAnswer(dumps(body), 202, headers)
     if decision.decision is Verdict.REJECT:
         if decision.capped_only and decision.retry_at is not None:
             wait = math.ceil((decision.retry_at - decision.at).total_seconds())
-            headers["Retry-After"] = str(max(1, wait))
-            return json_response(body, 429, headers)
-        return json_response(body, 403, headers)
+            headers.append((b"retry-after", str(max(1, wait)).encode()))
+            return JsonAnswer(dumps(body), 429, headers)
+        return JsonAnswer(dumps(body), 403, headers)
     if sent.reply is None:
-        return json_response(
-            body, 504 if decision.reasons[-1].code is Code.UPSTREAM_UNKNOWN else 502, headers
-        )
+        status = 504 if decision.reasons[-1].code is Code.UPSTREAM_UNKNOWN else 502
+        return JsonAnswer(dumps(body), status, headers)
     body["upstream"] = dict(body["upstream"] or {}) | {"body": _json_or_text(sent.reply.body)}
-    return json_response(body, sent.reply.status, headers)
+    return JsonAnswer(dumps(body), sent.reply.status, headers)
 
 
 def _json_or_text(data: bytes) -> Any:

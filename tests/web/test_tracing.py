@@ -4,11 +4,14 @@ the sender's own trace when it sends a W3C traceparent header."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from starlette.testclient import TestClient
 
 from tests.web.conftest import Make, sms
@@ -47,5 +50,37 @@ def test_an_exporter_added_in_code_receives_each_requests_span(client: TestClien
         assert [s.name for s in spans] == ["POST /v1/check"]
         assert format(spans[0].context.trace_id, "032x") == answer["trace_id"]
         assert spans[0].parent is not None and spans[0].parent.span_id == 0x00F067AA0BA902B7
+    finally:
+        exporter.shutdown()
+
+
+async def _boom(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "failing"),
+    [
+        ("POST", "/v1/check", "gateway.check"),  # served as plain ASGI
+        ("GET", "/v1/decisions", "trail.query"),  # served by starlette's router
+    ],
+)
+def test_an_unexpected_error_is_recorded_on_the_requests_span(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, method: str, path: str, failing: str
+) -> None:
+    owner, name = failing.split(".")
+    monkeypatch.setattr(getattr(client.app.state.runtime, owner), name, _boom)  # type: ignore[attr-defined]
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        with pytest.raises(RuntimeError):
+            client.request(method, path, json=sms())
+        (span,) = exporter.get_finished_spans()
+        assert span.name == f"{method} {path}"
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.status.description == "RuntimeError: boom"
+        assert [e.name for e in span.events] == ["exception"]
     finally:
         exporter.shutdown()
