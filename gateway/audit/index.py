@@ -11,6 +11,7 @@ process starts): each takes the position inside its transaction.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ INSERT OR IGNORE INTO journal_position VALUES (1, 0, 0);
 """
 
 BUSY_MS = 2000  # how long a statement waits for a database someone else holds
+_SLICE = 2  # journal lines inserted between two chances for others to run
 
 # sqlite3's errors, and the journal's when the index reads it, become
 # AuditUnavailable here and nowhere else.
@@ -144,24 +146,25 @@ class Builder:
         return at
 
     def _insert(self, lines: bytes) -> None:
+        """The entries of `lines`, a few at a time, letting others have the
+        processor in between: a scheduler tick can be 4 ms, and a process
+        woken meanwhile (Redis, the gateway) would wait for the rest of it."""
+        entries = lines.splitlines()
+        for start in range(0, len(entries), _SLICE):
+            self._insert_rows(entries[start : start + _SLICE])
+            os.sched_yield()
+
+    def _insert_rows(self, lines: list[bytes]) -> None:
         records, amendments, failed = [], [], []
-        for line in lines.splitlines():
+        for line in lines:
             entry = orjson.loads(line)
             if entry[0] == "d":
                 record = entry[2]
                 decision_id = record["decision_id"]
                 # The document as the journal has it, without encoding it again.
                 doc = line[line.index(b",", 5) + 1 : -1].decode("utf-8")
-                records.append(
-                    (
-                        decision_id,
-                        entry[1],
-                        record["sender"],
-                        record["decision"],
-                        record["recipient"],
-                        doc,
-                    )
-                )
+                row = (decision_id, entry[1], record["sender"], record["decision"])
+                records.append((*row, record["recipient"], doc))
             else:
                 decision_id, record = entry[1], entry[2]
                 amendments.append((decision_id, orjson.dumps(record).decode("utf-8")))
