@@ -37,6 +37,7 @@ from gateway.audit.journal import Position
 from gateway.errors import AuditUnavailable
 
 RETRY_DELAY = 1.0  # seconds between tries while the index cannot be written
+CHECKPOINT_EVERY = 0.05  # seconds
 STOP_TRIES = 10  # tries to index the rest before exiting on `stop`
 
 
@@ -83,7 +84,7 @@ def run(path: Path, synchronous_full: bool) -> int:
     builder = index.Builder(db, folder)
     # Often, so that each checkpoint copies little: one copying a second's
     # pages at once held up requests on a 2-core machine (p99, one connection).
-    checkpointer = Checkpointer(path, every=0.1)
+    checkpointer = Checkpointer(path, every=CHECKPOINT_EVERY)
     commands = Commands(sys.stdin.fileno())
     target: Position | None = None
     stopping, failures = False, 0

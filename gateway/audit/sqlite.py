@@ -35,7 +35,11 @@ from gateway.jsonio import dumps
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-INDEX_DELAY = 0.05  # seconds between a write and telling the indexer
+# Seconds between a write and telling the indexer: small, so that each index
+# pass is short (many short passes disturbed requests less than a few long
+# ones on a 2-core machine: one-connection p99 1.8 ms at 0.5 s, 1.45 at 0.05,
+# 1.2-1.5 at 0.02).
+INDEX_DELAY = 0.02
 RETRY_DELAY = 1.0  # before starting an indexer that stopped again
 MAX_BEHIND = 256 * 1024 * 1024  # journal bytes the index may lag before writes fail
 STOP_WAIT = 60.0  # seconds `close` gives the indexer to take in the rest
