@@ -161,3 +161,16 @@ async def _until_accepted(trail: SqliteTrail, entry: dict[str, Any]) -> None:
             continue
         return
     raise AssertionError("the trail never took decisions again")
+
+
+async def test_synchronous_full_and_nothing_left_in_the_journal_after_close(
+    tmp_path: Path,
+) -> None:
+    trail = SqliteTrail(tmp_path / "a.db", synchronous_full=True)
+    await asyncio.gather(*(trail.append(record(n), n) for n in range(50)))
+    await trail.update("id007", {"upstream": {"status": 201}})
+    got = await trail.get("id007")
+    assert got is not None and got["upstream"] == {"status": 201}
+    await trail.close()
+    assert rows(tmp_path / "a.db") == 50
+    assert journal.file_numbers(tmp_path / "a.journal") == []  # all indexed, so removed
