@@ -68,6 +68,7 @@ class SqliteTrail:
         self._waiting: list[tuple[Position, asyncio.Future[None]]] = []
         self._failure: AuditUnavailable | None = None
         self._due: asyncio.TimerHandle | None = None
+        self._amendments: list[bytes] = []  # of this turn, not written yet
         self._closed = False
         self._indexer = self._spawn()
         self._tell("to", self._journal.position)  # what earlier processes left
@@ -85,11 +86,22 @@ class SqliteTrail:
             await self._synced()
 
     def amend(self, decision_id: str, changes: dict[str, Any]) -> None:
+        """Written at the end of this event-loop turn, with the other
+        amendments of the turn: the reply that follows goes out first,
+        and a busy turn makes one write of them all."""
+        if not self._amendments:
+            self._attached().call_soon(self._write_amendments)
+        self._amendments.append(_amendment(decision_id, changes))
+
+    def _write_amendments(self) -> None:
+        lines, self._amendments = self._amendments, []
+        if not lines:
+            return
         try:
-            self._write(_amendment(decision_id, changes))
+            self._write(b"".join(lines))
         except AuditUnavailable as exc:
-            # The decision itself is durable; only this answer is lost.
-            log.warning("the upstream's answer to %s was not recorded: %s", decision_id, exc)
+            # The decisions themselves are durable; only these answers are lost.
+            log.warning("%d upstream answers were not recorded: %s", len(lines), exc)
 
     def _write(self, line: bytes) -> None:
         if self._closed:
@@ -240,6 +252,7 @@ class SqliteTrail:
         everything written before this call."""
         if self._closed:
             raise AuditUnavailable("audit trail: closed")
+        self._write_amendments()  # a caller reads its own writes
         if self._failure is not None:
             raise AuditUnavailable(str(self._failure))
         loop = self._attached()
@@ -265,6 +278,7 @@ class SqliteTrail:
         start, if the indexer cannot finish within STOP_WAIT)."""
         if self._closed:
             return
+        self._write_amendments()
         self._closed = True
         if self._due is not None:
             self._due.cancel()

@@ -84,6 +84,7 @@ async def main():
         await trail.append({"decision_id": f"id{n:03d}", "decision": "allow", "sender": "s",
                             "recipient": "r", "reasons": [], "trace": []}, n)
     trail.amend("id199", {"upstream": {"status": 201}})
+    await asyncio.sleep(0)  # the end of the turn: the amendment is written
     print("written", flush=True)
     os.kill(os.getpid(), 9)  # no close, no index pass: killed
 
