@@ -131,10 +131,17 @@ class Builder:
                 db.execute("ROLLBACK")
                 return None
             stop = target[1] if number == target[0] else None
-            run = journal.next_lines(journal.path_of(self._folder, number), offset, stop)
+            path = journal.path_of(self._folder, number)
+            run = journal.next_lines(path, offset, stop)
             if run is not None:
                 lines, end = run
-                self._insert(lines)
+                try:
+                    self._insert(lines)
+                except (ValueError, KeyError, IndexError, TypeError) as exc:
+                    raise AuditUnavailable(
+                        f"audit trail: {path} holds a line after byte {offset} that is not a"
+                        f" trail entry ({exc!r}); move that file aside to go on"
+                    ) from None
                 at = (number, end)
             elif number == target[0]:  # nothing more up to the target
                 at = target

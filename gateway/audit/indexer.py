@@ -38,7 +38,7 @@ from gateway.errors import AuditUnavailable
 
 RETRY_DELAY = 1.0  # seconds between tries while the index cannot be written
 CHECKPOINT_EVERY = 0.05  # seconds
-STOP_TRIES = 10  # tries to index the rest before exiting on `stop`
+STOP_TRIES = 3  # tries to index the rest before exiting on `stop`
 
 
 class Commands:

@@ -175,3 +175,20 @@ async def test_synchronous_full_and_nothing_left_in_the_journal_after_close(
     await trail.close()
     assert rows(tmp_path / "a.db") == 50
     assert journal.file_numbers(tmp_path / "a.journal") == []  # all indexed, so removed
+
+
+async def test_a_journal_line_that_is_not_an_entry_fails_closed_and_names_the_file(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "a.journal"
+    written = Journal(folder)
+    written.write(line(1) + b'["d",2,{"no":"id"}]\n')
+    written.close()
+    trail = SqliteTrail(tmp_path / "a.db")
+    with pytest.raises(AuditUnavailable) as refused:
+        await trail.ping()
+    assert f"{folder / '00000001.jsonl'} holds a line" in str(refused.value)
+    with pytest.raises(AuditUnavailable):
+        await trail.append(record(3), 3)  # nothing is decided on a trail that cannot be read
+    await trail.close()
+    assert rows(tmp_path / "a.db") == 0  # the run with the bad line went in whole or not at all
