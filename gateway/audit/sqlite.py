@@ -81,6 +81,7 @@ class SqliteTrail:
             await self._synced()
 
     async def update(self, decision_id: str, changes: dict[str, Any]) -> None:
+        self._write_amendments()  # amendments keep their order
         self._write(_amendment(decision_id, changes))
         if self._full:
             await self._synced()

@@ -182,3 +182,11 @@ def _rows_in_database_file(path: Path) -> int:
     finally:
         db.close()
     return int(count)
+
+
+async def test_amendments_keep_their_order(trail: AuditTrail) -> None:
+    await trail.append(record(1), 1000)
+    trail.amend("id001", {"upstream": {"status": 500}})
+    await trail.update("id001", {"upstream": {"status": 201}})  # the later one wins
+    got = await trail.get("id001")
+    assert got is not None and got["upstream"] == {"status": 201}
