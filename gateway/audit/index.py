@@ -15,7 +15,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -32,7 +32,10 @@ CREATE TABLE IF NOT EXISTS decisions (
     sender TEXT NOT NULL,
     decision TEXT NOT NULL,
     recipient TEXT NOT NULL,
-    doc TEXT NOT NULL
+    doc TEXT NOT NULL,  -- empty: the document is in the journal, at file/offset/length
+    file INTEGER,
+    offset INTEGER,
+    length INTEGER
 );
 CREATE INDEX IF NOT EXISTS decisions_recipient ON decisions (recipient, seq);
 CREATE INDEX IF NOT EXISTS decisions_sender ON decisions (sender, seq);
@@ -47,7 +50,10 @@ CREATE INDEX IF NOT EXISTS failures_code ON decision_failures (code, seq);
 CREATE TABLE IF NOT EXISTS amendments (
     n INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL,
-    doc TEXT NOT NULL
+    doc TEXT NOT NULL,
+    file INTEGER,
+    offset INTEGER,
+    length INTEGER
 );
 CREATE INDEX IF NOT EXISTS amendments_id ON amendments (id, n);
 CREATE TABLE IF NOT EXISTS journal_position (
@@ -80,7 +86,22 @@ def connect(path: Path, *, synchronous_full: bool = False) -> sqlite3.Connection
     db.execute(f"PRAGMA synchronous={'FULL' if synchronous_full else 'NORMAL'}")
     db.execute("PRAGMA wal_autocheckpoint=0")  # the indexer's Checkpointer does it
     db.executescript(_SCHEMA)
+    _add_journal_columns(db)
     return db
+
+
+def _add_journal_columns(db: sqlite3.Connection) -> None:
+    """An index made before documents stayed in the journal gets the columns
+    that say where they are (its own rows keep their documents)."""
+    for table in ("decisions", "amendments"):
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for column in ("file", "offset", "length"):
+            if column not in have:
+                try:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER")
+                except sqlite3.OperationalError as exc:
+                    if "duplicate column" not in str(exc):  # another process was first
+                        raise
 
 
 @translated
@@ -108,17 +129,11 @@ class Builder:
     @translated
     def build_to(self, target: Position) -> Position:
         """Index the journal up to `target`: the files before its file whole
-        (no more entries go into them), that file up to its offset. Files
-        the index then holds whole are removed. Returns where it stands."""
-        while True:
-            at = self._step(target)
-            if at is None:
-                break
-        reached = position(self._db)
-        for number in journal.file_numbers(self._folder):
-            if number < reached[0]:
-                journal.path_of(self._folder, number).unlink(missing_ok=True)
-        return reached
+        (no more entries go into them), that file up to its offset. Returns
+        where it stands. The files stay: they hold the documents."""
+        while self._step(target) is not None:
+            pass
+        return position(self._db)
 
     def _step(self, target: Position) -> Position | None:
         """One transaction: the next run of lines, or the move to the next
@@ -136,7 +151,7 @@ class Builder:
             if run is not None:
                 lines, end = run
                 try:
-                    self._insert(lines)
+                    self._insert(lines, number, offset)
                 except (ValueError, KeyError, IndexError, TypeError) as exc:
                     raise AuditUnavailable(
                         f"audit trail: {path} holds a line after byte {offset} that is not a"
@@ -155,45 +170,54 @@ class Builder:
         db.execute("COMMIT")
         return at
 
-    def _insert(self, lines: bytes) -> None:
-        """The entries of `lines`, a few at a time, giving the processor
-        away in between: on a small machine a burst of this work held up
-        the Redis and upstream replies of requests in flight. Between the
-        slices of a light run it sleeps a moment (that disturbed requests
-        least); a heavy run only yields, so the index keeps up at any rate."""
-        entries = lines.splitlines()
+    def _insert(self, lines: bytes, number: int, offset: int) -> None:
+        """The entries of `lines` (found at `offset` of file `number`), a few
+        at a time, giving the processor away in between: on a small machine
+        a burst of this work held up the Redis and upstream replies of
+        requests in flight. Between the slices of a light run it sleeps a
+        moment (that disturbed requests least); a heavy run only yields, so
+        the index keeps up at any rate."""
+        entries = []
+        for line in lines.splitlines(keepends=True):
+            entries.append((line, offset, len(line)))
+            offset += len(line)
         light = len(entries) <= _LIGHT_LINES
         for start in range(0, len(entries), _SLICE):
-            self._insert_rows(entries[start : start + _SLICE])
+            self._insert_rows(number, entries[start : start + _SLICE])
             if light:
                 time.sleep(_PAUSE)
             else:
                 os.sched_yield()
 
-    def _insert_rows(self, lines: list[bytes]) -> None:
+    def _insert_rows(self, number: int, lines: list[tuple[bytes, int, int]]) -> None:
+        """The rows of some entries; their documents stay in the journal, the
+        index says where (file, offset, length)."""
         records, amendments, failed = [], [], []
-        for line in lines:
+        for line, offset, length in lines:
             entry = orjson.loads(line)
+            where = (number, offset, length)
             if entry[0] == "d":
                 record = entry[2]
                 decision_id = record["decision_id"]
-                # The document as the journal has it, without encoding it again.
-                doc = line[line.index(b",", 5) + 1 : -1].decode("utf-8")
                 row = (decision_id, entry[1], record["sender"], record["decision"])
-                records.append((*row, record["recipient"], doc))
+                records.append((*row, record["recipient"], *where))
             else:
                 decision_id, record = entry[1], entry[2]
-                amendments.append((decision_id, orjson.dumps(record).decode("utf-8")))
+                amendments.append((decision_id, *where))
             failed += [(rule, code, decision_id) for rule, code in set(failures(record))]
         db = self._db
         db.executemany(
-            "INSERT OR IGNORE INTO decisions (id, at_ms, sender, decision, recipient, doc)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO decisions"
+            " (id, at_ms, sender, decision, recipient, doc, file, offset, length)"
+            " VALUES (?, ?, ?, ?, ?, '', ?, ?, ?)",
             records,
         )
         # Appended, never rewritten: the first record stays as it was
         # written, and readers merge the amendments in order.
-        db.executemany("INSERT INTO amendments (id, doc) VALUES (?, ?)", amendments)
+        db.executemany(
+            "INSERT INTO amendments (id, doc, file, offset, length) VALUES (?, '', ?, ?, ?)",
+            amendments,
+        )
         db.executemany(
             "INSERT INTO decision_failures SELECT seq, ?, ? FROM decisions WHERE id = ?", failed
         )
@@ -202,19 +226,65 @@ class Builder:
 # -- reading -------------------------------------------------------------
 
 
-@translated
-def get(db: sqlite3.Connection, decision_id: str) -> dict[str, Any] | None:
-    row = db.execute("SELECT doc FROM decisions WHERE id = ?", (decision_id,)).fetchone()
-    return None if row is None else _merged(db, [json.loads(row[0])])[0]
+Row = tuple[str, int | None, int | None, int | None]  # doc, file, offset, length
+
+
+class _Documents:
+    """Documents by their rows: in the row (an index made before documents
+    stayed in the journal), else read from the journal file it names."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._files: dict[int, BinaryIO] = {}
+
+    def __enter__(self) -> _Documents:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for file in self._files.values():
+            file.close()
+
+    def load(self, row: Row) -> dict[str, Any]:
+        doc, number, offset, length = row
+        if doc or number is None or offset is None or length is None:
+            loaded: dict[str, Any] = json.loads(doc)
+            return loaded
+        file = self._files.get(number)
+        if file is None:
+            path = journal.path_of(self._folder, number)
+            try:
+                file = self._files[number] = path.open("rb")
+            except FileNotFoundError:
+                raise AuditUnavailable(
+                    f"audit trail: the journal file {path} is missing; it holds documents"
+                    " the index points to"
+                ) from None
+        file.seek(offset)
+        document: dict[str, Any] = orjson.loads(file.read(length))[2]
+        return document
 
 
 @translated
-def query(db: sqlite3.Connection, q: DecisionQuery) -> tuple[list[dict[str, Any]], int | None]:
+def get(db: sqlite3.Connection, folder: Path, decision_id: str) -> dict[str, Any] | None:
+    sql = "SELECT doc, file, offset, length FROM decisions WHERE id = ?"
+    row = db.execute(sql, (decision_id,)).fetchone()
+    if row is None:
+        return None
+    with _Documents(folder) as documents:
+        return _merged(db, documents, [documents.load(row)])[0]
+
+
+@translated
+def query(
+    db: sqlite3.Connection, folder: Path, q: DecisionQuery
+) -> tuple[list[dict[str, Any]], int | None]:
     where, args = _where(q)
-    sql = f"SELECT seq, doc FROM decisions {where} ORDER BY seq DESC LIMIT ?"
+    sql = f"SELECT seq, doc, file, offset, length FROM decisions {where} ORDER BY seq DESC LIMIT ?"
     rows = db.execute(sql, [*args, q.limit + 1]).fetchall()
     more: int | None = rows[q.limit - 1][0] if len(rows) > q.limit else None
-    return _merged(db, [json.loads(doc) for _, doc in rows[: q.limit]]), more
+    with _Documents(folder) as documents:
+        records = [documents.load(row[1:]) for row in rows[: q.limit]]
+        return _merged(db, documents, records), more
 
 
 @translated
@@ -222,13 +292,17 @@ def ping(db: sqlite3.Connection) -> None:
     db.execute("SELECT 1").fetchone()
 
 
-def _merged(db: sqlite3.Connection, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _merged(
+    db: sqlite3.Connection, documents: _Documents, records: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     by_id = {record["decision_id"]: record for record in records}
     if by_id:
         marks = ",".join("?" * len(by_id))
-        sql = f"SELECT id, doc FROM amendments WHERE id IN ({marks}) ORDER BY n"
-        for decision_id, doc in db.execute(sql, list(by_id)):
-            by_id[decision_id].update(json.loads(doc))
+        sql = (
+            f"SELECT id, doc, file, offset, length FROM amendments WHERE id IN ({marks}) ORDER BY n"
+        )
+        for decision_id, doc, number, offset, length in db.execute(sql, list(by_id)):
+            by_id[decision_id].update(documents.load((doc, number, offset, length)))
     return records
 
 

@@ -266,10 +266,10 @@ class SqliteTrail:
         return await loop.run_in_executor(self._reader, read, self._db, *args)
 
     async def get(self, decision_id: str) -> dict[str, Any] | None:
-        return await self._read(index.get, decision_id)
+        return await self._read(index.get, self._journal.folder, decision_id)
 
     async def query(self, query: DecisionQuery) -> tuple[list[dict[str, Any]], int | None]:
-        return await self._read(index.query, query)
+        return await self._read(index.query, self._journal.folder, query)
 
     async def ping(self) -> None:
         await self._read(index.ping)

@@ -4,6 +4,7 @@ indexer leave in the trail. Real files, real processes, real SQLite."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -70,7 +71,6 @@ def test_a_builder_indexes_each_line_once_even_two_at_a_time(tmp_path: Path) -> 
     for thread in threads:
         thread.join()
     assert rows(tmp_path / "a.db") == 300
-    assert journal.file_numbers(folder) == []  # indexed whole, so removed
 
 
 _CRASH = """
@@ -164,7 +164,7 @@ async def _until_accepted(trail: SqliteTrail, entry: dict[str, Any]) -> None:
     raise AssertionError("the trail never took decisions again")
 
 
-async def test_synchronous_full_and_nothing_left_in_the_journal_after_close(
+async def test_synchronous_full_and_a_reopened_trail(
     tmp_path: Path,
 ) -> None:
     trail = SqliteTrail(tmp_path / "a.db", synchronous_full=True)
@@ -174,7 +174,10 @@ async def test_synchronous_full_and_nothing_left_in_the_journal_after_close(
     assert got is not None and got["upstream"] == {"status": 201}
     await trail.close()
     assert rows(tmp_path / "a.db") == 50
-    assert journal.file_numbers(tmp_path / "a.journal") == []  # all indexed, so removed
+    again = SqliteTrail(tmp_path / "a.db")  # the documents stay in the journal's files
+    got = await again.get("id007")
+    assert got is not None and got["upstream"] == {"status": 201}
+    await again.close()
 
 
 async def test_a_journal_line_that_is_not_an_entry_fails_closed_and_names_the_file(
@@ -192,3 +195,43 @@ async def test_a_journal_line_that_is_not_an_entry_fails_closed_and_names_the_fi
         await trail.append(record(3), 3)  # nothing is decided on a trail that cannot be read
     await trail.close()
     assert rows(tmp_path / "a.db") == 0  # the run with the bad line went in whole or not at all
+
+
+async def test_an_index_made_before_documents_stayed_in_the_journal_is_read(
+    tmp_path: Path,
+) -> None:
+    """Rows that carry their document (the earlier layout) read as before,
+    beside new rows whose document is in the journal."""
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        db.executescript(
+            "CREATE TABLE decisions (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " id TEXT NOT NULL UNIQUE, at_ms INTEGER NOT NULL, sender TEXT NOT NULL,"
+            " decision TEXT NOT NULL, recipient TEXT NOT NULL, doc TEXT NOT NULL);"
+            "CREATE TABLE amendments (n INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " id TEXT NOT NULL, doc TEXT NOT NULL);"
+        )
+        old = json.dumps(record(1))
+        db.execute(
+            "INSERT INTO decisions VALUES (NULL, 'id001', 1, 'acme', 'allow', 'hmac:r1', ?)", (old,)
+        )
+        db.execute(
+            "INSERT INTO amendments VALUES (NULL, 'id001', '{\"upstream\": {\"status\": 201}}')"
+        )
+    trail = SqliteTrail(tmp_path / "a.db")
+    await trail.append(record(2), 2)
+    found, _ = await trail.query(DecisionQuery())
+    assert [r["decision_id"] for r in found] == ["id002", "id001"]
+    assert found[1]["upstream"] == {"status": 201}
+    await trail.close()
+
+
+async def test_a_missing_journal_file_is_one_clear_error(tmp_path: Path) -> None:
+    trail = SqliteTrail(tmp_path / "a.db")
+    await trail.append(record(1), 1)
+    await trail.close()
+    for path in (tmp_path / "a.journal").iterdir():
+        path.unlink()
+    again = SqliteTrail(tmp_path / "a.db")
+    with pytest.raises(AuditUnavailable, match=r"journal file .* is missing"):
+        await again.get("id001")
+    await again.close()
