@@ -1,5 +1,7 @@
-"""The trail's index: the journal's entries in SQLite (WAL), one row per
-decision, its failures and amendments indexed, for auditors' queries.
+"""The trail's index: the journal's entries in SQLite (WAL), for auditors'
+queries. One row per decision and per amendment, with what queries filter on
+and where the document is in the journal (file, offset, length); the
+documents themselves stay in the journal's files.
 
 Only the indexer process writes it (gateway/audit/indexer.py); the gateway
 reads it. Each transaction adds a run of journal lines and moves the stored

@@ -1,5 +1,6 @@
 """The trail's journal: append-only files the decisions are written to before
-anything is sent, and which the queryable index is built from in bulk.
+anything is sent, which the queryable index is built from in bulk, and which
+keep the documents the index points to.
 
 An entry is one line of JSON, written with one `write()` on the event loop:
 once it returns, the entry is in the kernel's hands and outlives a crash of
