@@ -107,11 +107,17 @@ async def test_a_killed_process_loses_nothing_it_wrote(tmp_path: Path) -> None:
     await trail.close()
 
 
+def tuned_trail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **limits: float) -> SqliteTrail:
+    """A trail with some of its module's limits changed (RETRY_DELAY, MAX_BEHIND)."""
+    for name, value in limits.items():
+        monkeypatch.setattr(sqlite, name, value)
+    return SqliteTrail(tmp_path / "a.db")
+
+
 async def test_a_killed_indexer_is_started_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite, "RETRY_DELAY", 0.1)
-    trail = SqliteTrail(tmp_path / "a.db")
+    trail = tuned_trail(tmp_path, monkeypatch, RETRY_DELAY=0.1)
     await trail.append(opted_out(1), 1000)
     await trail.ping()
     os.kill(_indexer_pid(trail), signal.SIGKILL)
@@ -124,8 +130,7 @@ async def test_a_killed_indexer_is_started_again(
 async def test_writes_fail_closed_when_the_index_falls_too_far_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite, "MAX_BEHIND", 10_000)
-    trail = SqliteTrail(tmp_path / "a.db")
+    trail = tuned_trail(tmp_path, monkeypatch, MAX_BEHIND=10_000)
     await trail.ping()
     pid = _indexer_pid(trail)
     os.kill(pid, signal.SIGSTOP)
