@@ -175,8 +175,9 @@ class Decision:
     trace_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # The trace is final once decided, and is most of the document: built once
-    # for the record and reused for the answer.
-    _trace_json: list[dict[str, Any]] | None = field(default=None, repr=False)
+    # for the record and reused for the answer (so is the instant, as text).
+    _trace_json: list[dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+    _at_json: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def capped_only(self) -> bool:
@@ -187,7 +188,7 @@ class Decision:
         out: dict[str, Any] = {
             "decision_id": self.decision_id,
             "decision": self.decision.value,
-            "at": iso(self.at),
+            "at": self._at_json or self._at(),
             "policy_version": self.policy_version,
             "route": self.route,
             "sender": self.sender,
@@ -205,6 +206,10 @@ class Decision:
             out["retry_at"] = iso(self.retry_at)
         out.update(self.extra)
         return out
+
+    def _at(self) -> str | None:
+        self._at_json = iso(self.at)
+        return self._at_json
 
     def _traced(self) -> list[dict[str, Any]]:
         if self._trace_json is None:

@@ -113,7 +113,7 @@ async def _deliver(rt: Runtime, item: DeferredMessage) -> None:
         message,
         outbound,
         upstream,
-        item.payload,
+        lambda: item.payload,
         hold=False,
         deferred_from=item.id,
         before_send=mark,

@@ -99,14 +99,15 @@ class Gateway:
         message: Message,
         outbound: Outbound,
         upstream: Upstream,
-        payload: dict[str, Any],
+        payload: Callable[[], dict[str, Any]],
         *,
         hold: bool = True,
         deferred_from: str | None = None,
         before_send: Callable[[Decision], Awaitable[None]] | None = None,
     ) -> Sent:
-        """Decide and act: forward when allowed, hold when deferred. `payload`
-        is what a deferred send needs later; the scheduler passes `hold=False`
+        """Decide and act: forward when allowed, hold when deferred. `payload()`
+        is what a deferred send needs later (asked only then: most messages are
+        never held); the scheduler passes `hold=False`
         (it keeps the message it already holds), the id it was held under, and
         `before_send`, awaited after the decision is recorded and right before
         the upstream is called: if it raises, nothing is sent and the count is
@@ -116,7 +117,7 @@ class Gateway:
         if deferred_from is not None:
             decision.extra["deferred_from"] = deferred_from
         if hold and decision.decision is Verdict.DEFER:
-            await self._hold(decision, message, payload, now)
+            await self._hold(decision, message, payload(), now)
         try:
             await self._record(decision, message, now, plan, facts)
         except AuditUnavailable:

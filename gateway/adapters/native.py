@@ -44,7 +44,8 @@ class NativeMessage(BaseModel):
     title: str | None = None
     category: Annotated[str | None, Field(pattern=NAME)] = None
     sender: Annotated[str | None, Field(pattern=NAME)] = None
-    tags: list[Annotated[str, Field(pattern=NAME)]] = []
+    # A factory: a plain `[]` default is deep-copied for every message.
+    tags: list[Annotated[str, Field(pattern=NAME)]] = Field(default_factory=list)
     recipient_timezone: str | None = None
     idempotency_key: Annotated[str | None, Field(min_length=1, max_length=255)] = None
 

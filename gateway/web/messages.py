@@ -119,11 +119,14 @@ async def _send(
 ) -> Response:
     url = "sandbox" if route.upstream == "sandbox" else route.upstream
     outbound = Outbound("POST", url, (("content-type", "application/json"),), raw)
-    payload = {
-        "kind": "native",
-        "route": route.name,
-        "message": item.model_dump(by_alias=True, exclude_none=True),
-    }
+
+    def payload() -> dict[str, Any]:
+        return {
+            "kind": "native",
+            "route": route.name,
+            "message": item.model_dump(by_alias=True, exclude_none=True),
+        }
+
     try:
         sent = await rt.gateway.submit(message, outbound, rt.upstream(route), payload)
     except StoreUnavailable as exc:
