@@ -174,6 +174,7 @@ def write_config(
     upstream: str,
     store: str = "embedded",
     redis_prefix: str = "gw:",
+    busy_poll_us: int = 0,
 ) -> Path:
     """A gateway.yaml: a native route to `upstream`, state in `store`."""
     config = {
@@ -195,6 +196,7 @@ def write_config(
         # The deferred queue holds nothing in a run; a slow poll keeps it out of
         # the Redis round trips counted per message.
         "scheduler_interval": 30.0,
+        "busy_poll_us": busy_poll_us,
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path

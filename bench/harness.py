@@ -56,6 +56,7 @@ class Options:
     profile: Path | None = None
     json_out: Path | None = None
     counted_messages: int = 300
+    busy_poll_us: int = 1000
 
 
 def server_stack(loop: str, http: str) -> str:
@@ -263,6 +264,7 @@ def start_servers(procs: Processes, folder: Path, options: Options) -> Servers:
         policies=policies,
         data_dir=folder / "data-embedded",
         upstream=stub_url,
+        busy_poll_us=options.busy_poll_us,
     )
     redis_config = bundle.write_config(
         folder / "redis.yaml",
@@ -272,6 +274,7 @@ def start_servers(procs: Processes, folder: Path, options: Options) -> Servers:
         upstream=stub_url,
         store=redis_target.url,
         redis_prefix=redis_target.prefix,
+        busy_poll_us=options.busy_poll_us,
     )
     embedded = start_gateway(procs, "gateway (embedded)", embedded_config, embedded_port, options)
     on_redis = start_gateway(procs, "gateway (Redis)", redis_config, redis_port, options)
@@ -489,6 +492,7 @@ def run(options: Options) -> Figures:
                 upstream=servers.stub_url,
                 store=servers.redis.url,
                 redis_prefix=servers.redis.prefix,
+                busy_poll_us=options.busy_poll_us,
             )
             two = start_gateway(procs, "gateway (Redis, 2 workers)", config, port, options, 2)
             two.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"))
@@ -559,6 +563,7 @@ def write_json(fig: Figures, path: Path, stack: str, options: Options) -> None:
     data = {
         "server_stack": stack,
         "gc_tuned": options.gc_tune,
+        "busy_poll_us": options.busy_poll_us,
         "duration_s": options.duration,
         "runs": {name: asdict(run) for name, run in fig.runs.items()},
         "gates": [asdict(g) for g in report.gates(fig)],
@@ -587,6 +592,12 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--loop", default="auto", help="uvicorn --loop for proxy and gateway")
     parser.add_argument("--http", default="auto", help="uvicorn --http for proxy and gateway")
+    parser.add_argument(
+        "--busy-poll-us",
+        type=int,
+        default=1000,
+        help="the gateway's busy_poll_us setting (0: off; the bare proxy never polls)",
+    )
     parser.add_argument("--no-workers2", action="store_true", help="skip the 2-worker row")
     parser.add_argument("--no-content", action="store_true", help="skip the content checks")
     parser.add_argument("--profile", type=Path, help="py-spy the full path into this file")
@@ -607,6 +618,7 @@ def parse_args(argv: list[str] | None) -> Options:
         profile=args.profile,
         json_out=args.json,
         counted_messages=50 if quick else 300,
+        busy_poll_us=args.busy_poll_us,
     )
 
 
@@ -623,7 +635,9 @@ def main(argv: list[str] | None = None) -> int:
     stack = server_stack(options.loop, options.http)
     title = (
         f"gateway benchmark: {os.cpu_count()} cores, {stack}, gc tuned "
-        f"{'yes' if options.gc_tune else 'no'}, {options.duration:g} s per run"
+        f"{'yes' if options.gc_tune else 'no'}, gateway busy poll "
+        f"{f'{options.busy_poll_us} us' if options.busy_poll_us else 'off'}, "
+        f"{options.duration:g} s per run"
     )
     print()
     print(report.render(fig, title))

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from gateway import runtime as runtime_module
 from gateway import scheduler
 from gateway.audit.base import AuditTrail
+from gateway.busypoll import BusyPoll
 from gateway.clock import Clock
 from gateway.policy.holder import Policies
 from gateway.settings import Settings
@@ -122,5 +123,6 @@ def create_app(
         keys=settings.api_keys,
         routes=ROUTES,
         exception_handlers=HANDLERS,
+        busy_poll=BusyPoll(settings.busy_poll_us / 1e6) if settings.busy_poll_us else None,
         lifespan=lifespan,
     )

@@ -106,6 +106,9 @@ class Settings(Strict):
     upstream_read_timeout: float = 10.0
     scheduler_interval: float = 1.0
     tracing: bool = True  # a span per request; its trace id in every decision
+    # Keep the event loop polling for this long after each message's request
+    # starts or ends (0: off): lower latency at light load, for CPU (busypoll.py).
+    busy_poll_us: Annotated[int, Field(ge=0, le=100_000)] = 0
 
     @field_validator("store")
     @classmethod

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from gateway.busypoll import BusyPoll
 from gateway.runtime import Runtime
 from gateway.settings import ApiKey
 from gateway.telemetry import RequestSpan, Tracing
@@ -46,7 +47,8 @@ class GatewayApp(Starlette):
 
     An endpoint takes the runtime and the request's body and returns the
     answer; its errors go to `exception_handlers` as starlette's would (they
-    must be coroutines)."""
+    must be coroutines). With `busy_poll`, every HTTP request kicks it as it
+    starts and as it ends."""
 
     def __init__(
         self,
@@ -55,6 +57,7 @@ class GatewayApp(Starlette):
         tracing: bool,
         keys: list[ApiKey],
         exception_handlers: Mapping[type[Exception], Handler],
+        busy_poll: BusyPoll | None = None,
         **kwargs: Any,
     ) -> None:
         middleware = [
@@ -67,8 +70,20 @@ class GatewayApp(Starlette):
         self._keys = ApiKeys(keys)
         self._handled = {k: v for k, v in exception_handlers.items() if k is not Exception}
         self._unhandled = exception_handlers.get(Exception)
+        self._busy_poll = busy_poll
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        poll = self._busy_poll if scope["type"] == "http" else None
+        if poll is None:
+            await self._route(scope, receive, send)
+            return
+        poll.kick()
+        try:
+            await self._route(scope, receive, send)
+        finally:
+            poll.kick()  # the sender's next request may be on its way
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
             route = self._direct.get(scope["path"])
             if route is not None and route[0] == scope["method"]:
