@@ -516,16 +516,15 @@ def run(options: Options) -> Figures:
 
 
 def _share_note(data_dir: Path) -> str:
-    """How the decisions were shared between the workers (their trails' row counts)."""
-    import sqlite3
-
+    """How the decisions were shared between the workers: the decisions in
+    each one's journal (its index may still be catching up after the run)."""
     counts = []
-    for trail in sorted(data_dir.glob("worker-*/audit.db")):
-        try:
-            with contextlib.closing(sqlite3.connect(trail)) as db:
-                counts.append(int(db.execute("SELECT count(*) FROM decisions").fetchone()[0]))
-        except sqlite3.Error:
-            continue
+    for journal in sorted(data_dir.glob("worker-*/audit.journal")):
+        decisions = 0
+        for part in journal.glob("*.jsonl"):
+            with part.open("rb") as lines:
+                decisions += sum(line.startswith(b'["d"') for line in lines)
+        counts.append(decisions)
     total = sum(counts)
     if len(counts) < 2 or total == 0:
         return ""

@@ -227,3 +227,13 @@ def test_quick_options() -> None:
         False,
     )
     assert harness.parse_args([]).duration >= 5
+
+
+def test_the_split_between_workers_is_read_from_their_journals(tmp_path: Path) -> None:
+    for worker, decisions in (("worker-1", 3), ("worker-2", 1)):
+        journal = tmp_path / worker / "audit.journal"
+        journal.mkdir(parents=True)
+        lines = ['["d",1,{}]'] * decisions + ['["a","id",{}]']  # amendments do not count
+        (journal / "00000001.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert harness._share_note(tmp_path) == "split 75%/25%"
+    assert harness._share_note(tmp_path / "worker-1") == ""  # one worker: nothing to say
