@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from opentelemetry import trace
-
 from gateway import engine
 from gateway.audit.base import AuditTrail
 from gateway.clock import Clock
@@ -30,14 +28,15 @@ from gateway.model import Code, Decision, Message, Reason, Verdict
 from gateway.policy.bundle import Bundle
 from gateway.recipients import Pseudonymizer, hint
 from gateway.store.base import DeferredMessage, Facts, Store
+from gateway.telemetry import current_trace_id
 from gateway.upstream.base import Outbound, Reply, Upstream
 
 
 def trace_id() -> str | None:
-    """The current span's trace id as 32 hex digits (None outside a trace), so
+    """The request's trace id as 32 hex digits (None outside a trace), so
     a decision and the trace of the request that made it find each other."""
-    context = trace.get_current_span().get_span_context()
-    return format(context.trace_id, "032x") if context.is_valid else None
+    current = current_trace_id()
+    return format(current, "032x") if current else None
 
 
 def ms(at: datetime) -> int:

@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.busypoll import BusyPoll
 from gateway.runtime import Runtime
 from gateway.settings import ApiKey
-from gateway.telemetry import RequestSpan, Tracing
+from gateway.telemetry import Tracing, request_trace
 from gateway.web.auth import ApiKeyAuth, ApiKeys
 from gateway.web.http import receive_body
 
@@ -95,7 +95,7 @@ class GatewayApp(Starlette):
     async def _serve(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
         try:
-            with RequestSpan(self._tracer, scope) if self._tracer else _NO_SPAN:
+            with request_trace(self._tracer, scope) if self._tracer else _NO_SPAN:
                 response = await self._respond(endpoint, scope, receive)
                 started = True
                 await send(

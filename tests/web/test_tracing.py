@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from starlette.testclient import TestClient
 
+from gateway.telemetry import _Provider, current_trace_id, request_trace
 from tests.web.conftest import Make, sms
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -52,6 +53,34 @@ def test_an_exporter_added_in_code_receives_each_requests_span(client: TestClien
         assert spans[0].parent is not None and spans[0].parent.span_id == 0x00F067AA0BA902B7
     finally:
         exporter.shutdown()
+
+
+def test_spans_only_once_someone_records_them_or_the_sender_sent_its_trace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider = _Provider()  # a fresh one: the process's own may have an exporter by now
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    tracer = provider.get_tracer("gateway")
+    scope: dict[str, Any] = {"method": "POST", "path": "/v1/check", "headers": []}
+
+    with request_trace(tracer, scope) as nothing:  # nobody records: no span at all
+        assert nothing is None and not trace.get_current_span().get_span_context().is_valid
+        first = current_trace_id()
+    with request_trace(tracer, scope):
+        assert current_trace_id() not in (0, first)
+    assert current_trace_id() == 0
+
+    joined = scope | {"headers": [(b"traceparent", PARENT.encode())]}
+    with request_trace(tracer, joined) as span:
+        assert span is not None and current_trace_id() == int(PARENT.split("-")[1], 16)
+
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with request_trace(tracer, scope) as span:
+        assert span is not None and span.is_recording()
+        recorded = current_trace_id()
+    spans = exporter.get_finished_spans()
+    assert [(s.name, s.context.trace_id) for s in spans] == [("POST /v1/check", recorded)]
 
 
 async def _boom(*args: Any, **kwargs: Any) -> Any:
