@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from gateway.model import Action, Code, Message, Reason, Result, RuleResult, Verdict
 from gateway.policy.bundle import Bundle
@@ -20,6 +21,13 @@ from gateway.store.base import CapCheck, Facts, FactsRequest
 HORIZON = timedelta(days=14)
 
 
+# Where each rule's result comes from once the facts are in: a skipped rule's
+# fixed result, the pure rules' results by id, or an opt-out or cap judging the
+# facts. Sorted out once per shape, so that `decide` does no type tests.
+_SKIP, _PURE, _OPT_OUT, _CAP = range(4)
+_Step = tuple[int, Rule, Any]
+
+
 @dataclass(frozen=True, slots=True)
 class Shape:
     """What every message of one shape (channel, category, sender, route,
@@ -28,6 +36,7 @@ class Shape:
     names read nothing else."""
 
     rules: tuple[tuple[Rule, bool], ...]
+    steps: tuple[_Step, ...]  # how `decide` gets each rule's result, in rule order
     content: tuple[PureRule, ...]  # applicable rules that read the texts alone
     timed: tuple[PureRule, ...]  # other applicable rules that need no stored facts
     caps: tuple[FrequencyCap, ...]  # the applicable frequency caps
@@ -96,12 +105,23 @@ def _new_shape(bundle: Bundle, message: Message) -> Shape:
             lists += [(name, rule.enforced) for name in names[rule.id]]
     return Shape(
         rules=rules,
+        steps=tuple(_step(rule, applies, names) for rule, applies in rules),
         content=tuple(r for r in applying if isinstance(r, PureRule) and r.reads_texts_only),
         timed=tuple(r for r in applying if isinstance(r, PureRule) and not r.reads_texts_only),
         caps=tuple(rule for rule in applying if isinstance(rule, FrequencyCap)),
         opt_out_names=names,
         lists=tuple(lists),
     )
+
+
+def _step(rule: Rule, applies: bool, names: dict[str, list[str]]) -> _Step:
+    if not applies:
+        return (_SKIP, rule, rule.skipped())
+    if isinstance(rule, OptOut):
+        return (_OPT_OUT, rule, names[rule.id])
+    if isinstance(rule, FrequencyCap):
+        return (_CAP, rule, None)
+    return (_PURE, rule, None)
 
 
 def precheck(plan: Plan, now: datetime) -> dict[str, RuleResult]:
@@ -142,7 +162,7 @@ def may_count(results: dict[str, RuleResult]) -> bool:
 
 
 def decide(plan: Plan, now: datetime, pure: dict[str, RuleResult], facts: Facts) -> Outcome:
-    trace = [_result(rule, applies, plan, pure, facts) for rule, applies in plan.rules]
+    trace = _trace(plan, pure, facts)
     failures = [r for r in trace if r.result is Result.FAIL]
     reasons = [r.reason() for r in failures]
     if not failures:
@@ -163,16 +183,20 @@ def decide(plan: Plan, now: datetime, pure: dict[str, RuleResult], facts: Facts)
     return Outcome(Verdict.DEFER, reasons, trace, deliver_at, None)
 
 
-def _result(
-    rule: Rule, applies: bool, plan: Plan, pure: dict[str, RuleResult], facts: Facts
-) -> RuleResult:
-    if not applies:
-        return rule.skipped()
-    if isinstance(rule, OptOut):
-        return rule.judge(plan.shape.opt_out_names[rule.id], facts.opted_out)
-    if isinstance(rule, FrequencyCap):
-        return rule.judge(facts.caps[plan.cap_slices[rule.id]])
-    return pure[rule.id]
+def _trace(plan: Plan, pure: dict[str, RuleResult], facts: Facts) -> list[RuleResult]:
+    """Every rule's result, in rule order."""
+    trace: list[RuleResult] = []
+    for kind, rule, value in plan.shape.steps:
+        if kind == _SKIP:
+            trace.append(value)
+        elif kind == _PURE:
+            trace.append(pure[rule.id])
+        elif kind == _OPT_OUT:
+            trace.append(cast(OptOut, rule).judge(value, facts.opted_out))
+        else:
+            counts = facts.caps[plan.cap_slices[rule.id]]
+            trace.append(cast(FrequencyCap, rule).judge(counts))
+    return trace
 
 
 def _retry_at(failures: list[RuleResult]) -> datetime | None:
