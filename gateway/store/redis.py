@@ -43,6 +43,8 @@ from gateway.store.base import (
 )
 from gateway.store.multiplex import Endpoint, Multiplexer, Script
 
+_NO_LISTS: frozenset[str] = frozenset()
+
 # OSError covers socket errors and TimeoutError too.
 _translated = translated(
     (RedisError, OSError),
@@ -180,14 +182,18 @@ class RedisStore:
         # the recipient's: a Cluster version would run this once per tag group
         # (the keys are already grouped by tag) and count only if all groups pass.
         keys = [self._optout_key(request.recipient), *counter_keys]
-        opted, caps, counted = await self._fetch(keys=keys, args=args)
+        opted, counts, counted = await self._fetch(keys=keys, args=args)
+        lists = request.opt_out_lists
+        # The script's numbers arrive as ints (RESP integers).
         return Facts(
-            opted_out=frozenset(
-                name for (name, _), hit in zip(request.opt_out_lists, opted, strict=True) if hit
-            ),
+            opted_out=frozenset([lists[i][0] for i, hit in enumerate(opted) if hit])
+            if any(opted)
+            else _NO_LISTS,
             caps=tuple(
-                CapCount(int(n), None if int(at) < 0 else int(at))
-                for n, at in zip(caps[::2], caps[1::2], strict=True)
+                [
+                    CapCount(n, None if at < 0 else at)
+                    for n, at in zip(counts[::2], counts[1::2], strict=True)
+                ]
             ),
             counted=bool(counted),
         )
