@@ -22,8 +22,9 @@ HORIZON = timedelta(days=14)
 
 
 # Where each rule's result comes from once the facts are in: a skipped rule's
-# fixed result, the pure rules' results by id, or an opt-out or cap judging the
-# facts. Sorted out once per shape, so that `decide` does no type tests.
+# fixed result, the pure rules' results by id, or an opt-out (with the lists it
+# names for this shape) or a cap judging the facts. Sorted out once per shape,
+# so that `decide` does no type tests.
 _SKIP, _PURE, _OPT_OUT, _CAP = range(4)
 _Step = tuple[int, Rule, Any]
 
@@ -40,7 +41,6 @@ class Shape:
     content: tuple[PureRule, ...]  # applicable rules that read the texts alone
     timed: tuple[PureRule, ...]  # other applicable rules that need no stored facts
     caps: tuple[FrequencyCap, ...]  # the applicable frequency caps
-    opt_out_names: dict[str, list[str]]  # rule id -> its expanded lists
     lists: tuple[tuple[str, bool], ...]  # (list name, enforced), for the store
 
 
@@ -109,7 +109,6 @@ def _new_shape(bundle: Bundle, message: Message) -> Shape:
         content=tuple(r for r in applying if isinstance(r, PureRule) and r.reads_texts_only),
         timed=tuple(r for r in applying if isinstance(r, PureRule) and not r.reads_texts_only),
         caps=tuple(rule for rule in applying if isinstance(rule, FrequencyCap)),
-        opt_out_names=names,
         lists=tuple(lists),
     )
 
