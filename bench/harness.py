@@ -496,6 +496,9 @@ def run(options: Options) -> Figures:
             )
             two = start_gateway(procs, "gateway (Redis, 2 workers)", config, port, options, 2)
             two.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"))
+            # One worker answering is not both: connections opened while the
+            # other still loads the bundle would all go to the first one.
+            two.wait_ready(lambda: _workers_serving(folder / "data-redis-2w") == 2)
             say(f"scale-out: gateway with 2 workers on :{port}")
             scaled = loader.measure(
                 report.FULL_REDIS_2W,
@@ -513,6 +516,12 @@ def run(options: Options) -> Figures:
 
         fig.content_rows = content.run(print_table=False)
     return fig
+
+
+def _workers_serving(data_dir: Path) -> int:
+    """Workers whose trail is open: a worker opens it as the last step of its
+    start-up, just before it takes connections."""
+    return len(list(data_dir.glob("worker-*/audit.journal")))
 
 
 def _share_note(data_dir: Path) -> str:

@@ -7,12 +7,20 @@ call), without the access log, and optionally with the collector tuned.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from gateway.settings import Settings, load_settings
+
+
+def app_from_env() -> Any:
+    """One worker's app (uvicorn imports it by name when there are several)."""
+    from gateway.cli import app_from_env as gateway_app
+
+    return gateway_app()  # tunes the collector itself, as `gateway serve` does
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,12 +40,9 @@ def main(argv: list[str] | None = None) -> None:
         "loop": args.loop,
         "http": args.http,
     }
-    if args.workers > 1:  # as `gateway serve --workers N` runs them
-        from gateway.workers import Supervisor
-
-        options.pop("host"), options.pop("port")
-        json = settings.model_dump_json()
-        Supervisor(settings.host, settings.port, json, args.workers, options).run()
+    if args.workers > 1:
+        os.environ["GATEWAY_SETTINGS_JSON"] = settings.model_dump_json()
+        uvicorn.run("bench.serve:app_from_env", factory=True, workers=args.workers, **options)
         return
     from gateway.app import create_app
 

@@ -109,17 +109,15 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.workers > 1:
-        from gateway.workers import Supervisor
-
-        try:
-            supervisor = Supervisor(
-                settings.host, settings.port, settings.model_dump_json(), args.workers
-            )
-        except OSError as exc:
-            raise GatewayError(
-                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
-            ) from None
-        return supervisor.run()
+        _export(settings)
+        uvicorn.run(
+            "gateway.cli:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=args.workers,
+            log_level="warning",
+        )
     else:
         assert app is not None
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
@@ -138,6 +136,12 @@ def _refuse_open_network(settings: Settings) -> None:
             f"refusing to listen on {settings.host} with no API keys: every endpoint would be "
             "open; configure api_keys or listen on 127.0.0.1"
         )
+
+
+def _export(settings: Settings) -> None:
+    import os
+
+    os.environ["GATEWAY_SETTINGS_JSON"] = settings.model_dump_json()
 
 
 def app_from_env() -> Any:
