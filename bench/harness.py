@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import FrameType
 
-from bench import bundle, report, wrk
+from bench import bundle, cpu, report, wrk
 from bench import profile as profiling
 from bench.processes import Process, Processes, free_port, http_ok, port_open
 from bench.report import Figures, Run
@@ -226,6 +226,8 @@ class Servers:
     redis_gateway: Process
     embedded_gateway: Process
     config_folder: Path
+    stub: Process
+    bare: Process
 
 
 def start_gateway(
@@ -296,6 +298,8 @@ def start_servers(procs: Processes, folder: Path, options: Options) -> Servers:
         redis_gateway=on_redis,
         embedded_gateway=embedded,
         config_folder=folder,
+        stub=stub,
+        bare=bare,
     )
 
 
@@ -327,7 +331,9 @@ class Loader:
         delay_mean_ms: float = 0.0,
         workers: int = 1,
         note: str = "",
+        server: Process | None = None,
     ) -> Run:
+        """One scenario; with `server`, also its processor time per request."""
         script = self.script(load, delay_mean_ms)
         threads = min(self.options.threads, connections)
         if warmup and self.options.warmup > 0:
@@ -339,6 +345,7 @@ class Loader:
                 threads=threads,
                 start=random.randrange(10**load.digits),
             )
+        before = cpu.sample(server.pid) if server is not None else None
         result = wrk.run(
             url,
             script,
@@ -347,6 +354,8 @@ class Loader:
             threads=threads,
             start=random.randrange(10**load.digits),
         )
+        after = cpu.sample(server.pid) if server is not None else None
+        used = cpu.per_request(before, after, result.requests) if before and after else None
         if delay_mean_ms > 0:
             note = (note + " " if note else "") + f"achieved {result.rps:,.0f} req/s"
         run = Run(
@@ -357,11 +366,15 @@ class Loader:
             ok=result.ok,
             workers=workers,
             note=note,
+            cpu_us=used.own_us if used else None,
+            cpu_sys_us=used.system_us if used else None,
+            helpers_us=used.helpers_us if used else None,
         )
         flag = "" if result.ok else f"  ({result.errors} errors, {result.non2xx} non-2xx!)"
+        spent = f"  cpu {run.cpu_us:5,.0f} us/req" if run.cpu_us is not None else ""
         say(
             f"  {name:<32} {run.rps:>9,.0f} req/s  p50 {run.p50_ms:6.2f} ms"
-            f"  p99 {run.p99_ms:6.2f} ms{flag}"
+            f"  p99 {run.p99_ms:6.2f} ms{spent}{flag}"
         )
         return run
 
@@ -424,23 +437,17 @@ def run(options: Options) -> Figures:
         runs = fig.runs
 
         say(f"saturation: {c} connections, {options.duration:g} s each after {options.warmup:g} s")
-        runs[report.DIRECT] = loader.measure(report.DIRECT, stub_url, direct, connections=c)
-        runs[report.BARE] = loader.measure(report.BARE, bare, post, connections=c)
-        runs[report.FULL_EMBEDDED] = loader.measure(
-            report.FULL_EMBEDDED, embedded, post, connections=c
-        )
-        runs[report.FULL_REDIS] = loader.measure(
-            report.FULL_REDIS, on_redis + "/v1/messages", post, connections=c
-        )
-        runs[report.FULL_REDIS_PERSONAL] = loader.measure(
-            report.FULL_REDIS_PERSONAL, on_redis + "/v1/messages", personal, connections=c
-        )
-        runs[report.CHECK] = loader.measure(
-            report.CHECK, on_redis + "/v1/check", check, connections=c
-        )
-        runs[report.EMPTY] = loader.measure(
-            report.EMPTY, on_redis + "/healthz", empty, connections=c
-        )
+        gateway = servers.redis_gateway
+        for name, url, load, server in (
+            (report.DIRECT, stub_url, direct, servers.stub),
+            (report.BARE, bare, post, servers.bare),
+            (report.FULL_EMBEDDED, embedded, post, servers.embedded_gateway),
+            (report.FULL_REDIS, on_redis + "/v1/messages", post, gateway),
+            (report.FULL_REDIS_PERSONAL, on_redis + "/v1/messages", personal, gateway),
+            (report.CHECK, on_redis + "/v1/check", check, gateway),
+            (report.EMPTY, on_redis + "/healthz", empty, gateway),
+        ):
+            runs[name] = loader.measure(name, url, load, connections=c, server=server)
         # The embedded gateway is done: its idle process would only take memory.
         procs.stop(servers.embedded_gateway)
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from bench import bundle, harness, report, wrk
+from bench import bundle, cpu, harness, report, wrk
 from bench import profile as profiling
 from bench.processes import Processes, free_port, http_ok, port_open
 from bench.report import Figures, Run
@@ -237,3 +241,54 @@ def test_the_split_between_workers_is_read_from_their_journals(tmp_path: Path) -
         (journal / "00000001.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert harness._share_note(tmp_path) == "split 75%/25%"
     assert harness._share_note(tmp_path / "worker-1") == ""  # one worker: nothing to say
+
+
+def test_cpu_times_are_read_past_a_command_name_with_spaces_and_parentheses() -> None:
+    # /proc/PID/stat: pid (comm) state ppid ... utime stime ..., in clock ticks
+    text = "4242 (py (x) y) S 17 4242 4242 0 -1 4194304 900 0 0 0 250 30 0 0 20 0 3 0\n"
+    parent, times = cpu.parse_stat(text, ticks_per_s=100.0)
+    assert parent == 17
+    assert times == cpu.CpuTimes(user_s=2.5, system_s=0.3)
+
+
+def test_cpu_of_a_server_and_of_the_processes_it_started() -> None:
+    """A child that spends a quarter second of processor time shows up under
+    its parent's helpers, not as the parent's own time."""
+    burner = subprocess.Popen(
+        [sys.executable, "-c", "import time\nend = time.process_time() + 0.25\n"
+         "while time.process_time() < end: pass\nimport sys; sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        start = cpu.sample(os.getpid())
+        assert start is not None
+        deadline = time.monotonic() + 20
+        while True:
+            now = cpu.sample(os.getpid())
+            assert now is not None
+            if (now.helpers - start.helpers).total_s >= 0.2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        used = cpu.per_request(start, now, requests=1000)
+        assert used is not None
+        assert used.helpers_us >= 200.0  # 0.2 s over 1,000 requests
+        assert used.own_us < used.helpers_us  # this process only waited
+    finally:
+        assert burner.stdin is not None
+        burner.stdin.close()
+        burner.wait(timeout=10)
+    assert cpu.sample(999_999_999) is None  # no such process
+
+
+def test_the_ratio_gate_is_said_as_a_cpu_budget() -> None:
+    fig = _figures()
+    fig.runs[report.BARE] = Run(32, 7000.0, 4.5, 7.0, cpu_us=140.0, cpu_sys_us=28.0)
+    fig.runs[report.FULL_REDIS] = Run(
+        32, 2700.0, 11.0, 16.0, cpu_us=364.0, cpu_sys_us=51.0, helpers_us=85.0
+    )
+    text = report.render(fig)
+    assert "the gateway's own work is 224 us" in text
+    assert "needs the full path at 255 us or less: 109 us to go" in text  # 140 / 0.55
+    assert "364" in text and "85" in text  # the row's columns
+    fig.runs[report.FULL_REDIS] = Run(32, 5000.0, 5.0, 9.0, cpu_us=200.0, cpu_sys_us=30.0)
+    assert "to go" not in report.render(fig)
