@@ -22,6 +22,9 @@ from gateway.store.base import (
     IdempotencyStatus,
     OptOutEntry,
 )
+from gateway.store.sendlog import SendLog
+
+_NO_SENDS = SendLog()  # never added to: the log of a counter not seen yet
 
 
 def longest_windows(caps: Iterable[CapCheck]) -> dict[str, int]:
@@ -30,22 +33,6 @@ def longest_windows(caps: Iterable[CapCheck]) -> dict[str, int]:
     for cap in caps:
         longest[cap.counter] = max(cap.per_ms, longest.get(cap.counter, 0))
     return longest
-
-
-def window_count(times: Iterable[int], cap: CapCheck, now_ms: int) -> CapCount:
-    """Count the sends in [now - per, now] and, when full, when the window frees up.
-
-    The window has room again once the entry at index (count - limit) of the
-    in-window entries, oldest first, has left it: one ms after it is `per` old.
-    """
-    inside = sorted(t for t in times if now_ms - cap.per_ms <= t <= now_ms)
-    count = len(inside)
-    if count < cap.limit:
-        return CapCount(count)
-    oldest_to_leave = count - cap.limit
-    if oldest_to_leave >= count:  # a limit of 0 never has room
-        return CapCount(count)
-    return CapCount(count, inside[oldest_to_leave] + cap.per_ms + 1)
 
 
 def is_blocked(
@@ -72,7 +59,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._opt_outs: dict[tuple[str, str], OptOutEntry] = {}
-        self._sends: dict[str, dict[str, int]] = {}  # counter -> send_id -> at_ms
+        self._sends: dict[str, SendLog] = {}  # by counter
         self._idempotency: dict[str, _IdempotencyRecord] = {}
         self._deferred: dict[str, DeferredMessage] = {}
         self._secrets: dict[str, bytes] = {}
@@ -86,8 +73,7 @@ class MemoryStore:
             name for name, _ in request.opt_out_lists if (name, request.recipient) in self._opt_outs
         )
         caps = tuple(
-            window_count(self._sends.get(cap.counter, {}).values(), cap, now_ms)
-            for cap in request.caps
+            (self._sends.get(cap.counter) or _NO_SENDS).window(cap, now_ms) for cap in request.caps
         )
         counted = count and not is_blocked(request, opted_out, caps)
         if counted:
@@ -96,14 +82,17 @@ class MemoryStore:
 
     def _record(self, caps: Iterable[CapCheck], now_ms: int, send_id: str) -> None:
         for counter, longest in longest_windows(caps).items():
-            sends = self._sends.setdefault(counter, {})
-            for old_id in [i for i, at in sends.items() if at < now_ms - longest]:
-                del sends[old_id]  # no window ending now or later can see it
-            sends[send_id] = now_ms
+            sends = self._sends.get(counter)
+            if sends is None:
+                sends = self._sends[counter] = SendLog()
+            sends.expire(now_ms - longest)
+            sends.add(send_id, now_ms)
 
     async def refund(self, request: FactsRequest, send_id: str) -> None:
         for counter in longest_windows(request.caps):
-            self._sends.get(counter, {}).pop(send_id, None)
+            sends = self._sends.get(counter)
+            if sends is not None:
+                sends.discard(send_id)
 
     async def opt_out_put(self, entry: OptOutEntry) -> bool:
         key = (entry.list, entry.recipient)

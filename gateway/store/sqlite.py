@@ -28,6 +28,7 @@ from gateway.store.base import (
     OptOutEntry,
 )
 from gateway.store.memory import is_blocked, longest_windows
+from gateway.store.sendlog import SendLog
 
 SCHEMA_VERSION = 1
 
@@ -86,6 +87,10 @@ _DEFERRED_COLUMNS = (
 
 _translated = translated((sqlite3.Error,), lambda exc: StoreUnavailable(f"sqlite store: {exc}"))
 
+# A counter holding this many sends in a window is counted from a copy of its
+# entries kept in memory (a SendLog) instead of by SQL, which reads each one.
+MIRROR_FROM = 256
+
 
 class SqliteStore:
     """State in one SQLite file. `synchronous_full` makes every commit survive a
@@ -97,6 +102,10 @@ class SqliteStore:
             self._db = _open(path, synchronous_full)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite store {path}: {exc}") from exc
+        # Busy counters' entries, as the file holds them after our last commit;
+        # dropped whenever another connection has committed since.
+        self._mirrors: dict[str, SendLog] = {}
+        self._version: int | None = None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -117,20 +126,52 @@ class SqliteStore:
         self, request: FactsRequest, now_ms: int, *, count: bool, send_id: str
     ) -> Facts:
         with self._transaction() as db:
+            self._check_mirrors(db)
             opted_out = _opted_out(db, request)
-            caps = tuple(_window_count(db, cap, now_ms) for cap in request.caps)
+            caps = tuple(self._window(db, cap, now_ms) for cap in request.caps)
             counted = count and not is_blocked(request, opted_out, caps)
             if counted:
                 _record(db, request.caps, now_ms, send_id)
+        if counted:  # committed: the copies follow
+            for counter, longest in longest_windows(request.caps).items():
+                mirror = self._mirrors.get(counter)
+                if mirror is not None:
+                    mirror.expire(now_ms - longest)
+                    mirror.add(send_id, now_ms)
         return Facts(opted_out=opted_out, caps=caps, counted=counted)
 
     @_translated
     async def refund(self, request: FactsRequest, send_id: str) -> None:
+        counters = longest_windows(request.caps)
         with self._transaction() as db:
+            self._check_mirrors(db)
             db.executemany(
                 "DELETE FROM sends WHERE counter = ? AND send_id = ?",
-                [(counter, send_id) for counter in longest_windows(request.caps)],
+                [(counter, send_id) for counter in counters],
             )
+        for counter in counters:
+            mirror = self._mirrors.get(counter)
+            if mirror is not None:
+                mirror.discard(send_id)
+
+    def _check_mirrors(self, db: sqlite3.Connection) -> None:
+        """Drop the copies if another connection (another process) has
+        committed since this one last looked: it may have changed the sends."""
+        (version,) = db.execute("PRAGMA data_version").fetchone()
+        if version != self._version:
+            self._mirrors.clear()
+            self._version = version
+
+    def _window(self, db: sqlite3.Connection, cap: CapCheck, now_ms: int) -> CapCount:
+        mirror = self._mirrors.get(cap.counter)
+        if mirror is not None:
+            return mirror.window(cap, now_ms)
+        found = _window_count(db, cap, now_ms)
+        if found.count < MIRROR_FROM:
+            return found
+        rows = db.execute("SELECT send_id, at_ms FROM sends WHERE counter = ?", (cap.counter,))
+        mirror = self._mirrors[cap.counter] = SendLog(rows)
+        return mirror.window(cap, now_ms)
 
     @_translated
     async def opt_out_put(self, entry: OptOutEntry) -> bool:
@@ -350,8 +391,8 @@ def _opted_out(db: sqlite3.Connection, request: FactsRequest) -> frozenset[str]:
 
 
 def _window_count(db: sqlite3.Connection, cap: CapCheck, now_ms: int) -> CapCount:
-    """Sends in [now - per, now]; when full, the first instant with room (see
-    `memory.window_count`, which this mirrors)."""
+    """Sends in [now - per, now]; when full, the first instant with room (as
+    `SendLog.window` counts them)."""
     window = (cap.counter, now_ms - cap.per_ms, now_ms)
     in_window = "FROM sends WHERE counter = ? AND at_ms BETWEEN ? AND ?"
     (count,) = db.execute(f"SELECT count(*) {in_window}", window).fetchone()

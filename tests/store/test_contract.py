@@ -120,6 +120,32 @@ async def test_retry_at_waits_for_enough_sends_to_leave_when_count_is_over_limit
     assert (await peek(store, ask(cap(0)), T + 30)).caps == (CapCount(3),)  # never has room
 
 
+async def test_a_busy_counter_counts_its_window_exactly(store: Store) -> None:
+    """A sender-wide cap sees every message: hundreds of sends in one window,
+    counted exactly, with the instant it has room, a refund and expiry."""
+    minute = 60_000
+    busy = CapCheck("cap:sender:acme", "acme", 400, minute, True)
+    counted = [(await send(store, ask(busy), T + i * 100, f"s{i}")).counted for i in range(500)]
+    assert counted == [True] * 400 + [False] * 100  # full from the 401st on
+    # The window is [now - 1 min, now]: the send at T leaves it 1 ms after T + 1 min.
+    assert (await peek(store, ask(busy), T + 49_900)).caps == (CapCount(400, T + minute + 1),)
+    assert (await peek(store, ask(busy), T + minute)).caps == (CapCount(400, T + minute + 1),)
+    assert (await peek(store, ask(busy), T + minute + 1)).caps == (CapCount(399),)
+    assert (await peek(store, ask(busy), T + minute + 250)).caps == (CapCount(397),)
+
+    await store.refund(ask(busy), "s10")
+    await store.refund(ask(busy), "s450")  # never counted: nothing to take back
+    assert (await peek(store, ask(busy), T + 49_900)).caps == (CapCount(399),)
+
+    again = await send(store, ask(busy), T + 50_000, "s0")  # the same id: counted once,
+    assert again.counted and again.caps == (CapCount(399),)  # now at its later time
+    assert (await peek(store, ask(busy), T + minute + 1)).caps == (CapCount(399),)
+
+    later = await send(store, ask(busy), T + 10 * minute, "late")  # the rest has expired
+    assert later.caps == (CapCount(0),) and later.counted
+    assert (await peek(store, ask(busy), T + 10 * minute)).caps == (CapCount(1),)
+
+
 async def test_several_windows_of_one_counter(store: Store) -> None:
     rule = (cap(2, DAY), cap(5, WEEK))
     sends = [T, T + HOUR, T + DAY + 2 * HOUR, T + DAY + 3 * HOUR, T + 2 * DAY + 4 * HOUR]

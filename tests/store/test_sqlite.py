@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import StoreUnavailable
-from gateway.store.base import DeferredMessage, FactsRequest, IdempotencyStatus, OptOutEntry
-from gateway.store.sqlite import SCHEMA_VERSION, SqliteStore
+from gateway.store.base import (
+    CapCheck,
+    CapCount,
+    DeferredMessage,
+    FactsRequest,
+    IdempotencyStatus,
+    OptOutEntry,
+)
+from gateway.store.sqlite import MIRROR_FROM, SCHEMA_VERSION, SqliteStore
 
 from .test_contract import ALICE, DAY, HOUR, T, ask, cap, held, peek, send
 
@@ -132,3 +139,29 @@ async def test_a_deferred_message_keeps_its_lease_across_reopen(tmp_path: Path) 
         assert await again.defer_claim_due(T + 999, 10, 1_000) == []
     finally:
         await again.close()
+
+
+async def test_a_busy_counter_is_counted_right_by_two_processes_on_one_file(
+    tmp_path: Path,
+) -> None:
+    """A busy counter is counted from a copy in memory; a commit by another
+    connection (another process on the same file) makes the copy be read again."""
+    minute = 60_000
+    busy = CapCheck("cap:sender:acme", "acme", 10_000, minute, True)
+    first, second = SqliteStore(tmp_path / "state.db"), SqliteStore(tmp_path / "state.db")
+    try:
+        for i in range(MIRROR_FROM + 50):
+            await send(first, ask(busy), T + i, f"a{i}")
+        assert "cap:sender:acme" in first._mirrors  # the copy is in use
+        for i in range(5):
+            await send(second, ask(busy), T + 1000 + i, f"b{i}")
+        expected = MIRROR_FROM + 55
+        assert (await peek(first, ask(busy), T + 2000)).caps == (CapCount(expected),)
+        await first.refund(ask(busy), "b0")
+        assert (await peek(second, ask(busy), T + 2000)).caps == (CapCount(expected - 1),)
+        # Expired by the other one's count: a minute later only its own send is left.
+        await send(second, ask(busy), T + 2000 + minute, "b9")
+        assert (await peek(first, ask(busy), T + 2000 + minute)).caps == (CapCount(1),)
+    finally:
+        await first.close()
+        await second.close()
