@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -68,8 +67,6 @@ INSERT OR IGNORE INTO journal_position VALUES (1, 0, 0);
 
 BUSY_MS = 2000  # how long a statement waits for a database someone else holds
 _SLICE = 2  # journal lines inserted between two chances for others to run
-_LIGHT_LINES = 128  # a run this short pauses between slices ...
-_PAUSE = 0.0001  # ... for this long (seconds)
 
 # sqlite3's errors, and the journal's when the index reads it, become
 # AuditUnavailable here and nowhere else.
@@ -176,20 +173,17 @@ class Builder:
         """The entries of `lines` (found at `offset` of file `number`), a few
         at a time, giving the processor away in between: on a small machine
         a burst of this work held up the Redis and upstream replies of
-        requests in flight. Between the slices of a light run it sleeps a
-        moment (that disturbed requests least); a heavy run only yields, so
-        the index keeps up at any rate."""
+        requests in flight. It yields rather than sleeps: a 0.1 ms sleep
+        between slices tripled the indexer's processor time per entry (70
+        against 26 us) and did not shorten any request (one connection and
+        ~1,000 req/s, p50 and p99, four runs each)."""
         entries = []
         for line in lines.splitlines(keepends=True):
             entries.append((line, offset, len(line)))
             offset += len(line)
-        light = len(entries) <= _LIGHT_LINES
         for start in range(0, len(entries), _SLICE):
             self._insert_rows(number, entries[start : start + _SLICE])
-            if light:
-                time.sleep(_PAUSE)
-            else:
-                os.sched_yield()
+            os.sched_yield()
 
     def _insert_rows(self, number: int, lines: list[tuple[bytes, int, int]]) -> None:
         """The rows of some entries; their documents stay in the journal, the
