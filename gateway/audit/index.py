@@ -66,7 +66,8 @@ INSERT OR IGNORE INTO journal_position VALUES (1, 0, 0);
 """
 
 BUSY_MS = 2000  # how long a statement waits for a database someone else holds
-_SLICE = 2  # journal lines inserted between two chances for others to run
+_SLICE = 2  # journal lines inserted between two chances for others to run ...
+_LIGHT_LINES = 128  # ... in a run this short; a longer one goes in at once
 
 # sqlite3's errors, and the journal's when the index reads it, become
 # AuditUnavailable here and nowhere else.
@@ -170,17 +171,23 @@ class Builder:
         return at
 
     def _insert(self, lines: bytes, number: int, offset: int) -> None:
-        """The entries of `lines` (found at `offset` of file `number`), a few
-        at a time, giving the processor away in between: on a small machine
-        a burst of this work held up the Redis and upstream replies of
-        requests in flight. It yields rather than sleeps: a 0.1 ms sleep
-        between slices tripled the indexer's processor time per entry (70
-        against 26 us) and did not shorten any request (one connection and
-        ~1,000 req/s, p50 and p99, four runs each)."""
+        """The entries of `lines` (found at `offset` of file `number`).
+
+        A light run goes in a few at a time, giving the processor away in
+        between: on a small machine a burst of this work held up the Redis
+        and upstream replies of requests in flight. It yields rather than
+        sleeps: a 0.1 ms sleep tripled the processor time per entry (70
+        against 26 us) and shortened no request. A heavy run (the index is
+        behind) goes in at once: yielding every two lines, the indexer waited
+        a round of the scheduler for each pair while the gateway's workers
+        kept both cores busy, and fell further behind."""
         entries = []
         for line in lines.splitlines(keepends=True):
             entries.append((line, offset, len(line)))
             offset += len(line)
+        if len(entries) > _LIGHT_LINES:
+            self._insert_rows(number, entries)
+            return
         for start in range(0, len(entries), _SLICE):
             self._insert_rows(number, entries[start : start + _SLICE])
             os.sched_yield()

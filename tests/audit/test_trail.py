@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from gateway.audit import AuditTrail, DecisionQuery, MemoryTrail, SqliteTrail
+from gateway.audit.indexer import NICE
 from gateway.audit.sqlite import INDEX_DELAY
 from gateway.errors import AuditUnavailable
 
@@ -190,3 +192,23 @@ async def test_amendments_keep_their_order(trail: AuditTrail) -> None:
     await trail.update("id001", {"upstream": {"status": 201}})  # the later one wins
     got = await trail.get("id001")
     assert got is not None and got["upstream"] == {"status": 201}
+
+
+def test_the_indexer_runs_behind_requests_in_the_batch_class(tmp_path: Path) -> None:
+    """Below the gateway, not in the idle class: that one got next to nothing
+    while two workers kept both cores busy, and the index fell behind until
+    new decisions failed closed."""
+
+    async def scheduling() -> tuple[int, int, int]:
+        trail = SqliteTrail(tmp_path / "a.db")
+        try:
+            await trail.append(record(1), 1000)
+            assert await trail.get("id001") is not None  # indexed: the indexer is at work
+            fields = Path(f"/proc/{trail._indexer.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return int(fields[16]), int(fields[38]), os.getpriority(os.PRIO_PROCESS, 0)
+        finally:
+            await trail.close()
+
+    nice, policy, ours = asyncio.run(scheduling())
+    assert policy == os.SCHED_BATCH
+    assert nice == min(19, ours + NICE)
