@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -532,8 +533,8 @@ def _workers_serving(data_dir: Path) -> int:
 
 
 def _share_note(data_dir: Path) -> str:
-    """How the decisions were shared between the workers: the decisions in
-    each one's journal (its index may still be catching up after the run)."""
+    """How the decisions were shared between the workers (the decisions in
+    each one's journal), and how far behind each one's index was left."""
     counts = []
     for journal in sorted(data_dir.glob("worker-*/audit.journal")):
         decisions = 0
@@ -544,7 +545,29 @@ def _share_note(data_dir: Path) -> str:
     total = sum(counts)
     if len(counts) < 2 or total == 0:
         return ""
-    return "split " + "/".join(f"{n / total:.0%}" for n in counts)
+    note = "split " + "/".join(f"{n / total:.0%}" for n in counts)
+    behind = [_index_behind(worker) for worker in sorted(data_dir.glob("worker-*"))]
+    if None not in behind:
+        note += ", index behind " + "/".join(f"{b / 1e6:.1f}" for b in behind if b is not None)
+        note += " MB"
+    return note
+
+
+def _index_behind(worker: Path) -> int | None:
+    """Journal bytes a worker's trail index has not taken in yet: what its
+    indexer still has to do when the load stops (the gateway fails closed
+    once it is 256 MB). None when the index cannot be read."""
+    try:
+        uri = f"file:{worker / 'audit.db'}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+            number, offset = db.execute("SELECT file, offset FROM journal_position").fetchone()
+    except (sqlite3.Error, TypeError):
+        return None
+    behind = 0
+    for part in (worker / "audit.journal").glob("*.jsonl"):
+        if part.stem.isdigit() and int(part.stem) >= number:
+            behind += part.stat().st_size - (offset if int(part.stem) == number else 0)
+    return max(0, behind)
 
 
 def profile_gateway(loader: Loader, servers: Servers, post: wrk.Load, options: Options) -> None:

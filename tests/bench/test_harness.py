@@ -19,6 +19,7 @@ from bench import profile as profiling
 from bench.processes import Processes, free_port, http_ok, port_open
 from bench.report import Figures, Run
 from bench.stub import RESPONSE, request_size
+from gateway.audit import index
 from gateway.cli import main as gateway_main
 from gateway.policy.loader import load_bundle
 
@@ -239,8 +240,19 @@ def test_the_split_between_workers_is_read_from_their_journals(tmp_path: Path) -
         journal.mkdir(parents=True)
         lines = ['["d",1,{}]'] * decisions + ['["a","id",{}]']  # amendments do not count
         (journal / "00000001.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert harness._share_note(tmp_path) == "split 75%/25%"
+    assert harness._share_note(tmp_path) == "split 75%/25%"  # no index to read
     assert harness._share_note(tmp_path / "worker-1") == ""  # one worker: nothing to say
+
+    # Worker 1's index has every line of its file, worker 2's none of it.
+    for worker, taken in (("worker-1", True), ("worker-2", False)):
+        folder = tmp_path / worker
+        db = index.connect(folder / "audit.db")
+        size = (folder / "audit.journal" / "00000001.jsonl").stat().st_size
+        db.execute("UPDATE journal_position SET file = 1, offset = ?", (size if taken else 0,))
+        db.close()
+    behind = len("\n".join(['["d",1,{}]', '["a","id",{}]']) + "\n") / 1e6
+    assert harness._share_note(tmp_path) == f"split 75%/25%, index behind 0.0/{behind:.1f} MB"
+    assert harness._index_behind(tmp_path / "worker-2") == len('["d",1,{}]\n["a","id",{}]\n')
 
 
 def test_cpu_times_are_read_past_a_command_name_with_spaces_and_parentheses() -> None:
