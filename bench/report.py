@@ -214,7 +214,8 @@ def cpu_lines(fig: Figures) -> list[str]:
     own = full.cpu_us - bare.cpu_us
     lines = [
         "cpu us: processor time per request of the server process (user + system), at"
-        " saturation; +helpers: of the processes it started (the trail's indexer, at a lower priority)",
+        " saturation; +helpers: of the processes it started (the trail's indexer, at a lower"
+        " priority)",
         f"full path {full.cpu_us:,.0f} us per request ({full.cpu_sys_us or 0:,.0f} in the kernel),"
         f" bare proxy {bare.cpu_us:,.0f} ({bare.cpu_sys_us or 0:,.0f}): the gateway's own work"
         f" is {own:,.0f} us.",
