@@ -59,10 +59,6 @@ def _stat(pid: int) -> tuple[int, CpuTimes] | None:
     return parse_stat(text, _ticks_per_s())
 
 
-def available() -> bool:
-    return (_PROC / "self" / "stat").exists()
-
-
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One reading: the server's own times and the sum over its descendants."""
