@@ -229,6 +229,8 @@ class Servers:
     config_folder: Path
     stub: Process
     bare: Process
+    ceiling_port: int
+    ceiling: Process
 
 
 def start_gateway(
@@ -257,6 +259,11 @@ def start_servers(procs: Processes, folder: Path, options: Options) -> Servers:
     if options.gc_tune:
         proxy_args.append("--gc-tune")
     bare = procs.python("bare proxy", "bench.proxy", *proxy_args)
+    ceiling_port = free_port()
+    ceiling_args = [str(ceiling_port), *proxy_args[1:], "--redis", redis_target.url]
+    ceiling_args += ["--redis-key", redis_target.prefix + "ceiling"]
+    ceiling_args += ["--journal", str(folder / "ceiling-journal")]
+    ceiling = procs.python("ceiling proxy", "bench.proxy", *ceiling_args)
 
     policies = bundle.write_policies(folder / "policies")
     say(f"policy bundle: {len(bundle.RULES)} rules, {bundle.TERM_COUNT:,} banned terms")
@@ -286,6 +293,8 @@ def start_servers(procs: Processes, folder: Path, options: Options) -> Servers:
     say(f"stub upstream on :{stub_port}")
     bare.wait_ready(lambda: http_ok(f"http://127.0.0.1:{bare_port}/healthz"))
     say(f"bare proxy on :{bare_port}")
+    ceiling.wait_ready(lambda: http_ok(f"http://127.0.0.1:{ceiling_port}/healthz"))
+    say(f"ceiling proxy (bare + one EVALSHA + one journal line) on :{ceiling_port}")
     embedded.wait_ready(lambda: http_ok(f"http://127.0.0.1:{embedded_port}/healthz"))
     say(f"gateway, embedded store, on :{embedded_port}")
     on_redis.wait_ready(lambda: http_ok(f"http://127.0.0.1:{redis_port}/healthz"))
@@ -301,6 +310,8 @@ def start_servers(procs: Processes, folder: Path, options: Options) -> Servers:
         config_folder=folder,
         stub=stub,
         bare=bare,
+        ceiling_port=ceiling_port,
+        ceiling=ceiling,
     )
 
 
@@ -432,6 +443,7 @@ def run(options: Options) -> Figures:
         empty = wrk.Load("GET", "/healthz")
         stub_url = servers.stub_url
         bare = f"http://127.0.0.1:{servers.bare_port}/v1/messages"
+        ceiling = f"http://127.0.0.1:{servers.ceiling_port}/v1/messages"
         embedded = f"http://127.0.0.1:{servers.embedded_port}/v1/messages"
         on_redis = f"http://127.0.0.1:{servers.redis_port}"
         c = options.connections
@@ -442,6 +454,7 @@ def run(options: Options) -> Figures:
         for name, url, load, server in (
             (report.DIRECT, stub_url, direct, servers.stub),
             (report.BARE, bare, post, servers.bare),
+            (report.CEILING, ceiling, post, servers.ceiling),
             (report.FULL_EMBEDDED, embedded, post, servers.embedded_gateway),
             (report.FULL_REDIS, on_redis + "/v1/messages", post, gateway),
             (report.FULL_REDIS_PERSONAL, on_redis + "/v1/messages", personal, gateway),
@@ -451,6 +464,7 @@ def run(options: Options) -> Figures:
             runs[name] = loader.measure(name, url, load, connections=c, server=server)
         # The embedded gateway is done: its idle process would only take memory.
         procs.stop(servers.embedded_gateway)
+        procs.stop(servers.ceiling)
 
         say("added latency: one connection")
         for name, url, load in (

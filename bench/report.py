@@ -14,6 +14,7 @@ from typing import Any
 # Scenario names: the keys of `Figures.runs`.
 DIRECT = "direct to stub"
 BARE = "bare proxy"
+CEILING = "ceiling: bare + EVALSHA + line"
 FULL_EMBEDDED = "full path, embedded store"
 FULL_REDIS = "full path, Redis"
 FULL_REDIS_PERSONAL = "full path, Redis, personal texts"
@@ -224,6 +225,15 @@ def cpu_lines(fig: Figures) -> list[str]:
         lines.append(
             f"The ratio gate ({RATIO_GATE}) needs the full path at {budget:,.0f} us or less:"
             f" {full.cpu_us - budget:,.0f} us to go."
+        )
+    ceiling = fig.runs.get(CEILING)
+    if ceiling is not None and ceiling.cpu_us is not None:
+        left = budget - ceiling.cpu_us
+        lines.append(
+            f"The ceiling (the bare proxy plus one EVALSHA and one journal line, nothing else)"
+            f" spends {ceiling.cpu_us:,.0f} us, {ceiling.rps / bare.rps:.2f} of the bare proxy's"
+            f" req/s (PERFORMANCE.md: 0.62): within the gate, parsing, rules and the decision"
+            f" have {max(left, 0):,.0f} us."
         )
     return lines
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from bench import bundle, cpu, harness, report, wrk
 from bench import profile as profiling
@@ -22,6 +23,7 @@ from bench.stub import RESPONSE, request_size
 from gateway.audit import index
 from gateway.cli import main as gateway_main
 from gateway.policy.loader import load_bundle
+from tests.redis_support import REDIS_URL, require_redis_sync
 
 WRK_OUTPUT = """Running 6s test @ http://127.0.0.1:8080/v1/messages
   1 threads and 32 connections
@@ -223,6 +225,49 @@ def test_stub_and_bare_proxy_start_answer_and_stop(tmp_path: Path) -> None:
     assert not port_open(stub_port) and not port_open(proxy_port)
 
 
+def test_the_ceiling_proxy_counts_in_redis_and_journals_each_message(tmp_path: Path) -> None:
+    require_redis_sync()
+    key = f"test-ceiling-{os.getpid()}-{time.monotonic_ns()}"
+    client = redis.Redis.from_url(REDIS_URL)
+    procs = Processes(tmp_path)
+    try:
+        stub_port, proxy_port = free_port(), free_port()
+        stub = procs.python("stub", "bench.stub", str(stub_port))
+        proxy = procs.python(
+            "ceiling",
+            "bench.proxy",
+            str(proxy_port),
+            f"http://127.0.0.1:{stub_port}/v1/send",
+            *("--redis", REDIS_URL, "--redis-key", key, "--journal", str(tmp_path / "j")),
+        )
+        stub.wait_ready(lambda: port_open(stub_port), timeout=15)
+        proxy.wait_ready(lambda: http_ok(f"http://127.0.0.1:{proxy_port}/healthz"), timeout=15)
+        connection = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=5)
+        try:
+            for number in range(3):
+                connection.request(
+                    "POST",
+                    "/v1/messages",
+                    bundle.body(number),
+                    {"Content-Type": "application/json"},
+                )
+                answer = connection.getresponse()
+                assert answer.status == 201
+                assert json.loads(answer.read())["status"] == "queued"
+        finally:
+            connection.close()
+        assert client.get(key) == b"3"  # one EVALSHA each
+        lines = b"".join(p.read_bytes() for p in (tmp_path / "j").glob("*.jsonl")).splitlines()
+        entries = [json.loads(line) for line in lines]  # one whole line each
+        assert [entry[0] for entry in entries] == ["d", "d", "d"]
+        assert len({entry[2]["decision_id"] for entry in entries}) == 3
+        assert len(entries[0][2]["trace"]) == 20  # a decision's worth of JSON
+    finally:
+        procs.stop_all()
+        client.delete(key)
+        client.close()
+
+
 def test_quick_options() -> None:
     options = harness.parse_args(["--quick"])
     assert (options.duration, options.warmup, options.workers2, options.content) == (
@@ -304,3 +349,15 @@ def test_the_ratio_gate_is_said_as_a_cpu_budget() -> None:
     assert "364" in text and "85" in text  # the row's columns
     fig.runs[report.FULL_REDIS] = Run(32, 5000.0, 5.0, 9.0, cpu_us=200.0, cpu_sys_us=30.0)
     assert "to go" not in report.render(fig)
+
+
+def test_the_ceiling_says_what_the_gate_leaves_for_the_gateways_own_work() -> None:
+    fig = _figures()
+    fig.runs[report.BARE] = Run(32, 8000.0, 4.0, 6.0, cpu_us=121.0, cpu_sys_us=24.0)
+    fig.runs[report.CEILING] = Run(32, 5000.0, 6.0, 8.0, cpu_us=190.0, cpu_sys_us=35.0)
+    fig.runs[report.FULL_REDIS] = Run(32, 3000.0, 10.0, 14.0, cpu_us=310.0, cpu_sys_us=45.0)
+    text = report.render(fig)
+    assert "spends 190 us, 0.62 of the bare proxy's req/s" in text
+    assert "parsing, rules and the decision have 30 us" in text  # 121 / 0.55 - 190
+    fig.runs[report.CEILING] = Run(32, 4000.0, 6.0, 8.0, cpu_us=240.0, cpu_sys_us=35.0)
+    assert "the decision have 0 us" in report.render(fig)  # the ceiling itself is over
