@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bench import bundle, cpu, report, wrk
 from bench import profile as profiling
@@ -58,6 +59,7 @@ class Options:
     json_out: Path | None = None
     counted_messages: int = 300
     busy_poll_us: int = 1000
+    rounds: int = 3
 
 
 def server_stack(loop: str, http: str) -> str:
@@ -368,8 +370,6 @@ class Loader:
         )
         after = cpu.sample(server.pid) if server is not None else None
         used = cpu.per_request(before, after, result.requests) if before and after else None
-        if delay_mean_ms > 0:
-            note = (note + " " if note else "") + f"achieved {result.rps:,.0f} req/s"
         run = Run(
             connections=connections,
             rps=result.rps,
@@ -378,6 +378,7 @@ class Loader:
             ok=result.ok,
             workers=workers,
             note=note,
+            paced=delay_mean_ms > 0,
             cpu_us=used.own_us if used else None,
             cpu_sys_us=used.system_us if used else None,
             helpers_us=used.helpers_us if used else None,
@@ -389,6 +390,30 @@ class Loader:
             f"  p99 {run.p99_ms:6.2f} ms{spent}{flag}"
         )
         return run
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One row of the table: what `Loader.measure` is given."""
+
+    name: str
+    url: str
+    load: wrk.Load
+    how: dict[str, Any]  # connections, warmup, delay_mean_ms, workers
+    server: Process | None = None
+
+
+def measure_rounds(loader: Loader, scenarios: list[Scenario], rounds: int) -> dict[str, Run]:
+    """Every scenario once per round, side by side, so that a slow minute of
+    the machine touches them all alike; each figure is the median of its
+    rounds (PERFORMANCE.md's figures are medians of three)."""
+    taken: dict[str, list[Run]] = {s.name: [] for s in scenarios}
+    for round_number in range(1, rounds + 1):
+        if rounds > 1:
+            say(f"  round {round_number} of {rounds}")
+        for s in scenarios:
+            taken[s.name].append(loader.measure(s.name, s.url, s.load, server=s.server, **s.how))
+    return {name: report.median_run(runs) for name, runs in taken.items()}
 
 
 # -- the run ---------------------------------------------------------------
@@ -448,50 +473,62 @@ def run(options: Options) -> Figures:
         on_redis = f"http://127.0.0.1:{servers.redis_port}"
         c = options.connections
         runs = fig.runs
+        rounds = options.rounds
 
         say(f"saturation: {c} connections, {options.duration:g} s each after {options.warmup:g} s")
         gateway = servers.redis_gateway
-        for name, url, load, server in (
-            (report.DIRECT, stub_url, direct, servers.stub),
-            (report.BARE, bare, post, servers.bare),
-            (report.CEILING, ceiling, post, servers.ceiling),
-            (report.FULL_EMBEDDED, embedded, post, servers.embedded_gateway),
-            (report.FULL_REDIS, on_redis + "/v1/messages", post, gateway),
-            (report.FULL_REDIS_PERSONAL, on_redis + "/v1/messages", personal, gateway),
-            (report.CHECK, on_redis + "/v1/check", check, gateway),
-            (report.EMPTY, on_redis + "/healthz", empty, gateway),
-        ):
-            runs[name] = loader.measure(name, url, load, connections=c, server=server)
+        saturated = {"connections": c}
+        runs |= measure_rounds(
+            loader,
+            [
+                Scenario(report.DIRECT, stub_url, direct, saturated, servers.stub),
+                Scenario(report.BARE, bare, post, saturated, servers.bare),
+                Scenario(report.CEILING, ceiling, post, saturated, servers.ceiling),
+                Scenario(report.FULL_EMBEDDED, embedded, post, saturated, servers.embedded_gateway),
+                Scenario(report.FULL_REDIS, on_redis + "/v1/messages", post, saturated, gateway),
+                Scenario(
+                    report.FULL_REDIS_PERSONAL,
+                    on_redis + "/v1/messages",
+                    personal,
+                    saturated,
+                    gateway,
+                ),
+                Scenario(report.CHECK, on_redis + "/v1/check", check, saturated, gateway),
+                Scenario(report.EMPTY, on_redis + "/healthz", empty, saturated, gateway),
+            ],
+            rounds,
+        )
         # The embedded gateway is done: its idle process would only take memory.
         procs.stop(servers.embedded_gateway)
         procs.stop(servers.ceiling)
 
         say("added latency: one connection")
-        for name, url, load in (
-            (report.DIRECT_C1, stub_url, direct),
-            (report.BARE_C1, bare, post),
-            (report.FULL_C1, on_redis + "/v1/messages", post),
-        ):
-            runs[name] = loader.measure(name, url, load, connections=1, warmup=False)
+        one = {"connections": 1, "warmup": False}
+        runs |= measure_rounds(
+            loader,
+            [
+                Scenario(report.DIRECT_C1, stub_url, direct, one),
+                Scenario(report.BARE_C1, bare, post, one),
+                Scenario(report.FULL_C1, on_redis + "/v1/messages", post, one),
+            ],
+            rounds,
+        )
 
         delay = options.paced_connections * 1000.0 / options.rate
         say(
             f"added latency: ~{options.rate:,.0f} req/s offered ({options.paced_connections}"
             f" connections, each pausing {delay:g} ms on average, exponentially distributed)"
         )
-        for name, url, load in (
-            (report.DIRECT_PACED, stub_url, direct),
-            (report.BARE_PACED, bare, post),
-            (report.FULL_PACED, on_redis + "/v1/messages", post),
-        ):
-            runs[name] = loader.measure(
-                name,
-                url,
-                load,
-                connections=options.paced_connections,
-                warmup=False,
-                delay_mean_ms=delay,
-            )
+        paced = {"connections": options.paced_connections, "warmup": False, "delay_mean_ms": delay}
+        runs |= measure_rounds(
+            loader,
+            [
+                Scenario(report.DIRECT_PACED, stub_url, direct, paced),
+                Scenario(report.BARE_PACED, bare, post, paced),
+                Scenario(report.FULL_PACED, on_redis + "/v1/messages", post, paced),
+            ],
+            rounds,
+        )
 
         say(f"Redis commands per message: {options.counted_messages} sequential sends")
         per_message, detail = count_round_trips(
@@ -522,13 +559,18 @@ def run(options: Options) -> Figures:
             # other still loads the bundle would all go to the first one.
             two.wait_ready(lambda: _workers_serving(folder / "data-redis-2w") == 2)
             say(f"scale-out: gateway with 2 workers on :{port}")
-            scaled = loader.measure(
-                report.FULL_REDIS_2W,
-                f"http://127.0.0.1:{port}/v1/messages",
-                post,
-                connections=c,
-                workers=2,
-            )
+            scaled = measure_rounds(
+                loader,
+                [
+                    Scenario(
+                        report.FULL_REDIS_2W,
+                        f"http://127.0.0.1:{port}/v1/messages",
+                        post,
+                        {"connections": c, "workers": 2},
+                    )
+                ],
+                rounds,
+            )[report.FULL_REDIS_2W]
             runs[report.FULL_REDIS_2W] = replace(scaled, note=_share_note(folder / "data-redis-2w"))
         clean_redis(servers.redis)
 
@@ -635,7 +677,12 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--rate", type=float, default=1000.0, help="offered req/s, paced runs")
-    parser.add_argument("--quick", action="store_true", help="1 s runs, no warm-up, no 2 workers")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of every scenario; each figure the median"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="one round of 1 s runs, no warm-up, no 2 workers"
+    )
     parser.add_argument(
         "--no-gc-tune",
         dest="gc_tune",
@@ -671,6 +718,7 @@ def parse_args(argv: list[str] | None) -> Options:
         json_out=args.json,
         counted_messages=50 if quick else 300,
         busy_poll_us=args.busy_poll_us,
+        rounds=1 if quick else max(1, args.rounds),
     )
 
 
@@ -690,6 +738,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'yes' if options.gc_tune else 'no'}, gateway busy poll "
         f"{f'{options.busy_poll_us} us' if options.busy_poll_us else 'off'}, "
         f"{options.duration:g} s per run"
+        + (f", median of {options.rounds} rounds" if options.rounds > 1 else "")
     )
     print()
     print(report.render(fig, title))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ class Run:
     ok: bool = True  # every answer was 2xx and no socket errors
     workers: int = 1
     note: str = ""
+    paced: bool = False  # a paced run: its req/s is what was achieved of the offered rate
     # Processor time per request (bench/cpu.py), where it was read: the
     # server's own, the kernel's part of it, and the processes it started.
     cpu_us: float | None = None
@@ -92,6 +94,32 @@ def content_us_1kb(rows: Iterable[Mapping[str, Any]], terms: int) -> float | Non
         and 1000 <= int(row["utf8_bytes"]) < 1100
     ]
     return max(values) if values else None
+
+
+def median_run(runs: Sequence[Run]) -> Run:
+    """The rounds of one scenario as one: the median of each figure (so p99
+    is the median of the rounds' p99s), all-2xx only if every round was."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def mid(values: Iterable[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    first = runs[0]
+    return Run(
+        connections=first.connections,
+        rps=statistics.median(r.rps for r in runs),
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        ok=all(r.ok for r in runs),
+        workers=first.workers,
+        note=first.note,
+        paced=first.paced,
+        cpu_us=mid(r.cpu_us for r in runs),
+        cpu_sys_us=mid(r.cpu_sys_us for r in runs),
+        helpers_us=mid(r.helpers_us for r in runs),
+    )
 
 
 def _holds(value: float | None, test: Callable[[float], bool]) -> bool | None:
@@ -185,7 +213,11 @@ def scenario_lines(fig: Figures) -> list[str]:
     rows = []
     for name, run in fig.runs.items():
         per_worker = f"{run.rps_per_worker:,.0f}" if run.workers > 1 else ""
-        note = run.note if run.ok else ("NOT ALL 2xx/errors! " + run.note).strip()
+        note = run.note
+        if run.paced:
+            note = f"achieved {run.rps:,.0f} req/s" + (f", {note}" if note else "")
+        if not run.ok:
+            note = ("NOT ALL 2xx/errors! " + note).strip()
         rows.append(
             [
                 name,

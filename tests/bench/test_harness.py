@@ -10,7 +10,9 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -277,6 +279,51 @@ def test_quick_options() -> None:
         False,
     )
     assert harness.parse_args([]).duration >= 5
+    assert options.rounds == 1
+    assert harness.parse_args([]).rounds == 3
+    assert harness.parse_args(["--rounds", "5"]).rounds == 5
+
+
+def test_each_figure_is_the_median_of_its_rounds() -> None:
+    rounds = [
+        Run(32, 3000.0, 10.0, 14.0, cpu_us=300.0, cpu_sys_us=40.0),
+        Run(32, 3300.0, 9.0, 20.0, cpu_us=320.0, cpu_sys_us=50.0),
+        Run(32, 3100.0, 9.5, 12.0, cpu_us=310.0, cpu_sys_us=45.0),
+    ]
+    run = report.median_run(rounds)
+    assert (run.rps, run.p50_ms, run.p99_ms) == (3100.0, 9.5, 14.0)
+    assert (run.cpu_us, run.cpu_sys_us, run.ok) == (310.0, 45.0, True)
+    assert not report.median_run([*rounds[:2], replace(rounds[2], ok=False)]).ok
+    assert report.median_run(rounds[:1]) is rounds[0]
+
+
+def test_rounds_take_every_scenario_in_turn(tmp_path: Path) -> None:
+    taken: list[str] = []
+    figures = {"a": iter([100.0, 300.0, 200.0]), "b": iter([10.0, 30.0, 20.0])}
+
+    class Loader:
+        def measure(self, name: str, url: str, load: wrk.Load, **how: Any) -> Run:
+            taken.append(name)
+            return Run(how["connections"], next(figures[name]), 1.0, 2.0)
+
+    load = wrk.Load("GET", "/healthz")
+    runs = harness.measure_rounds(
+        Loader(),  # type: ignore[arg-type]
+        [
+            harness.Scenario("a", "http://a", load, {"connections": 32}),
+            harness.Scenario("b", "http://b", load, {"connections": 1}),
+        ],
+        3,
+    )
+    assert taken == ["a", "b"] * 3  # side by side, not one scenario's rounds in a row
+    assert (runs["a"].rps, runs["b"].rps) == (200.0, 20.0)
+    assert runs["b"].connections == 1
+
+
+def test_a_paced_row_says_the_rate_it_achieved() -> None:
+    fig = _figures()
+    fig.runs[report.FULL_PACED] = Run(16, 934.0, 1.0, 2.9, paced=True)
+    assert "achieved 934 req/s" in report.render(fig)
 
 
 def test_the_split_between_workers_is_read_from_their_journals(tmp_path: Path) -> None:
