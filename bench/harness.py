@@ -502,17 +502,16 @@ def run(options: Options) -> Figures:
         procs.stop(servers.embedded_gateway)
         procs.stop(servers.ceiling)
 
+        def latency(names: tuple[str, str, str], how: dict[str, Any]) -> dict[str, Run]:
+            """The direct send, the bare proxy and the full path, loaded alike."""
+            paths = ((stub_url, direct), (bare, post), (on_redis + "/v1/messages", post))
+            pairs = zip(names, paths, strict=True)
+            group = [Scenario(name, url, load, how) for name, (url, load) in pairs]
+            return measure_rounds(loader, group, rounds)
+
         say("added latency: one connection")
         one = {"connections": 1, "warmup": False}
-        runs |= measure_rounds(
-            loader,
-            [
-                Scenario(report.DIRECT_C1, stub_url, direct, one),
-                Scenario(report.BARE_C1, bare, post, one),
-                Scenario(report.FULL_C1, on_redis + "/v1/messages", post, one),
-            ],
-            rounds,
-        )
+        runs |= latency((report.DIRECT_C1, report.BARE_C1, report.FULL_C1), one)
 
         delay = options.paced_connections * 1000.0 / options.rate
         say(
@@ -520,15 +519,7 @@ def run(options: Options) -> Figures:
             f" connections, each pausing {delay:g} ms on average, exponentially distributed)"
         )
         paced = {"connections": options.paced_connections, "warmup": False, "delay_mean_ms": delay}
-        runs |= measure_rounds(
-            loader,
-            [
-                Scenario(report.DIRECT_PACED, stub_url, direct, paced),
-                Scenario(report.BARE_PACED, bare, post, paced),
-                Scenario(report.FULL_PACED, on_redis + "/v1/messages", post, paced),
-            ],
-            rounds,
-        )
+        runs |= latency((report.DIRECT_PACED, report.BARE_PACED, report.FULL_PACED), paced)
 
         say(f"Redis commands per message: {options.counted_messages} sequential sends")
         per_message, detail = count_round_trips(

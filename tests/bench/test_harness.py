@@ -197,6 +197,21 @@ def test_stub_reads_pipelined_requests_by_length() -> None:
     assert RESPONSE.startswith(b"HTTP/1.1 201 ")
 
 
+def _send_three_through(proxy_port: int) -> None:
+    """Three messages on one kept-alive connection, each answered by the stub."""
+    connection = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=5)
+    try:
+        for number in range(3):
+            connection.request(
+                "POST", "/v1/messages", bundle.body(number), {"Content-Type": "application/json"}
+            )
+            answer = connection.getresponse()
+            assert answer.status == 201
+            assert json.loads(answer.read())["status"] == "queued"
+    finally:
+        connection.close()
+
+
 def test_stub_and_bare_proxy_start_answer_and_stop(tmp_path: Path) -> None:
     procs = Processes(tmp_path)
     try:
@@ -207,20 +222,7 @@ def test_stub_and_bare_proxy_start_answer_and_stop(tmp_path: Path) -> None:
         )
         stub.wait_ready(lambda: port_open(stub_port), timeout=15)
         proxy.wait_ready(lambda: http_ok(f"http://127.0.0.1:{proxy_port}/healthz"), timeout=15)
-        connection = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=5)
-        try:
-            for number in range(3):  # one kept-alive connection through both
-                connection.request(
-                    "POST",
-                    "/v1/messages",
-                    bundle.body(number),
-                    {"Content-Type": "application/json"},
-                )
-                answer = connection.getresponse()
-                assert answer.status == 201
-                assert json.loads(answer.read())["status"] == "queued"
-        finally:
-            connection.close()
+        _send_three_through(proxy_port)
     finally:
         procs.stop_all()
     assert stub.popen.poll() is not None and proxy.popen.poll() is not None
@@ -244,20 +246,7 @@ def test_the_ceiling_proxy_counts_in_redis_and_journals_each_message(tmp_path: P
         )
         stub.wait_ready(lambda: port_open(stub_port), timeout=15)
         proxy.wait_ready(lambda: http_ok(f"http://127.0.0.1:{proxy_port}/healthz"), timeout=15)
-        connection = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=5)
-        try:
-            for number in range(3):
-                connection.request(
-                    "POST",
-                    "/v1/messages",
-                    bundle.body(number),
-                    {"Content-Type": "application/json"},
-                )
-                answer = connection.getresponse()
-                assert answer.status == 201
-                assert json.loads(answer.read())["status"] == "queued"
-        finally:
-            connection.close()
+        _send_three_through(proxy_port)
         assert client.get(key) == b"3"  # one EVALSHA each
         lines = b"".join(p.read_bytes() for p in (tmp_path / "j").glob("*.jsonl")).splitlines()
         entries = [json.loads(line) for line in lines]  # one whole line each
