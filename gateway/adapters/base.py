@@ -9,6 +9,7 @@ indices below refers to that order.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -124,16 +125,80 @@ def decode_text(raw: bytes) -> str:
         raise InputError("the body is not UTF-8 text") from None
 
 
-def decode_object(raw: bytes) -> dict[str, Any]:
-    """A JSON object, or InputError naming where the JSON broke."""
+def _no_constant(name: str) -> Any:
+    raise InputError(f"the body is not valid JSON: {name} is not a JSON number")
+
+
+def loads(text: str) -> Any:
+    """json.loads, with every way it refuses a text as an InputError: not only
+    JSONDecodeError, but also RecursionError (it recurses once per level of
+    nesting) and ValueError (an integer of more digits than int() converts).
+    NaN and Infinity, which it takes and JSON does not, are refused too."""
     try:
-        data = json.loads(decode_text(raw))
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise InputError("the body is not valid JSON: it is nested too deeply") from None
+    except ValueError:
+        raise InputError("the body is not valid JSON: a number has too many digits") from None
+
+
+# The text is valid UTF-8, so only a \u escape can make a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def lone_surrogate(text: str) -> str | None:
+    """What is wrong with a text holding a lone surrogate, else None."""
+    lone = _SURROGATE.search(text)
+    if lone is None:
+        return None
+    return f"lone surrogate U+{ord(lone.group()):04X} at offset {lone.start()}"
+
+
+# Deeper than any provider request needs, and well inside what the standard
+# parser and orjson (254 levels) take: a held or trimmed request is parsed and
+# written again deeper in the stack, where a document the parser took at the
+# edge of the recursion limit would fail with a RecursionError.
+MAX_DEPTH = 128
+
+
+def _check_document(data: dict[str, Any], surrogates: bool) -> None:
+    """InputError for a document nested more than MAX_DEPTH levels deep, or
+    (with `surrogates`) naming a string or key that holds a lone surrogate:
+    such text cannot be encoded as UTF-8, to be hashed, stored or sent. A
+    surrogate pair is one character once parsed, so any surrogate left is lone.
+    A loop, not recursion: the document may be nested as deep as the parser took."""
+    stack: list[tuple[tuple[str, ...], Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict | list) and len(path) >= MAX_DEPTH:
+            raise InputError(f"the body is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                stack.append(((*path, key), key))
+                stack.append(((*path, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*path, str(n)), item) for n, item in enumerate(value))
+        elif surrogates and isinstance(value, str) and (problem := lone_surrogate(value)):
+            # A key may hold the surrogate too: escaped, the field name can be sent back.
+            where = ".".join(path).encode("utf-8", "backslashreplace").decode("utf-8")
+            raise InputError(f"{where or 'body'}: {problem}", {where or "body": problem})
+
+
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """A JSON object, or InputError naming where the JSON broke."""
+    text = decode_text(raw)
+    data = loads(text)
     if not isinstance(data, dict):
         raise InputError("the body must be a JSON object")
+    surrogates = _SURROGATE_ESCAPE.search(text) is not None
+    # Counting brackets bounds the depth cheaply: most bodies need no walk at all.
+    if surrogates or text.count("[") + text.count("{") > MAX_DEPTH:
+        _check_document(data, surrogates)
     return data
 
 

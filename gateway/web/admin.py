@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.adapters.base import lone_surrogate
 from gateway.adapters.native import decode_json, field_errors
 from gateway.audit.base import DecisionQuery
 from gateway.errors import AuditUnavailable, InputError, PolicyError, StoreUnavailable
 from gateway.model import iso
 from gateway.recipients import hint, normalize_address
 from gateway.store.base import DeferredMessage, DeferStatus, OptOutEntry
-from gateway.web.http import json_response, query_int, read_body
+from gateway.web.http import json_response, query_int, read_body, whole_number
 from gateway.web.messages import runtime
 
 LIST_NAME = r"^[A-Za-z0-9._:@-]{1,128}$"
@@ -25,6 +26,16 @@ class OptOutBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     source: str = "api"
     note: str | None = None
+
+    @field_validator("source", "note")
+    @classmethod
+    def _encodable(cls, value: str | None) -> str | None:
+        # decode_json's fallback parser turns "\ud800" into a lone surrogate,
+        # which the store cannot write as UTF-8.
+        problem = lone_surrogate(value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 def _entry_json(entry: OptOutEntry) -> dict[str, Any]:
@@ -42,7 +53,8 @@ def _list_and_recipient(request: Request) -> tuple[str, str, str]:
     import regex
 
     name = request.path_params["list"]
-    if not regex.match(LIST_NAME, name):
+    # fullmatch: with match, the pattern's $ also matches before a final newline.
+    if not regex.fullmatch(LIST_NAME, name):
         raise InputError(f"'{name}' is not a list name", {"list": "letters, digits, . _ : @ -"})
     address = normalize_address(request.path_params["address"])
     return name, address, runtime(request).gateway.pseudonyms.token(address)
@@ -113,7 +125,9 @@ async def decisions(request: Request) -> Response:
         )
     recipient = params.get("recipient")
     cursor = params.get("cursor")
-    if cursor is not None and not cursor.isdigit():
+    # A cursor is a 64-bit number: a longer one is not from a previous page (and
+    # the trail's SQLite could not take it).
+    if cursor is not None and not whole_number(cursor):
         raise InputError("cursor: not a cursor from a previous page", {"cursor": "invalid"})
     query = DecisionQuery(
         recipient=rt.gateway.pseudonyms.token(normalize_address(recipient)) if recipient else None,

@@ -64,8 +64,16 @@ def declared_length(scope: Scope) -> str | None:
     return None
 
 
+def whole_number(text: str) -> bool:
+    """ASCII digits that int() reads without fuss. str.isdigit alone also takes
+    "²", which int() refuses, and digits past int()'s length limit (4300)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18  # 18 digits fit in 64 bits
+
+
 def _over(declared: str | None, limit: int) -> bool:
-    return declared is not None and declared.isdigit() and int(declared) > limit
+    if declared is None or not (declared.isascii() and declared.isdigit()):
+        return False
+    return not whole_number(declared) or int(declared) > limit
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -108,6 +116,6 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not whole_number(raw) or not low <= int(raw) <= high:
         raise InputError(f"{name} must be a whole number from {low} to {high}", {name: "invalid"})
     return int(raw)

@@ -101,6 +101,18 @@ def test_idempotency_key_returns_the_first_answer(live: Live) -> None:
         (json.dumps({"message": {"token": TOKEN, "data": {"n": 1}}}).encode(), "string values"),
         (json.dumps({"message": {"token": "bad token!"}}).encode(), "registration token"),
         (json.dumps({"message": "x"}).encode(), "an object"),
+        # Each of the following was a 500 (see the same cases for SendGrid).
+        (
+            json.dumps(push(notification={"title": "Hi", "body": "x\ud800"})).encode(),
+            "message.notification.body: lone surrogate U+D800 at offset 1",
+        ),
+        (b"[" * 100_000, "nested too deeply"),
+        (
+            json.dumps(push(android={"data": json.loads("[" * 200 + "]" * 200)})).encode(),
+            "nested more than 128 levels deep",
+        ),
+        (b'{"message": {"token": "t", "android": ' + b"1" * 5000 + b"}}", "too many digits"),
+        (b'{"message": {"token": "t"}, "validate_only": NaN}', "NaN is not a JSON number"),
     ],
 )
 def test_bad_input_is_invalid_argument(live: Live, body: bytes, what: str) -> None:

@@ -39,6 +39,11 @@ def to(*emails: str) -> list[dict[str, str]]:
     return [{"email": e} for e in emails]
 
 
+def nested(depth: int) -> Any:
+    """A list in a list ... `depth` levels deep."""
+    return json.loads("[" * depth + "]" * depth)
+
+
 def post(live: Live, data: dict[str, Any], **headers: str) -> Any:
     return client(live).client.mail.send.post(request_body=data, request_headers=headers)
 
@@ -187,6 +192,20 @@ def test_unreachable_upstream_is_502_in_sendgrid_shape(start_live: StartLive) ->
             ).encode(),
             "from",
         ),
+        # Each of the following was a 500. A lone surrogate cannot be hashed or
+        # stored as UTF-8.
+        (json.dumps(mail({"to": to("a@example.com")}, subject="s\ud800")).encode(), "subject"),
+        (
+            json.dumps(mail({"to": to("a\ud800@example.com")})).encode(),
+            "personalizations.0.to.0.email",
+        ),
+        # The standard parser recursed past its limit, or would not read a
+        # 5000-digit number; and a document it took near that limit could not be
+        # written again to trim or hold it.
+        (b"[" * 100_000, None),
+        (json.dumps(mail({"to": to("a@example.com")}, custom_args=nested(200))).encode(), None),
+        (b'{"personalizations": ' + b"1" * 5000 + b"}", None),
+        (b'{"personalizations": NaN}', None),
     ],
 )
 def test_bad_input_is_a_sendgrid_400(live: Live, body: bytes, field: str | None) -> None:

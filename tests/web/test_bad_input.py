@@ -30,6 +30,14 @@ def assert_nothing_happened(client: TestClient) -> None:
         (sms(body="a\x07b"), "body", "control character U+0007 at offset 1"),
         (sms(body="a\tb"), "body", "control character U+0009 at offset 1"),
         (sms(body="a\ud800b"), "body", "lone surrogate U+D800 at offset 1"),
+        # Echoed raw, the surrogate made pydantic raise UnicodeEncodeError: a 500.
+        (
+            sms(recipient_timezone="a\ud800"),
+            "recipient_timezone",
+            "'a\\ud800' is not an IANA time zone like America/New_York",
+        ),
+        # pydantic named "body" for this key; it is the key that is wrong.
+        (sms(**{"\ud800": 1}), "\\ud800", "unknown field"),
         (sms(tags="otp"), "tags", "Input should be a valid list"),
         ({"channel": "sms", "body": "x"}, "to", "Field required"),
         ({"channel": "email", "to": "a@example.com", "body": "x"}, "subject", "required for email"),
@@ -100,3 +108,85 @@ def test_a_lone_surrogate_in_the_recipient_is_a_400(client: TestClient) -> None:
     assert answer.status_code == 400
     assert "to" in answer.json()["fields"]
     assert_nothing_happened(client)
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        # The standard parser (taken when orjson refuses a body) recursed past
+        # its limit, or would not read a 5000-digit number: both were a 500.
+        (b"[" * 100_000, "the body is not valid JSON: it is nested too deeply"),
+        (b'{"a":' * 50_000, "the body is not valid JSON: it is nested too deeply"),
+        (
+            b'{"channel": "sms", "tags": [' + b"1" * 5000 + b"]}",
+            "the body is not valid JSON: a number has too many digits",
+        ),
+        (b'{"channel": NaN}', "the body is not valid JSON: NaN is not a JSON number"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/check"])
+def test_bodies_the_standard_parser_cannot_take(
+    client: TestClient, path: str, raw: bytes, error: str
+) -> None:
+    answer = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert answer.status_code == 400
+    assert answer.json()["error"] == error
+    assert_nothing_happened(client)
+
+
+@pytest.mark.parametrize(
+    "at", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "1969-12-31T23:59:59Z"]
+)
+def test_check_at_far_from_now_is_a_400(client: TestClient, at: str) -> None:
+    # Near datetime's limits (the first two) the rules' local times overflowed:
+    # a 500. The range allowed now starts at the Unix epoch.
+    answer = client.post("/v1/check", json=sms(at=at))
+    assert answer.status_code == 400
+    assert answer.json()["fields"]["at"] == (
+        "must be from 1970-01-01T00:00:00Z to before 9000-01-01T00:00:00Z"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        # str.isdigit takes "²", which int() refuses; int() refuses 5000 digits;
+        # SQLite refuses a number past 64 bits. Each was a 500.
+        ("/v1/decisions", {"limit": "²"}, "limit"),
+        ("/v1/decisions", {"limit": "9" * 5000}, "limit"),
+        ("/v1/deferred", {"limit": "²"}, "limit"),
+        ("/v1/decisions", {"cursor": "²"}, "cursor"),
+        ("/v1/decisions", {"cursor": "9" * 30}, "cursor"),
+        ("/v1/decisions", {"cursor": "9" * 5000}, "cursor"),
+    ],
+)
+def test_numbers_in_the_query_that_int_cannot_take(
+    client: TestClient, path: str, params: dict[str, str], field: str
+) -> None:
+    answer = client.get(path, params=params)
+    assert answer.status_code == 400
+    assert answer.json()["fields"] == {field: "invalid"}
+
+
+def test_a_content_length_of_5000_digits_is_a_413(client: TestClient) -> None:
+    # int() refuses that many digits: this was a 500.
+    headers = {"content-length": "9" * 5000, "content-type": "application/json"}
+    answer = client.post("/v1/messages", content=b"{}", headers=headers)
+    assert answer.status_code == 413
+    assert answer.json()["error"] == "the body is over the 262144 byte limit"
+    assert_nothing_happened(client)
+
+
+def test_an_opt_out_note_with_a_lone_surrogate_is_a_400(client: TestClient) -> None:
+    # The store could not write it as UTF-8: a 500.
+    answer = client.put("/v1/opt-outs/global/+12125550100", content=b'{"note": "a\\ud800"}')
+    assert answer.status_code == 400
+    assert answer.json()["fields"] == {"note": "lone surrogate U+D800 at offset 1"}
+    assert client.get("/v1/opt-outs/global/+12125550100").status_code == 404
+
+
+def test_a_list_name_with_a_final_newline_is_a_400(client: TestClient) -> None:
+    # The pattern's $ matched before a final newline, so "global\n" was a list.
+    answer = client.put("/v1/opt-outs/global%0A/+12125550100")
+    assert answer.status_code == 400
+    assert answer.json()["fields"] == {"list": "letters, digits, . _ : @ -"}
