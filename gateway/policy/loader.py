@@ -76,7 +76,8 @@ class _Reader:
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise OSError(f"{self.name(path)}: not UTF-8 text (byte {exc.start})") from None
+            line = data.count(b"\n", 0, exc.start) + 1  # the author's editor shows lines
+            raise OSError(f"{self.name(path)}:{line}: not UTF-8 text (byte {exc.start})") from None
 
     def version(self) -> str:
         """Over the files' contents and their paths inside the policies folder,
@@ -107,8 +108,26 @@ def load_bundle(folder: Path, packs: Sequence[str] = ()) -> Bundle:
             sources[rule.id] = (name, line)
             rules.append(rule)
     if problems:
-        raise PolicyError(sorted(problems, key=_reading_order))
+        raise PolicyError(sorted(map(_one_line, problems), key=_reading_order))
     return Bundle(reader.version(), tuple(rules), tuple(reader.seen), sources, folder)
+
+
+# A problem quoting a huge value keeps this many characters of each end.
+_KEEP = 200
+
+
+def _one_line(problem: str) -> str:
+    """Each problem is one line, whatever the values it quotes: line breaks and
+    other unprintable characters (a control code, a right-to-left override) are
+    shown escaped, and a huge value is cut in the middle."""
+    if not problem.isprintable():
+        problem = "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in problem
+        )
+    if len(problem) > 3 * _KEEP:
+        cut = len(problem) - 2 * _KEEP
+        problem = f"{problem[:_KEEP]}…({cut} characters left out)…{problem[-_KEEP:]}"
+    return problem
 
 
 def _reading_order(problem: str) -> tuple[str, int]:
@@ -166,7 +185,9 @@ class _Where:
     def __init__(self, file: str, doc: Located, path: tuple[str | int, ...], item: Any) -> None:
         self.file, self.doc, self.path = file, doc, path
         rule_id = item.get("id") if isinstance(item, dict) else None
-        self.label = rule_id if isinstance(rule_id, str) and rule_id else f"rules[{path[-1]}]"
+        self.label = (
+            _shorten(rule_id) if isinstance(rule_id, str) and rule_id else f"rules[{path[-1]}]"
+        )
 
     def line(self, loc: tuple[str | int, ...]) -> int:
         return self.doc.line((*self.path, *loc))
@@ -239,8 +260,16 @@ def _message(error: Any, loc: tuple[str | int, ...], model: type[RuleBase]) -> s
 
 def _quote(value: Any) -> str:
     if isinstance(value, str):
-        return f"'{value}'"
-    return repr(value)
+        return f"'{_shorten(value)}'"
+    try:
+        return _shorten(repr(value))
+    except ValueError:  # an integer too long to print (YAML reads `0xfff...` of any length)
+        return f"a number of {value.bit_length()} bits"
+
+
+def _shorten(text: str, keep: int = 60) -> str:
+    """A value as quoted in a problem: a huge one is cut, saying how long it is."""
+    return text if len(text) <= keep else f"{text[:keep]}…({len(text)} characters)"
 
 
 def _field_name(loc: tuple[str | int, ...]) -> str:

@@ -6,6 +6,7 @@ The JSON Schema of this module is what `gateway policy schema` prints for editor
 from __future__ import annotations
 
 import re
+import string
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
@@ -17,12 +18,23 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+# The longest cap window. Longer ones would put a capped send's retry time
+# past the dates and the store's integers (999999999999d overflows both).
+MAX_DURATION = 3650 * 86400
+
+
 def parse_duration(text: str) -> int:
-    """'24h' -> 86400 seconds. Units: s, m, h, d, w."""
+    """'24h' -> 86400 seconds. Units: s, m, h, d, w; at most 3650d."""
     found = _DURATION.match(text)
+    # Counted before int(): it refuses numbers of thousands of digits.
+    if found and len(found.group(1).lstrip("0")) > 12:
+        raise ValueError(f"'{text}' is longer than 3650d (ten years)")
     if not found or int(found.group(1)) == 0:
         raise ValueError(f"'{text}' is not a duration (use e.g. 30s, 15m, 24h, 7d)")
-    return int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+    seconds = int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+    if seconds > MAX_DURATION:
+        raise ValueError(f"'{text}' is longer than 3650d (ten years)")
+    return seconds
 
 
 OneOrMany = str | list[str]
@@ -84,7 +96,19 @@ class OptOutRule(RuleBase):
     @classmethod
     def _known_placeholders(cls, lists: list[str]) -> list[str]:
         for name in lists:
-            for placeholder in re.findall(r"\{([^}]*)\}", name):
+            # Parsed as str.format will fill it in for each message, so a name
+            # that passes here cannot fail there (a lone '{' or '}' would).
+            try:
+                parts = list(string.Formatter().parse(name))
+            except ValueError:
+                raise ValueError(
+                    f"'{name}' has a '{{' or '}}' without its pair (write {{{{ or }}}} for one)"
+                ) from None
+            for _, field, spec, conversion in parts:
+                if field is None:
+                    continue
+                placeholder = field + (f"!{conversion}" if conversion else "")
+                placeholder += f":{spec}" if spec else ""
                 if placeholder not in ("sender", "route", "channel", "category"):
                     raise ValueError(
                         f"'{name}' uses {{{placeholder}}}; "

@@ -46,6 +46,14 @@ class YamlError(ValueError):
         super().__init__(message)
 
 
+# Deeper than any rule file needs (a rule's limits sit at depth 4).
+MAX_DEPTH = 32
+# How many values aliases may add to a file beyond its length in characters:
+# plenty for reusing `match:` blocks, far too few for an "alias bomb", a few
+# lines whose aliases of aliases expand to millions of values.
+ALIAS_ALLOWANCE = 10_000
+
+
 def parse(text: str) -> Located:
     """Parse one YAML document (safe constructors only) with its line map."""
     try:
@@ -54,36 +62,98 @@ def parse(text: str) -> Located:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         raise YamlError(line, f"not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.reader.ReaderError as exc:
+        # Its text spans two lines and counts characters, not lines.
+        line = text.count("\n", 0, exc.position) + 1
+        what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else "character"
+        raise YamlError(
+            line, f"not valid YAML: unacceptable character {what}: {exc.reason}"
+        ) from None
     except yaml.YAMLError as exc:
         raise YamlError(1, f"not valid YAML: {exc}") from None
+    except RecursionError:
+        # The composer recurses once per level of nesting.
+        raise YamlError(_too_deep(text), f"values are nested more than {MAX_DEPTH} deep") from None
     lines: dict[Path, int] = {}
     if node is None:
         return Located(None, lines)
-    return Located(_build(node, (), lines), lines)
+    return Located(_Builder(lines, len(text) + ALIAS_ALLOWANCE).build(node, ()), lines)
 
 
-def _build(node: yaml.Node, path: Path, lines: dict[Path, int]) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise YamlError(key_node.start_mark.line + 1, "keys must be plain text")
-            key = str(key_node.value)
-            if key in out:
-                raise YamlError(key_node.start_mark.line + 1, f"'{key}' is given twice")
-            out[key] = _build(value_node, (*path, key), lines)
-            lines[(*path, key)] = key_node.start_mark.line + 1  # the line that names the field
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return _scalar(node)
+def _too_deep(text: str) -> int:
+    """The line where nesting first goes deeper than MAX_DEPTH (the parser's
+    events come without recursion)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1  # the document's own mapping is depth 1, where paths start at 0
+                if depth > MAX_DEPTH + 1 and event.start_mark is not None:
+                    return int(event.start_mark.line) + 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except (yaml.YAMLError, RecursionError):
+        pass
+    return 1
+
+
+class _Builder:
+    """Plain values from the composed nodes. An alias makes two paths share a
+    node, so the node graph may loop or expand far beyond the text: both are
+    refused rather than followed."""
+
+    def __init__(self, lines: dict[Path, int], budget: int) -> None:
+        self.lines = lines
+        self.budget = budget  # values left to build
+        self.open: set[int] = set()  # ids of the collections being built, around this one
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        line = node.start_mark.line + 1
+        self.lines[path] = line
+        self.budget -= 1
+        if self.budget < 0:
+            raise YamlError(line, "aliases repeat too many values; write the values out")
+        if len(path) > MAX_DEPTH:
+            raise YamlError(line, f"values are nested more than {MAX_DEPTH} deep")
+        if isinstance(node, yaml.ScalarNode):
+            return _scalar(node)
+        if id(node) in self.open:
+            raise YamlError(line, "an alias inside this value refers back to the value itself")
+        self.open.add(id(node))
+        try:
+            return self._collection(node, path)
+        finally:
+            self.open.discard(id(node))
+
+    def _collection(self, node: yaml.Node, path: Path) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise YamlError(key_node.start_mark.line + 1, "keys must be plain text")
+                key = str(key_node.value)
+                if key in out:
+                    raise YamlError(key_node.start_mark.line + 1, f"'{key}' is given twice")
+                out[key] = self.build(value_node, (*path, key))
+                self.lines[(*path, key)] = key_node.start_mark.line + 1  # the line naming the field
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        raise YamlError(node.start_mark.line + 1, "expected a plain value here")
 
 
 def _scalar(node: yaml.Node) -> Any:
-    if not isinstance(node, yaml.ScalarNode):
-        raise YamlError(node.start_mark.line + 1, "expected a plain value here")
+    line = node.start_mark.line + 1
     try:
         return _Loader("").construct_object(node)
+    except yaml.MarkedYAMLError as exc:
+        # Its text adds the source line and a caret on further lines.
+        raise YamlError(line, f"not valid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
-        raise YamlError(node.start_mark.line + 1, f"not valid YAML: {exc}") from None
+        raise YamlError(line, f"not valid YAML: {exc}") from None
+    except (ValueError, LookupError, AttributeError, TypeError, ArithmeticError):
+        # PyYAML's scalar constructors raise plain Python errors for text that
+        # looks like a type but is not one: 2020-02-30, `!!int abc`, `!!bool x`,
+        # an integer of thousands of digits.
+        kind = str(node.tag).rsplit(":", 1)[-1]
+        raise YamlError(line, f"not valid YAML: '{node.value}' is not a valid {kind}") from None

@@ -12,8 +12,23 @@ from gateway.policy.schema import BannedTermsRule, RequiredTextRule
 from gateway.rules.base import CompileContext, PureRule, RuleConfigError, TextCache
 from gateway.text.terms import TermError, TermMatcher, load_terms_file
 
+# pyahocorasick stores a term as one trie node per UTF-8 byte and frees the
+# nodes recursively: a term of a few hundred thousand bytes overflows the
+# stack and kills the process when its bundle is dropped. No real term comes
+# near this limit (normalizing may grow a term, but by far less than the margin).
+MAX_TERM_CHARS = 1000
+
+
+def _too_long(term: str) -> str | None:
+    if len(term) <= MAX_TERM_CHARS:
+        return None
+    return f"term is {len(term)} characters long (at most {MAX_TERM_CHARS})"
+
 
 def _compile(terms: list[str], field: str) -> TermMatcher:
+    for index, term in enumerate(terms):
+        if (why := _too_long(term)) is not None:
+            raise RuleConfigError(f"{field}[{index}]", why)
     try:
         return TermMatcher.compile(terms)
     except TermError as exc:
@@ -23,12 +38,24 @@ def _compile(terms: list[str], field: str) -> TermMatcher:
 def _file_terms(spec: BannedTermsRule, ctx: CompileContext) -> list[str]:
     if not spec.terms_file:
         return []
+    if "\0" in spec.terms_file:  # no file can have it; the OS call would raise ValueError
+        raise RuleConfigError("terms_file", f"{spec.terms_file!r} is not a file name")
     path = ctx.base_dir / spec.terms_file
     try:
+        if path.exists() and not path.is_file():
+            # A folder fails to read, but a FIFO or /dev/zero would block the load
+            # or fill the memory: only regular files are read (as for rule files).
+            raise OSError("not a regular file")
         lines = load_terms_file(path)
         ctx.read_text(path)  # counted in the bundle's version
-    except (TermError, OSError) as exc:
+    except TermError as exc:
         raise RuleConfigError("terms_file", str(exc)) from None
+    except OSError as exc:  # as load_terms_file words its own
+        why = exc.strerror or str(exc)
+        raise RuleConfigError("terms_file", f"cannot read terms file '{path}': {why}") from None
+    for number, term in lines:
+        if (too_long := _too_long(term)) is not None:
+            raise RuleConfigError("terms_file", f"terms file '{path}' line {number}: {too_long}")
     return [term for _, term in lines]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +19,16 @@ def problems(root: Path) -> list[str]:
     with pytest.raises(PolicyError) as caught:
         load_bundle(root)
     return [p.removeprefix("policies/") for p in caught.value.problems]
+
+
+def problems_within(root: Path, seconds: float) -> list[str]:
+    """`problems`, failing (not hanging) when the load takes longer than `seconds`."""
+    found: list[list[str]] = []
+    worker = threading.Thread(target=lambda: found.append(problems(root)), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert found, f"loading took more than {seconds}s"
+    return found[0]
 
 
 def test_a_good_bundle_loads_with_a_content_version(write_policies: Writer) -> None:
@@ -155,7 +167,7 @@ def test_norway_stays_a_country(write_policies: Writer) -> None:
 def test_not_utf8(write_policies: Writer) -> None:
     root = write_policies({})
     (root / "a.yaml").write_bytes(b"rules: []\n# \xff\n")
-    assert problems(root) == ["a.yaml: not UTF-8 text (byte 12)"]
+    assert problems(root) == ["a.yaml:2: not UTF-8 text (byte 12)"]
 
 
 def test_missing_folder(tmp_path: Path) -> None:
@@ -220,3 +232,181 @@ def test_the_version_does_not_depend_on_where_the_folder_is(write_policies: Writ
     text = {"a.yaml": "rules: [{id: a, type: opt_out, lists: [global]}]\n"}
     here, there = write_policies(text, folder="one"), write_policies(text, folder="two")
     assert load_bundle(here).version == load_bundle(there).version
+
+
+def test_an_alias_that_loops_is_refused(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules: &all [*all]\n",
+            "b.yaml": "rules:\n  - &r {id: x, type: opt_out, lists: [g], match: *r}\n",
+        }
+    )
+    assert problems(root) == [
+        "a.yaml:1: an alias inside this value refers back to the value itself",
+        "b.yaml:2: an alias inside this value refers back to the value itself",
+    ]
+
+
+def test_an_alias_bomb_is_refused_quickly(write_policies: Writer) -> None:
+    # Seven lines that expand to ten million values.
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 7)]
+    root = write_policies({"a.yaml": "\n".join(lines) + "\nrules: *l6\n"})
+    assert problems_within(root, 10) == [
+        "a.yaml:1: aliases repeat too many values; write the values out"
+    ]
+
+
+def test_aliases_may_repeat_a_match_block(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": """
+            rules:
+              - {id: a, type: opt_out, lists: [g], match: &sms {channel: sms}}
+              - {id: b, type: content_length, max_chars: 5, match: *sms}
+            """
+        }
+    )
+    assert [r.id for r in load_bundle(root).rules] == ["a", "b"]
+
+
+def test_deep_nesting_is_refused_with_its_line(write_policies: Writer) -> None:
+    def block(levels: int) -> str:
+        return "rules:\n" + "".join(" " * (2 * i) + "- \n" for i in range(levels))
+
+    root = write_policies(
+        {
+            "a.yaml": "rules: " + "[" * 5000 + "]" * 5000 + "\n",
+            "b.yaml": block(40),  # past the limit
+            "c.yaml": block(3000),  # past what the YAML parser's recursion can take
+        }
+    )
+    assert problems(root) == [
+        "a.yaml:1: values are nested more than 32 deep",
+        "b.yaml:34: values are nested more than 32 deep",
+        "c.yaml:34: values are nested more than 32 deep",
+    ]
+
+
+def test_values_yaml_cannot_build_are_refused(write_policies: Writer) -> None:
+    rule = "rules:\n  - {id: c, type: frequency_cap, limits: [{count: 1, per: %s}]}\n"
+    root = write_policies(
+        {
+            "a.yaml": rule % "2020-02-30",
+            "b.yaml": rule % "!!int abc",
+            "c.yaml": rule % "!!bool maybe",
+            "d.yaml": rule % ("9" * 5000),
+        }
+    )
+    found = problems(root)
+    assert found[:3] == [
+        "a.yaml:2: not valid YAML: '2020-02-30' is not a valid timestamp",
+        "b.yaml:2: not valid YAML: 'abc' is not a valid int",
+        "c.yaml:2: not valid YAML: 'maybe' is not a valid bool",
+    ]
+    assert found[3].startswith("d.yaml:2: not valid YAML: '9999")
+    assert found[3].endswith("9999' is not a valid int")
+
+
+def test_every_problem_is_one_printable_line(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": '"top\\nlevel": 1\nrules:\n  - {id: "a\\nb", type: opt_out, lists: [g]}\n',
+            "b.yaml": "rules:\n  - {id: c, type: !!python/name:os.system x, lists: [g]}\n",
+            "c.yaml": "rules:\n  - {id: c, type: opt_out, lists: [\x00]}\n",
+            "d.yaml": 'rules:\n  - {id: w, type: time_window, allow: {hours: "\\u202e08:00"}}\n',
+        }
+    )
+    assert problems(root) == [
+        "a.yaml:1: unknown top-level key 'top\\nlevel' (expected: rules)",
+        "a.yaml:3: a\\nb: id: string should match pattern '^[A-Za-z0-9._-]+$', got 'a\\nb'",
+        "b.yaml:2: not valid YAML: could not determine a constructor for the tag "
+        "'tag:yaml.org,2002:python/name:os.system'",
+        "c.yaml:2: not valid YAML: unacceptable character #x0000: special characters "
+        "are not allowed",
+        "d.yaml:2: w: allow.hours: '\\u202e08:00' is not HH:MM-HH:MM (e.g. \"08:00-21:00\")",
+    ]
+
+
+def test_huge_values_are_quoted_short(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules:\n  - {id: " + "a" * 1_000_000 + "!, type: opt_out, lists: [g]}\n",
+            "b.yaml": "rules:\n  - {id: c, type: frequency_cap, limits: [{count: 1, per: 0x"
+            + "f" * 5000
+            + "}]}\n",
+        }
+    )
+    assert problems(root) == [
+        f"a.yaml:2: {'a' * 60}…(1000001 characters): id: string should have at most 128 "
+        f"characters, got '{'a' * 60}…(1000001 characters)'",
+        "b.yaml:2: c: limits[0].per: input should be a valid string, got a number of 20000 bits",
+    ]
+
+
+def test_cap_windows_are_at_most_ten_years(write_policies: Writer) -> None:
+    rule = "rules:\n  - {id: c, type: frequency_cap, limits: [{count: 1, per: %s}]}\n"
+    root = write_policies({"a.yaml": rule % "999999999999d", "b.yaml": rule % ("1" * 5000 + "d")})
+    found = problems(root)
+    assert (
+        found[0] == "a.yaml:2: c: limits[0].per: '999999999999d' is longer than 3650d (ten years)"
+    )
+    assert found[1].endswith("d' is longer than 3650d (ten years)")
+    assert len(found) == 2 and len(found[1]) < 700
+    ok = write_policies({"a.yaml": rule % "3650d"}, folder="ok")
+    assert load_bundle(ok).rules[0].limits[0].per_ms == 3650 * 86_400_000  # type: ignore[attr-defined]
+
+
+def test_opt_out_list_braces_must_pair(write_policies: Writer) -> None:
+    root = write_policies(
+        {"a.yaml": "rules:\n  - {id: o, type: opt_out, lists: ['a}', 'sender:{sender']}\n"}
+    )
+    assert problems(root) == [
+        "a.yaml:2: o: lists: 'a}' has a '{' or '}' without its pair (write {{ or }} for one)"
+    ]
+    ok = write_policies(
+        {"a.yaml": "rules:\n  - {id: o, type: opt_out, lists: ['{{x}}:{sender}']}\n"},
+        folder="ok",
+    )
+    rule = load_bundle(ok).rules[0]
+    assert rule.lists == ("{{x}}:{sender}",)  # type: ignore[attr-defined]
+    assert "{x}:" in "{{x}}:{sender}".format_map({"sender": "s"})
+
+
+def test_terms_have_a_length_limit(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": """
+            rules:
+              - {id: inline, type: banned_terms, terms: [ok, %s]}
+              - {id: in-file, type: banned_terms, terms_file: t.txt}
+            """
+            % ("x" * 1001),
+            "t.txt": "ok\n" + "y" * 2_000_000 + "\n",
+        }
+    )
+    found = problems(root)
+    assert found[0] == "a.yaml:2: inline: terms[1]: term is 1001 characters long (at most 1000)"
+    assert found[1].startswith("a.yaml:3: in-file: terms_file: terms file '")
+    assert found[1].endswith("t.txt' line 2: term is 2000000 characters long (at most 1000)")
+
+
+def test_terms_file_must_be_a_regular_file(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": """
+            rules:
+              - {id: fifo, type: banned_terms, terms_file: pipe.txt}
+              - {id: folder, type: banned_terms, terms_file: terms}
+              - {id: nul, type: banned_terms, terms_file: "t\\0.txt"}
+            """,
+            "terms/x.txt": "x\n",
+        }
+    )
+    os.mkfifo(root / "pipe.txt")  # reading it would block the load for ever
+    found = problems_within(root, 10)
+    assert found[0].startswith("a.yaml:2: fifo: terms_file: cannot read terms file '")
+    assert found[0].endswith("pipe.txt': not a regular file")
+    assert found[1].startswith("a.yaml:3: folder: terms_file: cannot read terms file '")
+    assert found[1].endswith("terms': not a regular file")
+    assert found[2] == "a.yaml:4: nul: terms_file: 't\\x00.txt' is not a file name"
