@@ -70,8 +70,9 @@ def normalize(text: str) -> Normalized:
     """Normalize `text` for matching (see the module docstring for the rules)."""
     origin: list[int] | None = None  # None: identity, the common case
     if text.isascii():
-        # ASCII is NFKC-stable and its case folding is lower().
-        folded = _fold(text.lower(), None)[0]
+        # ASCII is NFKC-stable and its case folding is lower(). Control
+        # characters are still removed, so the origin map is kept.
+        folded, origin = _fold(text.lower(), None)
     else:
         folded, origin = _fold(*_casefold(text, None))
         if not unicodedata.is_normalized("NFKC", folded):

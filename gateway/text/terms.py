@@ -148,9 +148,13 @@ class TermMatcher:
             return
         ascii_text = text.isascii()
         data = text if ascii_text else _to_bytes(text)
+        cursor = (0, 0)
         for end, key in self._automaton.iter(data):
             start_byte = end - key.length + 1
-            start = start_byte if ascii_text else _char_offset(data, start_byte)
+            if ascii_text:
+                start = start_byte
+            else:
+                start, cursor = _char_offset(data, start_byte, cursor)
             if _edges_ok(text, start, start + key.chars, key):
                 yield end, start, key
 
@@ -184,9 +188,28 @@ def _to_bytes(text: str) -> str:
     return text.encode("utf-8", "surrogatepass").decode("latin-1")
 
 
-def _char_offset(data: str, byte_offset: int) -> int:
-    """Code-point offset of a byte offset that starts a character."""
-    return len(data[:byte_offset].encode("latin-1").decode("utf-8", "surrogatepass"))
+def _char_offset(
+    data: str, byte_offset: int, cursor: tuple[int, int]
+) -> tuple[int, tuple[int, int]]:
+    """Code-point offset of a byte offset that starts a character, and the new cursor.
+
+    `cursor` is a (byte, code point) offset pair already known. Counting from
+    it rather than from the start of the text keeps a message with many
+    matches linear: decoding the whole prefix for each match made a 100 KB
+    text full of near misses (`classé` against `ass`) take quadratic time.
+    Matches come in order of their end, so a start lies at most one term
+    length before the furthest start seen: the cursor only moves forward.
+    """
+    at_byte, at_char = cursor
+    if byte_offset >= at_byte:
+        chars = at_char + _chars(data[at_byte:byte_offset])
+        return chars, (byte_offset, chars)
+    return at_char - _chars(data[byte_offset:at_byte]), cursor
+
+
+def _chars(data: str) -> int:
+    """Code points in UTF-8 bytes (carried in a latin-1 string) that are whole characters."""
+    return len(data.encode("latin-1").decode("utf-8", "surrogatepass"))
 
 
 def _edges_ok(text: str, start: int, end: int, key: _Key) -> bool:

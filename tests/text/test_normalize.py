@@ -81,6 +81,14 @@ def test_origin_through_full_width_and_combining() -> None:
     assert norm.origin[-2:] == (len(text) - 2, len(text) - 1)
 
 
+def test_origin_of_ascii_text_with_control_characters() -> None:
+    # Pure ASCII takes a fast path; its removed control characters must
+    # still shift the offsets of what follows them.
+    norm = normalize("a\x00b\x7fc free")
+    assert norm.text == "abc free"
+    assert norm.origin == (0, 2, 4, 5, 6, 7, 8, 9)
+
+
 def test_origin_is_identity_for_plain_text() -> None:
     text = "plain text, nothing to fold"
     assert normalize(text) == Normalized(text, tuple(range(len(text))))

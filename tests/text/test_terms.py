@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import gateway.text.terms as terms_module
 from gateway.text.normalize import normalize
 from gateway.text.terms import TermError, TermMatch, TermMatcher, load_terms_file
 
@@ -65,6 +66,32 @@ def test_mixed_term_and_required_phrases() -> None:
 def test_latin_term_next_to_cjk_text() -> None:
     assert first(["TD"], "回复TD退订") == TermMatch("TD", 0, 2)
     assert first(["TD"], "回复TDX退订") is None
+
+
+def test_offset_after_control_characters_in_ascii_text() -> None:
+    text = "\x07\x07 FREE"
+    assert first(["free"], text) == TermMatch("free", 0, text.index("FREE"))
+
+
+def test_many_near_misses_in_non_ascii_text_stay_linear(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each match's character offset used to be found by decoding the text up
+    # to it: quadratic in a 100 KB message full of near misses. Count the
+    # bytes decoded instead of timing, so the test is not at the mercy of load.
+    decoded = 0
+    real = terms_module._chars
+
+    def counting(data: str) -> int:
+        nonlocal decoded
+        decoded += len(data)
+        return real(data)
+
+    monkeypatch.setattr(terms_module, "_chars", counting)
+    text = "classé " * 15_000
+    matcher = TermMatcher.compile(["ass", "classé x"])
+    assert matcher.first(text) is None
+    assert matcher.found(text) == {}
+    size = len(text.encode())
+    assert decoded <= 2 * 2 * size
 
 
 def test_offset_counts_code_points_of_the_original() -> None:
