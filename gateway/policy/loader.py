@@ -149,7 +149,7 @@ def _load_file(
         problems.append(f"{name}:{exc.line}: {exc}")
         return []
     items = _rule_items(doc, name, problems)
-    ctx = CompileContext(base_dir=path.parent, read_text=reader.read_text)
+    ctx = CompileContext(base_dir=path.parent, read_text=reader.read_text, root=reader.root)
     out = []
     for index, item in enumerate(items):
         where = _Where(name, doc, ("rules", index), item)

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 from gateway.model import Action, Channel
 
 RULE_ID = r"^[A-Za-z0-9._-]+$"
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+# ASCII digits only: `\d` alone also takes other scripts' digits (Arabic-Indic `٢٤h`).
+_DURATION = re.compile(r"^\s*([0-9]+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 

@@ -35,6 +35,15 @@ class CompileContext:
     base_dir: Path
     read_text: Callable[[Path], str]
 
+    # The policies folder the bundle is loaded from: a file a rule names must be
+    # inside it. Pack files live in its packs/<name>/ folders, so it is not
+    # always `base_dir`. None (a rule compiled on its own): `base_dir` is the bound.
+    root: Path | None = None
+
+    @property
+    def policies_dir(self) -> Path:
+        return self.root if self.root is not None else self.base_dir
+
 
 @dataclass(frozen=True, slots=True)
 class Condition:

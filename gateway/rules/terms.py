@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import datetime
+from pathlib import Path
 from typing import ClassVar
 
 from gateway.model import Code, RuleResult
@@ -40,7 +41,24 @@ def _file_terms(spec: BannedTermsRule, ctx: CompileContext) -> list[str]:
         return []
     if "\0" in spec.terms_file:  # no file can have it; the OS call would raise ValueError
         raise RuleConfigError("terms_file", f"{spec.terms_file!r} is not a file name")
-    path = ctx.base_dir / spec.terms_file
+    name = spec.terms_file
+    if Path(name).is_absolute():
+        raise RuleConfigError(
+            "terms_file",
+            f"'{name}' is an absolute path; write a path relative to this rule file,"
+            " inside the policies folder",
+        )
+    path = ctx.base_dir / name
+    # Symlinks are resolved first, so a link cannot lead outside the folder
+    # either; `..` that stays inside (a pack naming a shared file) is fine.
+    try:
+        target = path.resolve()
+    except RuntimeError:  # a symlink loop (Python before 3.13 raises this, not OSError)
+        raise RuleConfigError("terms_file", f"'{name}' is a symlink loop") from None
+    if not target.is_relative_to(ctx.policies_dir.resolve()):
+        raise RuleConfigError(
+            "terms_file", f"'{name}' is outside the policies folder; a terms file must be inside it"
+        )
     try:
         if path.exists() and not path.is_file():
             # A folder fails to read, but a FIFO or /dev/zero would block the load

@@ -45,7 +45,8 @@ MINUTES_PER_DAY = 24 * 60
 SECONDS_PER_DAY = 24 * 60 * 60
 DEFAULT_HORIZON = timedelta(days=14)
 
-_RANGE = re.compile(r"\s*(\d\d:\d\d)\s*-\s*(\d\d:\d\d)\s*")
+# ASCII digits only: `\d` alone also takes other scripts' digits (Arabic-Indic `٠٨:٠٠`).
+_RANGE = re.compile(r"\s*([0-9]{2}:[0-9]{2})\s*-\s*([0-9]{2}:[0-9]{2})\s*")
 _EXAMPLE = '"08:00-21:00"'
 
 

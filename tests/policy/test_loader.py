@@ -410,3 +410,84 @@ def test_terms_file_must_be_a_regular_file(write_policies: Writer) -> None:
     assert found[1].startswith("a.yaml:3: folder: terms_file: cannot read terms file '")
     assert found[1].endswith("terms': not a regular file")
     assert found[2] == "a.yaml:4: nul: terms_file: 't\\x00.txt' is not a file name"
+
+
+def test_durations_take_ascii_digits_only(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules:\n"
+            "  - {id: caps, type: frequency_cap, limits: [{count: 2, per: \u0662\u0664h}]}\n"
+        }
+    )
+    assert problems(root) == [
+        "a.yaml:2: caps: limits[0].per: '\u0662\u0664h' is not a duration"
+        " (use e.g. 30s, 15m, 24h, 7d)"
+    ]
+
+
+def test_terms_file_must_be_inside_the_policies_folder(
+    write_policies: Writer, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password\n")
+    root = write_policies(
+        {
+            "a.yaml": f"""
+            rules:
+              - {{id: absolute, type: banned_terms, terms_file: "{secret}"}}
+              - {{id: climbing, type: banned_terms, terms_file: ../secret.txt}}
+              - {{id: link, type: banned_terms, terms_file: terms/link.txt}}
+              - {{id: inside, type: banned_terms, terms_file: terms/../t.txt}}
+              - {{id: loop, type: banned_terms, terms_file: terms/loop.txt}}
+            """,
+            "t.txt": "free money\n",
+            "terms/x.txt": "x\n",
+        }
+    )
+    (root / "terms" / "link.txt").symlink_to(secret)
+    (root / "terms" / "loop.txt").symlink_to(root / "terms" / "loop.txt")
+    assert problems(root) == [
+        f"a.yaml:2: absolute: terms_file: '{secret}' is an absolute path; write a path"
+        " relative to this rule file, inside the policies folder",
+        "a.yaml:3: climbing: terms_file: '../secret.txt' is outside the policies folder;"
+        " a terms file must be inside it",
+        "a.yaml:4: link: terms_file: 'terms/link.txt' is outside the policies folder;"
+        " a terms file must be inside it",
+        "a.yaml:6: loop: terms_file: 'terms/loop.txt' is a symlink loop",
+    ]
+
+
+def test_a_pack_may_name_a_terms_file_elsewhere_in_the_policies_folder(
+    write_policies: Writer,
+) -> None:
+    root = write_policies(
+        {
+            "packs/p/rules.yaml": """
+            rules:
+              - {id: own, type: banned_terms, terms_file: terms.txt}
+              - {id: shared, type: banned_terms, terms_file: ../../terms/shared.txt}
+            """,
+            "packs/p/terms.txt": "free money\n",
+            "terms/shared.txt": "no risk\n",
+        }
+    )
+    bundle = load_bundle(root, ["p"])
+    assert [rule.id for rule in bundle.rules] == ["own", "shared"]
+    write_policies(
+        {
+            "packs/q/rules.yaml": "rules:\n"
+            "  - {id: out, type: banned_terms, terms_file: ../../../x.txt}\n"
+        }
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_bundle(root, ["q"])
+    assert caught.value.problems == [
+        "policies/packs/q/rules.yaml:2: out: terms_file: '../../../x.txt' is outside the"
+        " policies folder; a terms file must be inside it"
+    ]
+
+
+def test_shipped_packs_with_terms_files_load() -> None:
+    policies = Path(__file__).resolve().parents[2] / "policies"
+    packs = sorted(p.name for p in (policies / "packs").iterdir() if p.is_dir())
+    assert load_bundle(policies, packs).rules

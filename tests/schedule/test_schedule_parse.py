@@ -67,6 +67,11 @@ def test_24_00_ends_a_range_and_crossing_ranges_are_kept_as_written() -> None:
             "'14:00' is not HH:MM-HH:MM (e.g. \"08:00-21:00\")",
         ),
         ([], "hours", 'needs at least one range (e.g. "08:00-21:00")'),
+        (
+            "٠٨:00-21:00",  # Arabic-Indic digits, which int() would read as 08
+            "hours",
+            "'٠٨:00-21:00' is not HH:MM-HH:MM (e.g. \"08:00-21:00\")",
+        ),
     ],
 )
 def test_bad_hours(hours: str | Sequence[str], field: str, message: str) -> None:
