@@ -31,7 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"the policy bundle was refused: {len(exc.problems)} problem(s)", file=sys.stderr)
         return 2
     except GatewayError as exc:
-        print(f"gateway: {exc}", file=sys.stderr)
+        # One line, even when a quoted path or value holds a newline.
+        shown = "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(exc)
+        )
+        print(f"gateway: {shown}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -83,25 +87,24 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gateway.app import create_app
-
     settings = _settings(args, data_dir=args.data_dir, host=args.host, port=args.port)
     _refuse_open_network(settings)
     if args.workers > 1 and not settings.shared:
         raise GatewayError(
             "--workers needs shared mode (GATEWAY_REDIS_URL): one process owns a data folder"
         )
-    # Both refuse a broken bundle before listening; with workers, each builds
-    # its own app (and claims its own worker-N folder), so this process claims none.
-    app = None if args.workers > 1 else create_app(settings, tune_gc=True)
-    if app is None:
-        from gateway.policy.holder import Policies
+    from gateway.policy.holder import Policies
 
-        Policies(settings.policies, settings.packs)
+    # A broken bundle is refused before listening, and an unreachable shared store
+    # before a data folder is claimed, so a refused start leaves no folder behind.
+    # With workers, each builds its own app (and claims its own worker-N folder),
+    # so this process claims none.
+    policies = Policies(settings.policies, settings.packs)
     if settings.shared:
         from gateway.runtime import check_shared_store
 
         asyncio.run(check_shared_store(settings))
+    app = None if args.workers > 1 else _claiming_app(settings, policies)
     if not settings.api_keys:
         print(
             "gateway: no API keys configured: every endpoint is open, so it listens on "
@@ -122,6 +125,17 @@ def _serve(args: argparse.Namespace) -> int:
         assert app is not None
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     return 0
+
+
+def _claiming_app(settings: Settings, policies: Any) -> Any:
+    from gateway.app import create_app
+
+    try:
+        return create_app(settings, policies=policies, tune_gc=True)
+    except OSError as exc:  # the data folder is a file, or cannot be created
+        raise GatewayError(
+            f"data_dir: cannot use {settings.data_dir} as the data folder ({exc.strerror})"
+        ) from None
 
 
 def _refuse_open_network(settings: Settings) -> None:
@@ -196,7 +210,7 @@ def _check(args: argparse.Namespace) -> int:
     settings = _settings(args, data_dir=args.data_dir)
     bundle = load_bundle(settings.policies, settings.packs)
     at = _parse_at(args.at) if args.at else None
-    text = sys.stdin.read() if args.file == "-" else _read(args.file)
+    text = _read_stdin() if args.file == "-" else _read(args.file)
     return asyncio.run(
         _check_lines(settings, bundle, _lines(text), at, live=args.data_dir is not None)
     )
@@ -211,6 +225,19 @@ def _read(name: str) -> str:
         raise GatewayError(f"{name}: not UTF-8 text (byte {exc.start})") from None
 
 
+def _read_stdin() -> str:
+    """Standard input as UTF-8, decoded here so that other bytes give the same
+    one-line error as a file (the stream's own decoding raises mid-read)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        return sys.stdin.read()
+    raw: bytes = buffer.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GatewayError(f"standard input: not UTF-8 text (byte {exc.start})") from None
+
+
 def _lines(text: str) -> Iterator[tuple[int, str]]:
     stripped = text.strip()
     if stripped.startswith("{") and "\n" in stripped:
@@ -218,7 +245,7 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
             json.loads(stripped)  # one pretty-printed message
             yield 1, stripped
             return
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting: each line answers for itself
             pass
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
@@ -232,6 +259,12 @@ def _parse_at(text: str) -> datetime:
         raise GatewayError(f"--at: '{text}' is not an ISO 8601 time") from None
     if at.tzinfo is None:
         raise GatewayError(f"--at: '{text}' needs a time zone offset, e.g. {text}Z")
+    from gateway.adapters.native import EARLIEST_AT, LATEST_AT
+
+    # The range a message's own "at" is held to: near datetime's limits the
+    # conversion to UTC and the rules' look-ahead overflow.
+    if not EARLIEST_AT <= at < LATEST_AT:
+        raise GatewayError(f"--at: '{text}' must be from 1970-01-01T00:00:00Z to before 9000")
     return at.astimezone(UTC)
 
 

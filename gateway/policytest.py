@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from gateway import engine
-from gateway.adapters.native import NativeMessage, to_message
+from gateway.adapters.native import EARLIEST_AT, LATEST_AT, NativeMessage, to_message
 from gateway.audit.memory import MemoryTrail
 from gateway.clock import FixedClock
 from gateway.errors import InputError, InvalidRecipient
@@ -30,8 +30,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _moment(value: datetime) -> datetime:
+    """A case's times, held to what a message's own `at` may be: with an offset
+    (the test's clock needs one) and well inside datetime's range (near its
+    limits the conversion to UTC and the rules' look-ahead overflow)."""
+    if value.tzinfo is None:
+        raise ValueError("give a time zone offset, e.g. 2026-06-02T11:00:00-04:00")
+    if not EARLIEST_AT <= value < LATEST_AT:
+        raise ValueError("must be from 1970-01-01T00:00:00Z to before 9000-01-01T00:00:00Z")
+    return value
+
+
+Moment = Annotated[datetime, AfterValidator(_moment)]
+
+
 class Sent(Strict):
-    at: datetime
+    at: Moment
     message: dict[str, Any]
 
 
@@ -44,14 +58,14 @@ class Expect(Strict):
     decision: str
     code: str | None = None
     rule: str | None = None
-    deliver_at: datetime | None = None
+    deliver_at: Moment | None = None
 
 
 class Case(Strict):
     name: str
     history: list[Sent] = []
     opt_outs: list[OptOutItem] = []
-    at: datetime
+    at: Moment
     message: dict[str, Any]
     expect: Expect
 
@@ -68,7 +82,12 @@ class Failure:
     actual: str
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.case}: expected {self.expected}, got {self.actual}"
+        line = f"{self.file}: {self.case}: expected {self.expected}, got {self.actual}"
+        # One line per failure: a newline (or other control character) in a case
+        # name or an expected value from the file is shown escaped.
+        return "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line
+        )
 
 
 def case_files(folder: Path) -> list[Path]:
@@ -79,6 +98,10 @@ def load_cases(path: Path) -> list[Case]:
     try:
         doc = parse(path.read_text(encoding="utf-8"))
         return CaseFile.model_validate(doc.data).cases
+    except OSError as exc:  # e.g. a folder named *.test.yaml
+        raise InputError(f"{path}: cannot read the test file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except YamlError as exc:
         raise InputError(f"{path}:{exc.line}: {exc}") from None
     except ValidationError as exc:

@@ -113,11 +113,25 @@ class Settings(Strict):
     @field_validator("store")
     @classmethod
     def _store(cls, value: str) -> str:
-        if value in ("embedded", "memory") or value.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
+        if value in ("embedded", "memory"):
+            return value
+        if value.startswith(("redis://", "rediss://", "unix://")):
+            # Checked now, so a malformed URL (a bad port, `redis://[`) is refused
+            # with the config instead of failing when the store is first opened.
+            from redis.asyncio.connection import parse_url
+
+            try:
+                parse_url(value)
+            except ValueError as exc:
+                raise ValueError(f"'{value}' is not a valid Redis URL: {exc}") from None
             return value
         raise ValueError(f"'{value}' is not embedded, memory or a redis:// URL")
+
+    @field_validator("redis_tls", mode="before")
+    @classmethod
+    def _no_tls_options(cls, value: Any) -> Any:
+        # `redis_tls: null` (as the README's example has it) means no options.
+        return {} if value is None else value
 
     @field_validator("redis_tls")
     @classmethod
@@ -156,8 +170,16 @@ def load_settings(
     except ValidationError as exc:
         first = exc.errors(include_url=False)
         raise ConfigError(
-            "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in first)
+            _one_line("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in first))
         ) from None
+
+
+def _one_line(text: str) -> str:
+    """Keys and values from the file or the environment are quoted in errors; a
+    newline or other control character in them must not break the one-line error."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
 
 
 def _default_file(env: Mapping[str, str]) -> Path | None:
@@ -170,11 +192,16 @@ def _read_file(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        line, what = _yaml_problem(exc, text)
+        raise ConfigError(f"{path}:{line}: {what}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -189,20 +216,44 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         nested = field.annotation if isinstance(field.annotation, type) else None
         if nested is not None and issubclass(nested, BaseModel):
             for sub in nested.model_fields:
-                value = env.get(f"GATEWAY_{name}_{sub}".upper())
-                if value is not None:
-                    data.setdefault(name, {})[sub] = _scalar(value)
+                var = f"GATEWAY_{name}_{sub}".upper()
+                value = env.get(var)
+                if value is None:
+                    continue
+                # `audit:` left empty in the file is an empty section; any other
+                # non-mapping stays as it is, for validation to name it.
+                if data.get(name) is None:
+                    data[name] = {}
+                if isinstance(data[name], dict):
+                    data[name][sub] = _scalar(var, value)
             continue
-        value = env.get(f"GATEWAY_{name}".upper())
+        var = f"GATEWAY_{name}".upper()
+        value = env.get(var)
         if value is not None:
-            data[name] = _scalar(value)
+            data[name] = _scalar(var, value)
 
 
-def _scalar(text: str) -> Any:
+def _yaml_problem(exc: BaseException, text: str) -> tuple[int, str]:
+    """The line and `not valid YAML: what`, on one line (PyYAML's own text spans
+    several). Besides YAMLError, the safe constructors raise ValueError for a
+    bad tagged scalar (`!!float x`, a 13th month) and deep nesting recurses."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        return (mark.line + 1 if mark else 1), f"not valid YAML: {exc.problem or exc.context}"
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else "character"
+        return line, f"not valid YAML: unacceptable character {what}: {exc.reason}"
+    if isinstance(exc, RecursionError):
+        return 1, "not valid YAML: values are nested too deep"
+    return 1, f"not valid YAML: {_one_line(str(exc))}"
+
+
+def _scalar(name: str, text: str) -> Any:
     """Plain text, except a value in [...] or {...}, read as YAML (lists, mappings)."""
     if not text.lstrip().startswith(("[", "{")):
         return text
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ConfigError(f"not valid YAML in an environment value: {text[:60]!r}") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        raise ConfigError(f"{name}: {_yaml_problem(exc, text)[1]}") from None

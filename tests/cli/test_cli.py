@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from gateway.cli import main
 from tests.conftest import REPO
 
 GATEWAY = [sys.executable, "-m", "gateway.cli"]
@@ -126,3 +131,236 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip() == f"gateway: {tmp_path / 'missing.json'}: No such file or directory"
     bad_at = run("check", "--policies", "policies", "--at", "soon", "-", stdin="")
     assert bad_at.stderr.strip() == "gateway: --at: 'soon' is not an ISO 8601 time"
+
+
+# In-process: the same `main` as the `gateway` command, for input that once
+# escaped as a traceback instead of one line and exit code 2.
+
+
+def gateway(
+    argv: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    cwd: Path,
+    stdin: bytes = b"",
+    env: dict[str, str] | None = None,
+) -> tuple[int, str, str]:
+    for name in list(os.environ):
+        if name.startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+    for name, value in (env or {}).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b"port: 1\n\xff\n", "gateway.yaml: not UTF-8 text (byte 8)"),
+        (
+            b"port: [\n",
+            "gateway.yaml:2: not valid YAML: expected the node content, but found '<stream end>'",
+        ),
+        (b"port: !!float x\n", "gateway.yaml:1: not valid YAML: could not convert string to float"),
+        (
+            b"host: a\n\x07\n",
+            "gateway.yaml:2: not valid YAML: unacceptable character #x0007: "
+            "special characters are not allowed",
+        ),
+        (b'store: "a\\nb"\n', r"store: Value error, 'a\nb' is not embedded, memory or a redis"),
+        (b"store: redis://[\n", "store: Value error, 'redis://[' is not a valid Redis URL"),
+        (b"store: redis://h:port/0\n", "is not a valid Redis URL: Port could not be cast"),
+    ],
+)
+def test_a_broken_config_file_is_one_line(
+    content: bytes,
+    error: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "gateway.yaml").write_bytes(content)
+    argv = ["check", "--policies", str(REPO / "policies"), "-"]
+    code, out, err = gateway(argv, capsys, monkeypatch, tmp_path)
+    assert code == 2 and out == ""
+    assert err.startswith("gateway: ") and error in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gateway.yaml"]  # no data folder
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "error"),
+    [
+        ("audit: 5\n", {"GATEWAY_AUDIT_KEY": "k"}, "audit: Input should be a valid dictionary"),
+        ("redis_tls: []\n", {"GATEWAY_REDIS_TLS_VERIFY": "0"}, "redis_tls: Input should be"),
+        ("", {"GATEWAY_ROUTES": "[{a: !!float x}]"}, "GATEWAY_ROUTES: not valid YAML: could not"),
+        ("", {"GATEWAY_PACKS": "[a, "}, "GATEWAY_PACKS: not valid YAML: expected the node"),
+    ],
+)
+def test_a_bad_environment_override_is_one_line(
+    config: str,
+    env: dict[str, str],
+    error: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "gateway.yaml").write_text(config)
+    code, out, err = gateway(["policy", "check"], capsys, monkeypatch, tmp_path, env=env)
+    assert code == 2 and out == ""
+    assert err.startswith("gateway: ") and error in err and err.count("\n") == 1, err
+
+
+def test_an_empty_config_section_takes_environment_overrides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "gateway.yaml").write_text(f"policies: {REPO / 'policies'}\naudit:\n")
+    env = {"GATEWAY_AUDIT_KEY": "k"}
+    code, out, err = gateway(["policy", "check"], capsys, monkeypatch, tmp_path, env=env)
+    assert code == 0 and err == "" and "7 rules" in out
+
+
+def test_check_refuses_standard_input_that_is_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["check", "--policies", str(REPO / "policies"), "-"]
+    code, out, err = gateway(argv, capsys, monkeypatch, tmp_path, stdin=b'{"body": "\xff"}\n')
+    assert (code, out, err) == (2, "", "gateway: standard input: not UTF-8 text (byte 10)\n")
+
+
+def test_check_answers_each_line_of_deeply_nested_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Starts with "{" and spans lines: first tried as one pretty-printed message.
+    text = "{" + '"a":{' * 5000 + "\n}\n"
+    argv = ["check", "--policies", str(REPO / "policies"), "-"]
+    code, out, err = gateway(argv, capsys, monkeypatch, tmp_path, stdin=text.encode())
+    assert code == 1 and err == ""
+    answers = [json.loads(line) for line in out.splitlines()]
+    assert [a["line"] for a in answers] == [1, 2]
+    assert answers[0]["error"] == "the body is not valid JSON: it is nested too deeply"
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (lambda p: p.write_bytes(b"cases: []\n\xfe"), "a.test.yaml: not UTF-8 text (byte 10)"),
+        (lambda p: p.mkdir(), "a.test.yaml: cannot read the test file (Is a directory)"),
+    ],
+)
+def test_an_unreadable_policy_test_file_is_one_line(
+    make: Callable[[Path], object],
+    error: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "rules:\n  - id: len\n    type: content_length\n    max_chars: 3\n"
+    )
+    make(tmp_path / "a.test.yaml")
+    code, out, err = gateway(["policy", "test", str(tmp_path)], capsys, monkeypatch, tmp_path)
+    assert code == 2 and out == ""
+    assert err == f"gateway: {tmp_path / error}\n"
+
+
+def test_a_failing_case_is_one_line_whatever_its_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "rules:\n  - id: len\n    type: content_length\n    max_chars: 3\n"
+    )
+    (tmp_path / "a.test.yaml").write_text(
+        'cases:\n  - name: "two\\nlines"\n    at: "2026-06-02T11:00:00Z"\n'
+        "    message: {channel: sms, to: '+12125550100', body: 'hello'}\n"
+        "    expect: {decision: allow}\n"
+    )
+    code, out, err = gateway(["policy", "test", str(tmp_path)], capsys, monkeypatch, tmp_path)
+    assert code == 1 and err == "0 passed, 1 failed\n"
+    assert out == f"{tmp_path / 'a.test.yaml'}: two\\nlines: expected allow, got reject\n"
+
+
+def test_check_refuses_an_at_flag_out_of_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = "9999-12-31T23:59:59-14:00"  # past datetime's range once in UTC
+    argv = ["check", "--policies", str(REPO / "policies"), "--at", at, "-"]
+    code, out, err = gateway(argv, capsys, monkeypatch, tmp_path, stdin=b"{}")
+    assert (code, out) == (2, "")
+    assert err == f"gateway: --at: '{at}' must be from 1970-01-01T00:00:00Z to before 9000\n"
+
+
+def test_serve_refuses_a_data_folder_that_is_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "data").write_text("")
+    argv = ["serve", "--policies", str(REPO / "policies"), "--data-dir", "data"]
+    code, out, err = gateway(argv, capsys, monkeypatch, tmp_path)
+    assert (code, out) == (2, "")
+    assert err == "gateway: data_dir: cannot use data as the data folder (File exists)\n"
+
+
+def test_serve_claims_no_data_folder_when_the_shared_store_is_down(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"GATEWAY_REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing listens on port 1
+    argv = ["serve", "--policies", str(REPO / "policies"), "--data-dir", "data"]
+    code, out, err = gateway(argv, capsys, monkeypatch, tmp_path, env=env)
+    assert (code, out) == (2, "")
+    assert err.startswith("gateway: the shared store is unreachable") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("at", "error"),
+    [
+        ("2026-06-02T11:00:00", "give a time zone offset, e.g. 2026-06-02T11:00:00-04:00"),
+        ("9999-12-31T23:59:59-14:00", "must be from 1970-01-01T00:00:00Z to before 9000"),
+    ],
+)
+def test_a_case_time_without_offset_or_out_of_range_is_one_line(
+    at: str,
+    error: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "rules:\n  - id: len\n    type: content_length\n    max_chars: 3\n"
+    )
+    (tmp_path / "a.test.yaml").write_text(
+        f"cases:\n  - name: x\n    at: '{at}'\n"
+        "    message: {channel: sms, to: '+12125550100', body: 'hello'}\n"
+        "    expect: {decision: reject}\n"
+    )
+    code, out, err = gateway(["policy", "test", str(tmp_path)], capsys, monkeypatch, tmp_path)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"gateway: {tmp_path / 'a.test.yaml'}: cases.0.at: Value error, {error}")
+    assert err.count("\n") == 1
+
+
+def test_a_config_path_with_a_newline_is_shown_on_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"GATEWAY_CONFIG": "no\nsuch.yaml"}
+    code, out, err = gateway(["policy", "check"], capsys, monkeypatch, tmp_path, env=env)
+    assert (code, out) == (2, "")
+    assert (
+        err == "gateway: no\\nsuch.yaml: cannot read the config file (No such file or directory)\n"
+    )
+
+
+def test_the_readme_configuration_loads_as_written(tmp_path: Path) -> None:
+    """A newcomer copies the README's gateway.yaml: every default it shows loads."""
+    from gateway.settings import Settings, load_settings
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Configuration", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "gateway.yaml"
+    config.write_text(block, encoding="utf-8")
+    settings = load_settings(config, {})
+    assert settings.port == 8080 and settings.store == "embedded"
+    assert settings.redis_tls == Settings().redis_tls  # `null`: no TLS options
