@@ -15,6 +15,9 @@ import pytest
 from gateway.cli import main
 from tests.conftest import REPO
 
+# One rule, for the tests of `policy test`: a text of more than three characters fails.
+LENGTH_RULE = "rules:\n  - id: len\n    type: content_length\n    max_chars: 3\n"
+
 GATEWAY = [sys.executable, "-m", "gateway.cli"]
 
 
@@ -60,9 +63,7 @@ def test_policy_test_passes_on_the_sample_cases() -> None:
 
 
 def test_policy_test_reports_a_failing_case(tmp_path: Path) -> None:
-    (tmp_path / "a.yaml").write_text(
-        "rules:\n  - id: len\n    type: content_length\n    max_chars: 3\n"
-    )
+    (tmp_path / "a.yaml").write_text(LENGTH_RULE)
     (tmp_path / "a.test.yaml").write_text(
         "cases:\n  - name: short is fine\n    at: '2026-06-02T11:00:00Z'\n"
         "    message: {channel: sms, to: '+12125550100', body: 'hello'}\n"
@@ -258,9 +259,7 @@ def test_an_unreadable_policy_test_file_is_one_line(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (tmp_path / "a.yaml").write_text(
-        "rules:\n  - id: len\n    type: content_length\n    max_chars: 3\n"
-    )
+    (tmp_path / "a.yaml").write_text(LENGTH_RULE)
     make(tmp_path / "a.test.yaml")
     code, out, err = gateway(["policy", "test", str(tmp_path)], capsys, monkeypatch, tmp_path)
     assert code == 2 and out == ""
@@ -270,9 +269,7 @@ def test_an_unreadable_policy_test_file_is_one_line(
 def test_a_failing_case_is_one_line_whatever_its_name(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "a.yaml").write_text(
-        "rules:\n  - id: len\n    type: content_length\n    max_chars: 3\n"
-    )
+    (tmp_path / "a.yaml").write_text(LENGTH_RULE)
     (tmp_path / "a.test.yaml").write_text(
         'cases:\n  - name: "two\\nlines"\n    at: "2026-06-02T11:00:00Z"\n'
         "    message: {channel: sms, to: '+12125550100', body: 'hello'}\n"
@@ -328,9 +325,7 @@ def test_a_case_time_without_offset_or_out_of_range_is_one_line(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (tmp_path / "a.yaml").write_text(
-        "rules:\n  - id: len\n    type: content_length\n    max_chars: 3\n"
-    )
+    (tmp_path / "a.yaml").write_text(LENGTH_RULE)
     (tmp_path / "a.test.yaml").write_text(
         f"cases:\n  - name: x\n    at: '{at}'\n"
         "    message: {channel: sms, to: '+12125550100', body: 'hello'}\n"
