@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import GatewayError, InputError, InvalidRecipient, PolicyError
+from gateway.errors import GatewayError, InputError, InvalidRecipient, PolicyError, one_line
 from gateway.policy.bundle import Bundle
 from gateway.policy.loader import load_bundle
 from gateway.settings import Settings, load_settings
@@ -31,11 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"the policy bundle was refused: {len(exc.problems)} problem(s)", file=sys.stderr)
         return 2
     except GatewayError as exc:
-        # One line, even when a quoted path or value holds a newline.
-        shown = "".join(
-            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(exc)
-        )
-        print(f"gateway: {shown}", file=sys.stderr)
+        print(f"gateway: {one_line(str(exc))}", file=sys.stderr)  # even if a path holds a newline
         return 2
     except KeyboardInterrupt:
         return 130

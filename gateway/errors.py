@@ -26,6 +26,16 @@ Caught = tuple[type[BaseException], ...]
 Make = Callable[[BaseException], "GatewayError"]
 
 
+def one_line(text: str) -> str:
+    """`text` kept to one line: a line break or another unprintable character
+    in a value it quotes (a key, a path, a case name) is shown escaped."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
 

@@ -16,7 +16,7 @@ from gateway import engine
 from gateway.adapters.native import EARLIEST_AT, LATEST_AT, NativeMessage, to_message
 from gateway.audit.memory import MemoryTrail
 from gateway.clock import FixedClock
-from gateway.errors import InputError, InvalidRecipient
+from gateway.errors import InputError, InvalidRecipient, one_line
 from gateway.policy.bundle import Bundle
 from gateway.policy.loader import load_bundle
 from gateway.policy.yamlfile import YamlError, parse
@@ -82,12 +82,8 @@ class Failure:
     actual: str
 
     def __str__(self) -> str:
-        line = f"{self.file}: {self.case}: expected {self.expected}, got {self.actual}"
-        # One line per failure: a newline (or other control character) in a case
-        # name or an expected value from the file is shown escaped.
-        return "".join(
-            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line
-        )
+        # One line per failure, even when a case name from the file holds a newline.
+        return one_line(f"{self.file}: {self.case}: expected {self.expected}, got {self.actual}")
 
 
 def case_files(folder: Path) -> list[Path]:

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,8 +22,9 @@ from pydantic import (
     field_validator,
 )
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, one_line
 from gateway.policy.schema import RULE_ID
+from gateway.policy.yamlfile import YamlError, parse
 
 DEFAULT_FILE = "gateway.yaml"
 
@@ -170,16 +170,8 @@ def load_settings(
     except ValidationError as exc:
         first = exc.errors(include_url=False)
         raise ConfigError(
-            _one_line("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in first))
+            one_line("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in first))
         ) from None
-
-
-def _one_line(text: str) -> str:
-    """Keys and values from the file or the environment are quoted in errors; a
-    newline or other control character in them must not break the one-line error."""
-    return "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
-    )
 
 
 def _default_file(env: Mapping[str, str]) -> Path | None:
@@ -198,10 +190,9 @@ def _read_file(path: Path | None) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
-        loaded = yaml.safe_load(text)
-    except (yaml.YAMLError, ValueError, RecursionError) as exc:
-        line, what = _yaml_problem(exc, text)
-        raise ConfigError(f"{path}:{line}: {what}") from None
+        loaded = parse(text).data  # the policy files' parser: one-line errors with their line
+    except YamlError as exc:
+        raise ConfigError(f"{path}:{exc.line}: {exc}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -233,27 +224,11 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
             data[name] = _scalar(var, value)
 
 
-def _yaml_problem(exc: BaseException, text: str) -> tuple[int, str]:
-    """The line and `not valid YAML: what`, on one line (PyYAML's own text spans
-    several). Besides YAMLError, the safe constructors raise ValueError for a
-    bad tagged scalar (`!!float x`, a 13th month) and deep nesting recurses."""
-    if isinstance(exc, yaml.MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        return (mark.line + 1 if mark else 1), f"not valid YAML: {exc.problem or exc.context}"
-    if isinstance(exc, yaml.reader.ReaderError):
-        line = text.count("\n", 0, exc.position) + 1
-        what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else "character"
-        return line, f"not valid YAML: unacceptable character {what}: {exc.reason}"
-    if isinstance(exc, RecursionError):
-        return 1, "not valid YAML: values are nested too deep"
-    return 1, f"not valid YAML: {_one_line(str(exc))}"
-
-
 def _scalar(name: str, text: str) -> Any:
     """Plain text, except a value in [...] or {...}, read as YAML (lists, mappings)."""
     if not text.lstrip().startswith(("[", "{")):
         return text
     try:
-        return yaml.safe_load(text)
-    except (yaml.YAMLError, ValueError, RecursionError) as exc:
-        raise ConfigError(f"{name}: {_yaml_problem(exc, text)[1]}") from None
+        return parse(text).data
+    except YamlError as exc:
+        raise ConfigError(f"{name}: {exc}") from None

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.errors import PolicyError
+from gateway.errors import PolicyError, one_line
 from gateway.policy.bundle import Bundle
 from gateway.policy.schema import RULE_MODELS, RuleBase
 from gateway.policy.yamlfile import Located, YamlError, parse
@@ -120,10 +120,7 @@ def _one_line(problem: str) -> str:
     """Each problem is one line, whatever the values it quotes: line breaks and
     other unprintable characters (a control code, a right-to-left override) are
     shown escaped, and a huge value is cut in the middle."""
-    if not problem.isprintable():
-        problem = "".join(
-            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in problem
-        )
+    problem = one_line(problem)
     if len(problem) > 3 * _KEEP:
         cut = len(problem) - 2 * _KEEP
         problem = f"{problem[:_KEEP]}…({cut} characters left out)…{problem[-_KEEP:]}"

@@ -166,7 +166,7 @@ def gateway(
             b"port: [\n",
             "gateway.yaml:2: not valid YAML: expected the node content, but found '<stream end>'",
         ),
-        (b"port: !!float x\n", "gateway.yaml:1: not valid YAML: could not convert string to float"),
+        (b"port: !!float x\n", "gateway.yaml:1: not valid YAML: 'x' is not a valid float"),
         (
             b"host: a\n\x07\n",
             "gateway.yaml:2: not valid YAML: unacceptable character #x0007: "
@@ -175,6 +175,7 @@ def gateway(
         (b'store: "a\\nb"\n', r"store: Value error, 'a\nb' is not embedded, memory or a redis"),
         (b"store: redis://[\n", "store: Value error, 'redis://[' is not a valid Redis URL"),
         (b"store: redis://h:port/0\n", "is not a valid Redis URL: Port could not be cast"),
+        (b"port: 1\nport: 2\n", "gateway.yaml:2: 'port' is given twice"),  # not the last silently
     ],
 )
 def test_a_broken_config_file_is_one_line(
@@ -197,7 +198,7 @@ def test_a_broken_config_file_is_one_line(
     [
         ("audit: 5\n", {"GATEWAY_AUDIT_KEY": "k"}, "audit: Input should be a valid dictionary"),
         ("redis_tls: []\n", {"GATEWAY_REDIS_TLS_VERIFY": "0"}, "redis_tls: Input should be"),
-        ("", {"GATEWAY_ROUTES": "[{a: !!float x}]"}, "GATEWAY_ROUTES: not valid YAML: could not"),
+        ("", {"GATEWAY_ROUTES": "[{a: !!float x}]"}, "GATEWAY_ROUTES: not valid YAML: 'x' is"),
         ("", {"GATEWAY_PACKS": "[a, "}, "GATEWAY_PACKS: not valid YAML: expected the node"),
     ],
 )
