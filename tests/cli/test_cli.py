@@ -158,6 +158,28 @@ def gateway(
     return code, out, err
 
 
+def policy_test(
+    folder: Path,
+    make: Callable[[Path], object],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[int, str, str]:
+    """`gateway policy test` on LENGTH_RULE and the a.test.yaml that `make` writes."""
+    (folder / "a.yaml").write_text(LENGTH_RULE)
+    make(folder / "a.test.yaml")
+    return gateway(["policy", "test", str(folder)], capsys, monkeypatch, folder)
+
+
+def one_case(name: str, at: str, decision: str) -> Callable[[Path], object]:
+    """Writes a test file of one case: 'hello' by SMS, expected to get `decision`."""
+    text = (
+        f"cases:\n  - name: {name}\n    at: '{at}'\n"
+        "    message: {channel: sms, to: '+12125550100', body: 'hello'}\n"
+        f"    expect: {{decision: {decision}}}\n"
+    )
+    return lambda path: path.write_text(text)
+
+
 @pytest.mark.parametrize(
     ("content", "error"),
     [
@@ -260,9 +282,7 @@ def test_an_unreadable_policy_test_file_is_one_line(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (tmp_path / "a.yaml").write_text(LENGTH_RULE)
-    make(tmp_path / "a.test.yaml")
-    code, out, err = gateway(["policy", "test", str(tmp_path)], capsys, monkeypatch, tmp_path)
+    code, out, err = policy_test(tmp_path, make, capsys, monkeypatch)
     assert code == 2 and out == ""
     assert err == f"gateway: {tmp_path / error}\n"
 
@@ -270,13 +290,8 @@ def test_an_unreadable_policy_test_file_is_one_line(
 def test_a_failing_case_is_one_line_whatever_its_name(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "a.yaml").write_text(LENGTH_RULE)
-    (tmp_path / "a.test.yaml").write_text(
-        'cases:\n  - name: "two\\nlines"\n    at: "2026-06-02T11:00:00Z"\n'
-        "    message: {channel: sms, to: '+12125550100', body: 'hello'}\n"
-        "    expect: {decision: allow}\n"
-    )
-    code, out, err = gateway(["policy", "test", str(tmp_path)], capsys, monkeypatch, tmp_path)
+    case = one_case('"two\\nlines"', "2026-06-02T11:00:00Z", "allow")
+    code, out, err = policy_test(tmp_path, case, capsys, monkeypatch)
     assert code == 1 and err == "0 passed, 1 failed\n"
     assert out == f"{tmp_path / 'a.test.yaml'}: two\\nlines: expected allow, got reject\n"
 
@@ -326,13 +341,7 @@ def test_a_case_time_without_offset_or_out_of_range_is_one_line(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (tmp_path / "a.yaml").write_text(LENGTH_RULE)
-    (tmp_path / "a.test.yaml").write_text(
-        f"cases:\n  - name: x\n    at: '{at}'\n"
-        "    message: {channel: sms, to: '+12125550100', body: 'hello'}\n"
-        "    expect: {decision: reject}\n"
-    )
-    code, out, err = gateway(["policy", "test", str(tmp_path)], capsys, monkeypatch, tmp_path)
+    code, out, err = policy_test(tmp_path, one_case("x", at, "reject"), capsys, monkeypatch)
     assert (code, out) == (2, "")
     assert err.startswith(f"gateway: {tmp_path / 'a.test.yaml'}: cases.0.at: Value error, {error}")
     assert err.count("\n") == 1
