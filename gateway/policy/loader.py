@@ -6,6 +6,7 @@ Each problem reads `file:line: rule id: field: what is wrong`, quoting the value
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ def rule_files(folder: Path, packs: Sequence[str] = ()) -> tuple[list[Path], lis
     problems: list[str] = []
     if not folder.is_dir():
         return [], [f"{folder}: no such policies folder"]
-    files = _yaml_in(folder)
+    files = _yaml_in(folder, folder.parent, problems)
     for pack in packs:
         pack_dir = folder / "packs" / pack
         if not pack_dir.is_dir():
@@ -36,18 +37,26 @@ def rule_files(folder: Path, packs: Sequence[str] = ()) -> tuple[list[Path], lis
                 f"{pack_dir}: no such rule pack '{pack}' (known: {', '.join(known) or 'none'})"
             )
             continue
-        files += _yaml_in(pack_dir)
+        files += _yaml_in(pack_dir, folder.parent, problems)
     return files, problems
 
 
-def _yaml_in(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file()
-        and p.suffix in (".yaml", ".yml")
-        and not p.name.endswith((".test.yaml", ".test.yml"))
-    )
+def _yaml_in(folder: Path, shown_from: Path, problems: list[str]) -> list[Path]:
+    """The rule files in `folder`. A name that looks like one but is not a
+    regular file is a problem, not skipped: its author expects it loaded.
+    Problems name the file from `shown_from`, as the loader's others do."""
+    files = []
+    for p in sorted(folder.iterdir()):
+        if p.suffix not in (".yaml", ".yml") or p.name.endswith((".test.yaml", ".test.yml")):
+            continue
+        name = p.relative_to(shown_from)
+        if p.is_file():
+            files.append(p)
+        elif p.is_symlink() and not p.exists():
+            problems.append(f"{name}: a symbolic link to {os.readlink(p)}, which does not exist")
+        else:
+            problems.append(f"{name}: not a regular file, so it cannot hold rules")
+    return files
 
 
 class _Reader:

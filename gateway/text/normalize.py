@@ -20,7 +20,9 @@ sender wrote it. The steps, in order:
    - A *separator run* is 1 to 3 characters from: space `.` `-` `_` `*` `~`
      `/` `|` `+` `·` `•` `‧` `∙` `⋅`.
    - A *single letter* is one letter or digit with no letter or digit right
-     before or after it.
+     before or after it, counted as the sender wrote it: a character that
+     folds to several letters (`ß` -> `ss`, `ﬁ` -> `fi`) is one letter
+     here, so `j.s.ß.a.u` reads as five spaced-out letters.
    - Where at least 3 single letters follow one another, each pair joined by
      one separator run, the separator runs between them are removed. Text
      around the run is untouched, so ordinary word spacing survives.
@@ -79,7 +81,7 @@ def normalize(text: str) -> Normalized:
             # Combining marks composed differently in context than alone:
             # take the slower path that normalizes them with their base.
             folded, origin = _fold(*_casefold(*_nfkc_chunks(text)))
-    folded, origin = _apply(folded, origin, _collapse_spans(folded))
+    folded, origin = _apply(folded, origin, _collapse_spans(folded, origin))
     return Normalized(folded, _identity(len(folded)) if origin is None else tuple(origin))
 
 
@@ -227,6 +229,7 @@ _SINGLES_RUN: Final = re.compile(
 _SINGLES_HINT: Final = re.compile(rf"[{_SEP}]{_SINGLE}[{_SEP}]{{1,3}}{_SINGLE}(?!{_SINGLE})")
 _SINGLE_BETWEEN_SEPS: Final = re.compile(rf"[{_SEP}]{_SINGLE}(?=[{_SEP}])")
 _SEP_RUN: Final = re.compile(rf"[{_SEP}]+")
+_LETTERS: Final = re.compile(rf"{_SINGLE}+")
 _HAN_CHAR: Final = re.compile(
     "[\u3040-\u30fa\u30fc-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]"
 )
@@ -234,16 +237,50 @@ _SPACES: Final = re.compile(r"  +")
 _MAX_SEP_RUN: Final = 3
 
 
-def _collapse_spans(text: str) -> list[tuple[int, int, str]]:
-    spans: list[tuple[int, int, str]] = []
-    if _has_singles_run(text):
-        for run in _SINGLES_RUN.finditer(text):
-            spans.extend((m.start(), m.end(), "") for m in _SEP_RUN.finditer(text, *run.span()))
+def _collapse_spans(text: str, origin: list[int] | None) -> list[tuple[int, int, str]]:
+    starts = _written_starts(text, origin)
+    if starts is None:
+        spans = _singles_spans(text)
+    else:
+        # Spaced-out letters as the sender wrote them: one character of the
+        # original per letter, then the spans mapped back onto `text`.
+        ends = [*starts, len(text)]
+        proxy = "".join([text[i] for i in starts])
+        spans = [(ends[start], ends[end], "") for start, end, _ in _singles_spans(proxy)]
     if not text.isascii() and _HAN_CHAR.search(text):
         spans.extend(_han_gaps(text))
     if "  " in text:
         spans.extend((m.start() + 1, m.end(), "") for m in _SPACES.finditer(text))
     return _merge(spans)
+
+
+def _singles_spans(text: str) -> list[tuple[int, int, str]]:
+    """The separator runs between at least 3 spaced-out single letters."""
+    spans: list[tuple[int, int, str]] = []
+    if _has_singles_run(text):
+        for run in _SINGLES_RUN.finditer(text):
+            spans.extend((m.start(), m.end(), "") for m in _SEP_RUN.finditer(text, *run.span()))
+    return spans
+
+
+def _written_starts(text: str, origin: list[int] | None) -> list[int] | None:
+    """Where each letter the sender wrote starts in `text`, when one of them
+    became several (`ß` -> `ss`) and so could stop standing alone; None when
+    none did (the common case, checked cheaply first). An expansion with
+    anything but letters in it (`㏂` -> `a.m.`) keeps its characters apart."""
+    if origin is None or not _SINGLE_BETWEEN_SEPS.search(text):
+        return None
+    if len(set(origin)) == len(origin):
+        return None  # nothing expanded
+    starts: list[int] = []
+    i, n = 0, len(origin)
+    while i < n:
+        end = i + 1
+        while end < n and origin[end] == origin[i]:
+            end += 1
+        starts.extend([i] if _LETTERS.fullmatch(text, i, end) else range(i, end))
+        i = end
+    return starts
 
 
 def _has_singles_run(text: str) -> bool:

@@ -175,6 +175,26 @@ def test_missing_folder(tmp_path: Path) -> None:
         load_bundle(tmp_path / "nope")
 
 
+def test_a_dangling_link_is_named_not_skipped(write_policies: Writer) -> None:
+    root = write_policies({"a.yaml": "rules: []\n"})
+    (root / "b.yaml").symlink_to(root / "moved-away.yaml")
+    (root / "c.yml").mkdir()
+    assert problems(root) == [
+        f"b.yaml: a symbolic link to {root / 'moved-away.yaml'}, which does not exist",
+        "c.yml: not a regular file, so it cannot hold rules",
+    ]
+
+
+def test_a_link_to_a_rule_file_loads(write_policies: Writer) -> None:
+    root = write_policies({"a.yaml": "rules: []\n"})
+    (root / "shared").mkdir()
+    (root / "shared" / "opt.yaml").write_text(
+        "rules:\n  - id: stop\n    type: opt_out\n    lists: [global]\n", encoding="utf-8"
+    )
+    (root / "b.yaml").symlink_to(root / "shared" / "opt.yaml")
+    assert [r.id for r in load_bundle(root).rules] == ["stop"]
+
+
 def test_bad_terms_refuse_the_bundle(write_policies: Writer) -> None:
     root = write_policies(
         {

@@ -35,6 +35,12 @@ from gateway.text.normalize import Normalized, normalize, normalize_term
         ("回T退訂", "回t退订"),
         ("a\t\n  b", "a b"),
         ("x\u3000y", "x y"),  # ideographic space
+        # A letter that folds to several still stands alone as written.
+        ("j.s.ß.a.u", "jsssau"),
+        ("G R O ẞ E deal", "grosse deal"),
+        ("ﬁ.x.y", "fixy"),
+        ("a…b…c", "abc"),  # one character that folds to three separators
+        ("ß a", "ss a"),  # two single letters are not a run
     ],
 )
 def test_evasions_fold(text: str, expected: str) -> None:
@@ -50,6 +56,7 @@ def test_evasions_fold(text: str, expected: str) -> None:
         "vitamin c and d",
         "reply stop to opt out",
         "5 km away",
+        "a.m. ok",
     ],
 )
 def test_word_spacing_survives(text: str) -> None:
@@ -70,6 +77,12 @@ def test_origin_of_expansions_and_removals() -> None:
     norm = normalize("ﬁ\u200bne ß")
     assert norm.text == "fine ss"
     assert norm.origin == (0, 0, 2, 3, 4, 5, 5)
+
+
+def test_origin_of_spaced_letters_that_expand() -> None:
+    norm = normalize("xy j.s.ß.a.u")
+    assert norm.text == "xy jsssau"
+    assert norm.origin == (0, 1, 2, 3, 5, 7, 7, 9, 11)
 
 
 def test_origin_through_full_width_and_combining() -> None:
