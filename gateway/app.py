@@ -34,6 +34,7 @@ ROUTES = [
     Route("/v3/mail/send", dropin.sendgrid, methods=["POST"]),
     Route("/v1/projects/{project}/messages:send", dropin.fcm, methods=["POST"]),
     Route("/v1/decisions", admin.decisions, methods=["GET"]),
+    Route("/v1/decisions/export", admin.decisions_export, methods=["GET"]),
     Route("/v1/decisions/{id}", admin.decision, methods=["GET"]),
     Route("/v1/deferred", admin.deferred_list, methods=["GET"]),
     Route("/v1/deferred/{id}", admin.deferred_get, methods=["GET"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from gateway.errors import AuditUnavailable, InputError, PolicyError, StoreUnava
 from gateway.model import iso
 from gateway.recipients import hint, normalize_address
 from gateway.store.base import DeferredMessage, DeferStatus, OptOutEntry
+from gateway.web import export
 from gateway.web.http import json_response, query_int, read_body, whole_number
 from gateway.web.messages import runtime
 
@@ -105,31 +107,20 @@ def _time_param(request: Request, name: str) -> int | None:
     return int(at.timestamp() * 1000)
 
 
-async def decisions(request: Request) -> Response:
+_FILTERS = frozenset({"recipient", "sender", "decision", "rule", "code", "since", "until"})
+
+
+def _decision_query(request: Request, allowed: frozenset[str], limit: int) -> DecisionQuery:
+    """The filters of `GET /v1/decisions` (and its export) as a query."""
     rt = runtime(request)
     params = request.query_params
-    unknown = set(params) - {
-        "recipient",
-        "sender",
-        "decision",
-        "rule",
-        "code",
-        "since",
-        "until",
-        "cursor",
-        "limit",
-    }
+    unknown = set(params) - allowed
     if unknown:
         raise InputError(
             f"unknown filter: {', '.join(sorted(unknown))}", dict.fromkeys(unknown, "unknown")
         )
     recipient = params.get("recipient")
-    cursor = params.get("cursor")
-    # A cursor is a 64-bit number: a longer one is not from a previous page (and
-    # the trail's SQLite could not take it).
-    if cursor is not None and not whole_number(cursor):
-        raise InputError("cursor: not a cursor from a previous page", {"cursor": "invalid"})
-    query = DecisionQuery(
+    return DecisionQuery(
         recipient=rt.gateway.pseudonyms.token(normalize_address(recipient)) if recipient else None,
         sender=params.get("sender"),
         decision=params.get("decision"),
@@ -137,11 +128,34 @@ async def decisions(request: Request) -> Response:
         code=params.get("code"),
         since_ms=_time_param(request, "since"),
         until_ms=_time_param(request, "until"),
-        before=int(cursor) if cursor else None,
-        limit=query_int(request, "limit", 50, 1, 1000),
+        limit=limit,
     )
-    records, more = await rt.trail.query(query)
+
+
+async def decisions(request: Request) -> Response:
+    cursor = request.query_params.get("cursor")
+    # A cursor is a 64-bit number: a longer one is not from a previous page (and
+    # the trail's SQLite could not take it).
+    if cursor is not None and not whole_number(cursor):
+        raise InputError("cursor: not a cursor from a previous page", {"cursor": "invalid"})
+    limit = query_int(request, "limit", 50, 1, 1000)
+    query = _decision_query(request, _FILTERS | {"cursor", "limit"}, limit)
+    query = replace(query, before=int(cursor) if cursor else None)
+    records, more = await runtime(request).trail.query(query)
     return json_response({"decisions": records, "next_cursor": str(more) if more else None})
+
+
+async def decisions_export(request: Request) -> Response:
+    """Every matching decision, newest first, streamed as NDJSON or CSV. The
+    first page is read before answering, so a trail that cannot be read is a
+    503 rather than an empty export."""
+    form = request.query_params.get("format", "ndjson")
+    if form not in export.FORMATS:
+        raise InputError(f"format: '{form}' is not ndjson or csv", {"format": "ndjson or csv"})
+    query = _decision_query(request, _FILTERS | {"format"}, export.PAGE)
+    trail = runtime(request).trail
+    first = await trail.query(query)
+    return export.Export(trail, query, first, form)
 
 
 async def decision(request: Request) -> Response:
