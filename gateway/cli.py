@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -35,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`gateway audit export | head`): say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return result
 
 
@@ -68,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("dir", nargs="?", type=Path, help="policies folder")
         action.add_argument("--config", type=Path)
         action.set_defaults(run=run)
+
+    from gateway.audit_cli import add_parser
+
+    add_parser(sub)
     return parser
 
 
@@ -149,15 +158,11 @@ def _refuse_open_network(settings: Settings) -> None:
 
 
 def _export(settings: Settings) -> None:
-    import os
-
     os.environ["GATEWAY_SETTINGS_JSON"] = settings.model_dump_json()
 
 
 def app_from_env() -> Any:
     """The app for each worker process (uvicorn imports it by name)."""
-    import os
-
     from gateway.app import create_app
 
     settings = Settings.model_validate_json(os.environ["GATEWAY_SETTINGS_JSON"])

@@ -1,0 +1,180 @@
+"""`gateway audit query|export` on the data folder of a real `gateway serve`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from gateway import audit_cli
+from gateway.audit import reader
+from gateway.errors import AuditUnavailable
+from gateway.web.export import COLUMNS
+from tests.cli.test_cli import run
+from tests.server import Server
+
+RULES = "rules:\n  - {id: stop, type: opt_out, lists: [global]}\n"
+
+
+def sms(to: str) -> dict[str, Any]:
+    return {"channel": "sms", "to": to, "body": "Hello", "category": "marketing"}
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    """A gateway that decided four messages: three allowed, then one refused
+    because its recipient opted out. Yields it running, with its data folder."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "rules.yaml").write_text(RULES, encoding="utf-8")
+    data = tmp_path / "data"
+    server = Server("--policies", str(policies), "--data-dir", str(data))
+    try:
+        server.wait_ready()
+        for n in range(3):
+            assert httpx.post(server.url + "/v1/messages", json=sms(f"+1212555010{n}")).is_success
+        assert httpx.put(server.url + "/v1/opt-outs/global/+12125550109").status_code == 201
+        assert httpx.post(server.url + "/v1/messages", json=sms("+12125550109")).status_code == 403
+        yield server, data
+    finally:
+        server.stop()
+
+
+def listed(server: Server) -> list[dict[str, Any]]:
+    answer = httpx.get(server.url + "/v1/decisions")
+    decisions: list[dict[str, Any]] = answer.json()["decisions"]
+    return decisions
+
+
+def query(data: Path, *args: str) -> list[dict[str, Any]]:
+    done = run("audit", "query", "--data-dir", str(data), *args)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_query_beside_a_running_gateway(served: tuple[Server, Path]) -> None:
+    server, data = served
+    expected = listed(server)  # the API waits for the index: so much is in it now
+    assert [d["decision"] for d in expected] == ["reject", "allow", "allow", "allow"]
+    assert query(data) == expected
+    assert query(data, "--limit", "2") == expected[:2]
+
+
+def test_query_filters(served: tuple[Server, Path]) -> None:
+    server, data = served
+    listed(server)
+    refused = query(data, "--code", "opted_out")
+    assert [d["recipient_hint"] for d in refused] == ["+1212…0109"]
+    one = query(data, "--recipient", "+1 (212) 555-0101")
+    assert [d["recipient_hint"] for d in one] == ["+1212…0101"]
+    assert query(data, "--decision", "allow", "--since", "2000-01-01") == query(data)[1:]
+    assert query(data, "--until", "2000-01-01T00:00:00Z") == []
+
+
+def test_query_after_the_gateway_stopped(served: tuple[Server, Path]) -> None:
+    server, data = served
+    expected = listed(server)
+    server.stop()
+    assert query(data) == expected
+
+
+def test_export_csv_to_a_file(served: tuple[Server, Path], tmp_path: Path) -> None:
+    server, data = served
+    expected = listed(server)
+    out = tmp_path / "trail.csv"
+    done = run("audit", "export", "--data-dir", str(data), "--format", "csv", "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == f"exported 4 decisions to {out}\n"
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert tuple(rows[0]) == COLUMNS
+    assert [r["decision_id"] for r in rows] == [d["decision_id"] for d in expected]
+    assert rows[0]["reasons"] == "stop:opted_out"
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def test_export_ndjson_to_standard_output(served: tuple[Server, Path]) -> None:
+    server, data = served
+    expected = listed(server)
+    done = run("audit", "export", "--data-dir", str(data))
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in done.stdout.splitlines()] == expected
+
+
+def test_a_failed_export_leaves_no_file(
+    served: tuple[Server, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    server, data = served
+    listed(server)
+    real = reader.records
+
+    def breaking(data_dir: Path, q: Any) -> Iterator[dict[str, Any]]:
+        found = real(data_dir, q)
+        yield next(found)
+        raise AuditUnavailable("audit trail: cannot read the journal")
+
+    monkeypatch.setattr(reader, "records", breaking)
+    out = tmp_path / "trail.ndjson"
+    from gateway.cli import main
+
+    assert main(["audit", "export", "--data-dir", str(data), "--output", str(out)]) == 2
+    assert "cannot read the journal" in capsys.readouterr().err
+    assert list(tmp_path.glob("*trail*")) == []
+
+
+def test_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    monkeypatch.setattr(audit_cli, "PROGRESS_EVERY", 0.0)
+    progress = audit_cli._Progress(enabled=True)
+    for _ in range(3):
+        progress.count()
+        time.sleep(0.001)
+    progress.done("exported 3 decisions to x")
+    err = capsys.readouterr().err
+    assert err.startswith("\rexported 1 decisions\rexported 2 decisions")
+    assert err.endswith("\rexported 3 decisions to x\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--since", "yesterday"], "gateway: --since: 'yesterday' is not an ISO 8601 time"),
+        (["--limit", "0"], "gateway: --limit: 0 is not a positive number"),
+        (["--recipient", "not a number!"], "gateway: 'not a number!' is not a push token or topic"),
+    ],
+)
+def test_bad_arguments_are_one_line(
+    served: tuple[Server, Path], args: list[str], error: str
+) -> None:
+    _, data = served
+    done = run("audit", "query", "--data-dir", str(data), *args)
+    assert done.returncode == 2
+    assert done.stderr == error + "\n"
+
+
+def test_folders_without_a_trail(tmp_path: Path) -> None:
+    done = run("audit", "query", "--data-dir", str(tmp_path / "nope"))
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"gateway: {tmp_path / 'nope'}: no such data folder\n",
+    )
+    done = run("audit", "export", "--data-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"gateway: {tmp_path}: no audit trail here (no audit.db, no worker-N/audit.db)\n"
+    )
+
+
+def test_a_recipient_needs_the_kept_key(served: tuple[Server, Path]) -> None:
+    server, data = served
+    server.stop()
+    (data / "state.db").unlink()
+    done = run("audit", "query", "--data-dir", str(data), "--recipient", "+12125550100")
+    assert done.returncode == 2
+    assert done.stderr == f"gateway: {data}: no state here, so no pseudonymization key\n"
+    assert len(query(data)) == 4  # without a recipient, no key is needed
