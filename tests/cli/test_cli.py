@@ -369,3 +369,22 @@ def test_the_readme_configuration_loads_as_written(tmp_path: Path) -> None:
     settings = load_settings(config, {})
     assert settings.port == 8080 and settings.store == "embedded"
     assert settings.redis_tls == Settings().redis_tls  # `null`: no TLS options
+
+
+def test_a_reader_that_goes_away_ends_quietly(tmp_path: Path) -> None:
+    # `gateway check ... | head -1`: the rest of the output meets a closed pipe.
+    message = json.dumps({"channel": "sms", "to": "+12125550100", "body": "Hi"})
+    (tmp_path / "many.jsonl").write_text((message + "\n") * 500, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    reader = subprocess.Popen(["head", "-c", "10"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    done = subprocess.run(
+        [*GATEWAY, "check", "--policies", "policies", str(tmp_path / "many.jsonl")],
+        stdout=reader.stdin, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env, timeout=60,
+    )  # fmt: skip
+    assert reader.stdin is not None and reader.stdout is not None
+    reader.stdin.close()
+    with reader.stdout:
+        assert reader.stdout.read() == b'{"decision'
+    reader.wait(10)
+    assert done.returncode == 1
+    assert done.stderr == ""
