@@ -74,9 +74,10 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--config", type=Path)
         action.set_defaults(run=run)
 
-    from gateway.audit_cli import add_parser
+    from gateway import audit_cli, optout_cli
 
-    add_parser(sub)
+    audit_cli.add_parser(sub)
+    optout_cli.add_parser(sub)
     return parser
 
 
@@ -211,10 +212,15 @@ def _check(args: argparse.Namespace) -> int:
     settings = _settings(args, data_dir=args.data_dir)
     bundle = load_bundle(settings.policies, settings.packs)
     at = _parse_at(args.at) if args.at else None
-    text = _read_stdin() if args.file == "-" else _read(args.file)
+    text = read_text(args.file)
     return asyncio.run(
         _check_lines(settings, bundle, _lines(text), at, live=args.data_dir is not None)
     )
+
+
+def read_text(name: str) -> str:
+    """A file's text, or standard input's for '-', as UTF-8 (one-line errors)."""
+    return _read_stdin() if name == "-" else _read(name)
 
 
 def _read(name: str) -> str:

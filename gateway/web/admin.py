@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway import optouts
 from gateway.adapters.base import lone_surrogate
 from gateway.adapters.native import decode_json, field_errors
 from gateway.audit.base import DecisionQuery
@@ -51,13 +52,18 @@ def _entry_json(entry: OptOutEntry) -> dict[str, Any]:
     }
 
 
-def _list_and_recipient(request: Request) -> tuple[str, str, str]:
+def _list_name(request: Request) -> str:
     import regex
 
-    name = request.path_params["list"]
+    name: str = request.path_params["list"]
     # fullmatch: with match, the pattern's $ also matches before a final newline.
     if not regex.fullmatch(LIST_NAME, name):
         raise InputError(f"'{name}' is not a list name", {"list": "letters, digits, . _ : @ -"})
+    return name
+
+
+def _list_and_recipient(request: Request) -> tuple[str, str, str]:
+    name = _list_name(request)
     address = normalize_address(request.path_params["address"])
     return name, address, runtime(request).gateway.pseudonyms.token(address)
 
@@ -92,6 +98,27 @@ async def opt_out_delete(request: Request) -> Response:
     if not await runtime(request).store.opt_out_delete(name, token):
         return json_response({"error": "not on this list"}, 404)
     return Response(status_code=204)
+
+
+IMPORT_LIMIT = 4 * 1024 * 1024  # bytes of CSV in one import request (~250,000 numbers)
+
+
+async def opt_out_import(request: Request) -> Response:
+    """Add every address of a CSV body to the list, or none (gateway/optouts.py)."""
+    rt = runtime(request)
+    name = _list_name(request)
+    raw = await read_body(request, IMPORT_LIMIT)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        problem = f"the import is not UTF-8 text (byte {exc.start})"
+        raise InputError(problem, {"body": "not UTF-8"}) from None
+    rows = optouts.parse(text)
+    at_ms = int(rt.clock.now().timestamp() * 1000)
+    done = await optouts.add_all(rt.store, rt.gateway.pseudonyms, name, rows, at_ms)
+    return json_response(
+        {"list": name, "rows": len(rows), "added": done.added, "already": done.already}
+    )
 
 
 def _time_param(request: Request, name: str) -> int | None:

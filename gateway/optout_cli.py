@@ -1,0 +1,162 @@
+"""`gateway opt-out add|remove|import`: opt-out lists from the shell.
+
+They write the state the gateway reads: the embedded store in the data folder
+(beside a running gateway too: it sees every commit), or Redis in shared
+mode, with the pseudonymization key the gateway uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway import optouts
+from gateway.errors import GatewayError, InputError
+from gateway.recipients import Pseudonymizer, hint, normalize_address
+from gateway.settings import Settings, load_settings
+from gateway.store.base import OptOutEntry, Store
+
+T = TypeVar("T")
+PROGRESS_EVERY = 0.25  # seconds between progress lines on a terminal
+
+
+def add_parser(sub: Any) -> None:
+    optout = sub.add_parser("opt-out", help="add, remove or import opt-outs")
+    actions = optout.add_subparsers(required=True, metavar="action")
+    add = actions.add_parser("add", help="put one address on a list")
+    _where(add)
+    add.add_argument("--note", help="why, for the record")
+    add.set_defaults(run=run_add)
+    remove = actions.add_parser("remove", help="take one address off a list")
+    _where(remove)
+    remove.set_defaults(run=run_remove)
+    bulk = actions.add_parser("import", help="put every address of a CSV file on a list")
+    _store_options(bulk)
+    bulk.add_argument("list", help="the list's name, e.g. global")
+    bulk.add_argument("file", help="CSV: one address per row, or an 'address' column; - for stdin")
+    bulk.set_defaults(run=run_import)
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="config file (default ./gateway.yaml)")
+    parser.add_argument("--data-dir", type=Path, help="the gateway's data folder")
+
+
+def _where(parser: argparse.ArgumentParser) -> None:
+    _store_options(parser)
+    parser.add_argument("list", help="the list's name, e.g. global or sender:acme")
+    parser.add_argument("address", help="a phone number, email address or push token")
+
+
+def run_add(args: argparse.Namespace) -> int:
+    name, address = _list(args.list), normalize_address(args.address)
+    if args.note is not None and len(args.note) > optouts.MAX_NOTE:
+        raise InputError(f"--note: longer than {optouts.MAX_NOTE} characters")
+
+    async def add(store: Store, pseudonyms: Pseudonymizer) -> bool:
+        entry = OptOutEntry(
+            name, pseudonyms.token(address), hint(address), _now_ms(), "cli", args.note
+        )
+        return await store.opt_out_put(entry)
+
+    added = asyncio.run(_with_store(args, add))
+    print(f"{hint(address)} {'added to' if added else 'was already on'} {name}")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    name, address = _list(args.list), normalize_address(args.address)
+
+    async def remove(store: Store, pseudonyms: Pseudonymizer) -> bool:
+        return await store.opt_out_delete(name, pseudonyms.token(address))
+
+    removed = asyncio.run(_with_store(args, remove))
+    print(f"{hint(address)} {'removed from' if removed else 'was not on'} {name}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from gateway.cli import read_text
+
+    name = _list(args.list)
+    rows = optouts.parse(read_text(args.file))  # every row checked before any is added
+    progress = _Progress(len(rows), enabled=sys.stderr.isatty())
+
+    async def add_all(store: Store, pseudonyms: Pseudonymizer) -> optouts.Imported:
+        return await optouts.add_all(store, pseudonyms, name, rows, _now_ms(), progress.show)
+
+    done = asyncio.run(_with_store(args, add_all))
+    progress.clear()
+    print(f"{len(rows):,} rows: {done.added:,} added to {name}, {done.already:,} already on it")
+    return 0
+
+
+def _list(name: str) -> str:
+    import regex
+
+    from gateway.web.admin import LIST_NAME
+
+    if not regex.fullmatch(LIST_NAME, name):
+        raise InputError(f"'{name}' is not a list name (letters, digits, . _ : @ -)")
+    return name
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def _with_store(
+    args: argparse.Namespace, work: Callable[[Store, Pseudonymizer], Awaitable[T]]
+) -> T:
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    async with _store(settings) as store:
+        from gateway.runtime import audit_key
+
+        return await work(store, Pseudonymizer(await audit_key(settings, store)))
+
+
+@asynccontextmanager
+async def _store(settings: Settings) -> AsyncIterator[Store]:
+    from gateway.runtime import open_store
+    from gateway.store.sqlite import SqliteStore
+
+    if settings.shared:
+        store: Store = await open_store(settings)
+    else:
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GatewayError(
+                f"data_dir: cannot use {settings.data_dir} ({exc.strerror})"
+            ) from None
+        store = SqliteStore(
+            settings.data_dir / "state.db", synchronous_full=settings.synchronous_full
+        )
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+class _Progress:
+    """How far a long import has got, on the terminal."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self._total = total
+        self._enabled = enabled
+        self._shown = 0.0
+
+    def show(self, done: int) -> None:
+        if self._enabled and time.monotonic() - self._shown >= PROGRESS_EVERY:
+            self._shown = time.monotonic()
+            print(f"\rimported {done:,} of {self._total:,}", end="", file=sys.stderr, flush=True)
+
+    def clear(self) -> None:
+        if self._enabled:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
