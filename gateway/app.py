@@ -40,6 +40,7 @@ ROUTES = [
     Route("/v1/deferred/{id}", admin.deferred_get, methods=["GET"]),
     Route("/v1/deferred/{id}", admin.deferred_cancel, methods=["DELETE"]),
     Route("/v1/opt-outs/{list}/import", admin.opt_out_import, methods=["POST"]),
+    Route("/v1/opt-outs/{list}/export", admin.opt_out_export, methods=["GET"]),
     Route("/v1/opt-outs/{list}/{address}", admin.opt_out_put, methods=["PUT"]),
     Route("/v1/opt-outs/{list}/{address}", admin.opt_out_get, methods=["GET"]),
     Route("/v1/opt-outs/{list}/{address}", admin.opt_out_delete, methods=["DELETE"]),

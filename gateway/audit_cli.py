@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import csv
 import json
-import os
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from gateway.audit import reader
 from gateway.audit.base import DecisionQuery
+from gateway.console import Progress, output
 from gateway.errors import GatewayError
 from gateway.settings import Settings, load_settings
 
 FORMATS = ("ndjson", "csv")
-PROGRESS_EVERY = 0.25  # seconds between progress lines on a terminal
 
 
 def add_parser(sub: Any) -> None:
@@ -65,17 +62,15 @@ def run_query(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from gateway.web.export import row
+    from gateway.web.export import COLUMNS, row
 
     settings = load_settings(args.config, data_dir=args.data_dir)
     found = reader.records(settings.data_dir, _query(args, settings))
-    with _output(args.output) as out:
-        progress = _Progress(enabled=args.output is not None and sys.stderr.isatty())
+    progress = Progress("exported", "decisions", show=args.output is not None)
+    with output(args.output) as out:
         if args.format == "csv":
-            import csv
-
             writer = csv.writer(out, lineterminator="\r\n")
-            writer.writerow(_columns())
+            writer.writerow(COLUMNS)
             for record in found:
                 writer.writerow(row(record))
                 progress.count()
@@ -83,15 +78,8 @@ def run_export(args: argparse.Namespace) -> int:
             for record in found:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 progress.count()
-    if args.output is not None:
-        progress.done(f"exported {progress.n:,} decisions to {args.output}")
+    progress.done(f"exported {progress.n:,} decisions to {args.output}" if args.output else None)
     return 0
-
-
-def _columns() -> tuple[str, ...]:
-    from gateway.web.export import COLUMNS
-
-    return COLUMNS
 
 
 def _first(found: Iterator[dict[str, Any]], limit: int) -> Iterator[dict[str, Any]]:
@@ -99,45 +87,6 @@ def _first(found: Iterator[dict[str, Any]], limit: int) -> Iterator[dict[str, An
         if n >= limit:
             return
         yield record
-
-
-@contextlib.contextmanager
-def _output(path: Path | None) -> Iterator[IO[str]]:
-    """Standard output, or a file that appears whole or not at all: written
-    beside it under another name and renamed once complete."""
-    if path is None:
-        yield sys.stdout
-        return
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        file = partial.open("w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise GatewayError(f"--output: cannot write {path} ({exc.strerror})") from None
-    try:
-        with file:
-            yield file
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-
-
-class _Progress:
-    """A line on the terminal that says how far a long export has got."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.n = 0
-        self._enabled = enabled
-        self._shown = time.monotonic()
-
-    def count(self) -> None:
-        self.n += 1
-        if self._enabled and time.monotonic() - self._shown >= PROGRESS_EVERY:
-            self._shown = time.monotonic()
-            print(f"\rexported {self.n:,} decisions", end="", file=sys.stderr, flush=True)
-
-    def done(self, line: str) -> None:
-        print(("\r" if self._enabled else "") + line, file=sys.stderr)
 
 
 def _query(args: argparse.Namespace, settings: Settings) -> DecisionQuery:

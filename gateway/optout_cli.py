@@ -1,4 +1,4 @@
-"""`gateway opt-out add|remove|import`: opt-out lists from the shell.
+"""`gateway opt-out add|remove|import|export`: opt-out lists from the shell.
 
 They write the state the gateway reads: the embedded store in the data folder
 (beside a running gateway too: it sees every commit), or Redis in shared
@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from gateway import optouts
+from gateway.console import Progress, output
 from gateway.errors import GatewayError, InputError
 from gateway.recipients import Pseudonymizer, hint, normalize_address
 from gateway.settings import Settings, load_settings
 from gateway.store.base import OptOutEntry, Store
 
 T = TypeVar("T")
-PROGRESS_EVERY = 0.25  # seconds between progress lines on a terminal
 
 
 def add_parser(sub: Any) -> None:
@@ -41,6 +40,11 @@ def add_parser(sub: Any) -> None:
     bulk.add_argument("list", help="the list's name, e.g. global")
     bulk.add_argument("file", help="CSV: one address per row, or an 'address' column; - for stdin")
     bulk.set_defaults(run=run_import)
+    dump = actions.add_parser("export", help="every entry of a list, as CSV (import takes it back)")
+    _store_options(dump)
+    dump.add_argument("list", help="the list's name, e.g. global")
+    dump.add_argument("--output", type=Path, help="a file (default: standard output)")
+    dump.set_defaults(run=run_export)
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
@@ -86,14 +90,48 @@ def run_import(args: argparse.Namespace) -> int:
 
     name = _list(args.list)
     rows = optouts.parse(read_text(args.file))  # every row checked before any is added
-    progress = _Progress(len(rows), enabled=sys.stderr.isatty())
+    progress = Progress("imported", total=len(rows))
 
     async def add_all(store: Store, pseudonyms: Pseudonymizer) -> optouts.Imported:
-        return await optouts.add_all(store, pseudonyms, name, rows, _now_ms(), progress.show)
+        return await optouts.add_all(store, pseudonyms, name, rows, _now_ms(), progress.count)
 
     done = asyncio.run(_with_store(args, add_all))
-    progress.clear()
+    progress.done()
     print(f"{len(rows):,} rows: {done.added:,} added to {name}, {done.already:,} already on it")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import csv
+
+    from gateway.web.export import OPT_OUT_COLUMNS, PAGE, opt_out_row
+
+    name = _list(args.list)
+    progress = Progress("exported", "entries", show=args.output is not None)
+
+    async def write_all(store: Store, out: IO[str]) -> None:
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(OPT_OUT_COLUMNS)
+        cursor = None
+        while True:
+            entries, cursor = await store.opt_out_page(name, cursor, PAGE)
+            for entry in entries:
+                writer.writerow(opt_out_row(entry))
+                progress.count()
+            if cursor is None:
+                return
+
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    if not settings.shared and not (settings.data_dir / "state.db").is_file():
+        raise GatewayError(f"{settings.data_dir}: no state here, so no opt-outs")
+
+    async def export() -> None:
+        async with _store(settings) as store:
+            with output(args.output) as out:
+                await write_all(store, out)
+
+    asyncio.run(export())
+    progress.done(f"exported {progress.n:,} entries to {args.output}" if args.output else None)
     return 0
 
 
@@ -142,21 +180,3 @@ async def _store(settings: Settings) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
-
-
-class _Progress:
-    """How far a long import has got, on the terminal."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self._total = total
-        self._enabled = enabled
-        self._shown = 0.0
-
-    def show(self, done: int) -> None:
-        if self._enabled and time.monotonic() - self._shown >= PROGRESS_EVERY:
-            self._shown = time.monotonic()
-            print(f"\rimported {done:,} of {self._total:,}", end="", file=sys.stderr, flush=True)
-
-    def clear(self) -> None:
-        if self._enabled:
-            print("\r\033[K", end="", file=sys.stderr, flush=True)

@@ -4,10 +4,11 @@ Used by `POST /v1/opt-outs/{list}/import` and `gateway opt-out import`.
 
 The file: one address per row (phone, email or push token, as the single
 opt-out endpoints take them), or a CSV whose header row names an `address`
-column (any order, any case) and optionally a `note` column; blank rows and
-rows starting with `#` are skipped. A recipient as the gateway stores it
-(`hmac:…`, as an export gives it) is taken too, so an export can be imported
-into a gateway with the same pseudonymization key.
+(or `recipient`) column, in any place and case, and optionally a `note`
+column; blank rows and rows starting with `#` are skipped. A recipient as
+the gateway stores it (`hmac:…`) is taken too, so an export
+(gateway/web/export.py) can be imported into a gateway with the same
+pseudonymization key.
 
 Nothing is added unless every row is valid: the problems are listed, each
 with its row number, as a policy bundle's are. Adding is idempotent (an
@@ -76,9 +77,11 @@ def parse(text: str) -> list[Row]:
 
 def _header(fields: list[str]) -> tuple[int, int | None] | None:
     names = [field.strip().lower() for field in fields]
-    if "address" not in names:
+    # "recipient": the column of an export, which holds stored recipients.
+    column = next((name for name in ("address", "recipient") if name in names), None)
+    if column is None:
         return None
-    return names.index("address"), names.index("note") if "note" in names else None
+    return names.index(column), names.index("note") if "note" in names else None
 
 
 def _row(

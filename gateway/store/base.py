@@ -148,6 +148,17 @@ class Store(Protocol):
 
     async def opt_out_get(self, list_name: str, recipient: str) -> OptOutEntry | None: ...
 
+    async def opt_out_page(
+        self, list_name: str, cursor: str | None, limit: int
+    ) -> tuple[list[OptOutEntry], str | None]:
+        """About `limit` entries of a list from `cursor` (None: the start), and
+        the cursor of the next page (None: the end), for exports. Every entry
+        on the list for the whole scan appears; one added or removed meanwhile
+        may not. A page may be empty before the end. The Redis store scans its
+        keys and may give an entry twice; the others give each once, in
+        recipient order."""
+        ...
+
     async def idempotency_begin(
         self, key: str, fingerprint: str, now_ms: int, ttl_ms: int
     ) -> IdempotencyState:

@@ -107,6 +107,14 @@ class MemoryStore:
     async def opt_out_get(self, list_name: str, recipient: str) -> OptOutEntry | None:
         return self._opt_outs.get((list_name, recipient))
 
+    async def opt_out_page(
+        self, list_name: str, cursor: str | None, limit: int
+    ) -> tuple[list[OptOutEntry], str | None]:
+        after = cursor or ""
+        recipients = sorted(r for name, r in self._opt_outs if name == list_name and r > after)
+        page = [self._opt_outs[(list_name, r)] for r in recipients[:limit]]
+        return page, page[-1].recipient if len(recipients) > limit else None
+
     # -- idempotency -------------------------------------------------------
 
     async def idempotency_begin(

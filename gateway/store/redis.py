@@ -44,6 +44,7 @@ from gateway.store.base import (
 from gateway.store.multiplex import Endpoint, Multiplexer, Script
 
 _NO_LISTS: frozenset[str] = frozenset()
+SCAN_COUNT = 1000  # keys a SCAN looks at per round trip, at least
 
 # OSError covers socket errors and TimeoutError too.
 _translated = translated(
@@ -229,17 +230,30 @@ class RedisStore:
     @_translated
     async def opt_out_get(self, list_name: str, recipient: str) -> OptOutEntry | None:
         raw = await self._redis.hget(self._optout_key(recipient), list_name)
-        if raw is None:
-            return None
-        fields = json.loads(raw)
-        return OptOutEntry(
-            list=list_name,
-            recipient=recipient,
-            hint=fields["hint"],
-            at_ms=fields["at_ms"],
-            source=fields["source"],
-            note=fields["note"],
-        )
+        return None if raw is None else _opt_out_entry(list_name, recipient, raw)
+
+    @_translated
+    async def opt_out_page(
+        self, list_name: str, cursor: str | None, limit: int
+    ) -> tuple[list[OptOutEntry], str | None]:
+        # Opt-outs are kept per recipient (one hash, a field per list), so a
+        # list is found by scanning the recipients' keys: SCAN may repeat one.
+        start = self._optout_key("")[:-1]  # "<prefix>optout:{"
+        pattern = _glob_escape(start) + "*"
+        # COUNT is the keys looked at, of every kind: at least a thousand a
+        # round trip, or a list among millions of counters takes forever.
+        count = max(limit, SCAN_COUNT)
+        after, keys = await self._redis.scan(int(cursor or 0), match=pattern, count=count)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hget(key, list_name)
+            values = await pipe.execute()
+        page = [
+            _opt_out_entry(list_name, _text(key)[len(start) : -1], raw)
+            for key, raw in zip(keys, values, strict=True)
+            if raw is not None
+        ]
+        return page, None if int(after) == 0 else str(after)
 
     # -- idempotency -------------------------------------------------------
     # Expiry is Redis's own (PX), on the server's clock; `now_ms` is not needed.
@@ -388,3 +402,24 @@ def _deferred_message(fields: dict[str, str] | list[str]) -> DeferredMessage:
         lease_until_ms=int(lease) if lease is not None else None,
         result=json.loads(fields["result"]),
     )
+
+
+def _opt_out_entry(list_name: str, recipient: str, raw: bytes | str) -> OptOutEntry:
+    fields = json.loads(raw)
+    return OptOutEntry(
+        list=list_name,
+        recipient=recipient,
+        hint=fields["hint"],
+        at_ms=fields["at_ms"],
+        source=fields["source"],
+        note=fields["note"],
+    )
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally in a SCAN pattern (a prefix may hold * ? [ ] \\)."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -201,6 +201,19 @@ class SqliteStore:
             ).fetchone()
         return OptOutEntry(*row) if row is not None else None
 
+    @_translated
+    async def opt_out_page(
+        self, list_name: str, cursor: str | None, limit: int
+    ) -> tuple[list[OptOutEntry], str | None]:
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT list, recipient, hint, at_ms, source, note FROM opt_outs"
+                " WHERE list = ? AND recipient > ? ORDER BY recipient LIMIT ?",
+                (list_name, cursor or "", limit + 1),
+            ).fetchall()
+        page = [OptOutEntry(*row) for row in rows[:limit]]
+        return page, page[-1].recipient if len(rows) > limit else None
+
     # -- idempotency -------------------------------------------------------
 
     @_translated

@@ -121,6 +121,14 @@ async def opt_out_import(request: Request) -> Response:
     )
 
 
+async def opt_out_export(request: Request) -> Response:
+    """The list as CSV, recipients pseudonymized, that the import takes back."""
+    rt = runtime(request)
+    name = _list_name(request)
+    first = await rt.store.opt_out_page(name, None, export.PAGE)  # a 503 before answering
+    return export.opt_outs(rt.store, name, first)
+
+
 def _time_param(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
@@ -182,7 +190,7 @@ async def decisions_export(request: Request) -> Response:
     query = _decision_query(request, _FILTERS | {"format"}, export.PAGE)
     trail = runtime(request).trail
     first = await trail.query(query)
-    return export.Export(trail, query, first, form)
+    return export.decisions(trail, query, first, form)
 
 
 async def decision(request: Request) -> Response:

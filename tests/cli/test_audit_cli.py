@@ -5,15 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
 
-from gateway import audit_cli
 from gateway.audit import reader
 from gateway.errors import AuditUnavailable
 from gateway.web.export import COLUMNS
@@ -27,10 +26,9 @@ def sms(to: str) -> dict[str, Any]:
     return {"channel": "sms", "to": to, "body": "Hello", "category": "marketing"}
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
-    """A gateway that decided four messages: three allowed, then one refused
-    because its recipient opted out. Yields it running, with its data folder."""
+@contextmanager
+def gateway_on_folder(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    """`gateway serve` with one opt-out rule, running, and its data folder."""
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "rules.yaml").write_text(RULES, encoding="utf-8")
@@ -38,13 +36,21 @@ def served(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
     server = Server("--policies", str(policies), "--data-dir", str(data))
     try:
         server.wait_ready()
+        yield server, data
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    """A gateway that decided four messages: three allowed, then one refused
+    because its recipient opted out."""
+    with gateway_on_folder(tmp_path) as (server, data):
         for n in range(3):
             assert httpx.post(server.url + "/v1/messages", json=sms(f"+1212555010{n}")).is_success
         assert httpx.put(server.url + "/v1/opt-outs/global/+12125550109").status_code == 201
         assert httpx.post(server.url + "/v1/messages", json=sms("+12125550109")).status_code == 403
         yield server, data
-    finally:
-        server.stop()
 
 
 def listed(server: Server) -> list[dict[str, Any]]:
@@ -126,18 +132,6 @@ def test_a_failed_export_leaves_no_file(
     assert main(["audit", "export", "--data-dir", str(data), "--output", str(out)]) == 2
     assert "cannot read the journal" in capsys.readouterr().err
     assert list(tmp_path.glob("*trail*")) == []
-
-
-def test_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    monkeypatch.setattr(audit_cli, "PROGRESS_EVERY", 0.0)
-    progress = audit_cli._Progress(enabled=True)
-    for _ in range(3):
-        progress.count()
-        time.sleep(0.001)
-    progress.done("exported 3 decisions to x")
-    err = capsys.readouterr().err
-    assert err.startswith("\rexported 1 decisions\rexported 2 decisions")
-    assert err.endswith("\rexported 3 decisions to x\n")
 
 
 @pytest.mark.parametrize(

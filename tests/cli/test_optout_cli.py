@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
-from tests.cli.test_audit_cli import RULES, sms
+from tests.cli.test_audit_cli import gateway_on_folder, sms
 from tests.cli.test_cli import run
 from tests.server import Server
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "rules.yaml").write_text(RULES, encoding="utf-8")
-    data = tmp_path / "data"
-    server = Server("--policies", str(policies), "--data-dir", str(data))
-    try:
-        server.wait_ready()
-        yield server, data
-    finally:
-        server.stop()
+    with gateway_on_folder(tmp_path) as running:
+        yield running
 
 
 def status(server: Server, to: str) -> int:
@@ -61,6 +55,36 @@ def test_import_a_file(served: tuple[Server, Path], tmp_path: Path) -> None:
     assert note == "web form"
     piped = run("opt-out", "import", "--data-dir", str(data), "global", "-", stdin="+12125550102\n")
     assert piped.stdout == "1 rows: 0 added to global, 1 already on it\n"
+
+
+def test_export_and_import_back(served: tuple[Server, Path], tmp_path: Path) -> None:
+    server, data = served
+    for n in range(3):
+        run("opt-out", "add", "--data-dir", str(data), "global", f"+1212555011{n}")
+    out = tmp_path / "global.csv"
+    done = run("opt-out", "export", "--data-dir", str(data), "global", "--output", str(out))
+    assert (done.returncode, done.stderr) == (0, f"exported 3 entries to {out}\n")
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert sorted(r["recipient_hint"] for r in rows) == ["+1212…0110", "+1212…0111", "+1212…0112"]
+    assert [r["recipient"] for r in rows] == sorted(r["recipient"] for r in rows)
+    assert {r["source"] for r in rows} == {"cli"}
+    back = run("opt-out", "import", "--data-dir", str(data), "promo", str(out))
+    assert back.stdout == "3 rows: 3 added to promo, 0 already on it\n"
+    same = run("opt-out", "export", "--data-dir", str(data), "promo")
+    assert [r["recipient"] for r in csv.DictReader(io.StringIO(same.stdout))] == [
+        r["recipient"] for r in rows
+    ]
+    entry = httpx.get(server.url + "/v1/opt-outs/promo/+12125550111").json()
+    assert entry["source"] == "import"
+
+
+def test_export_needs_state(tmp_path: Path) -> None:
+    done = run("opt-out", "export", "--data-dir", str(tmp_path), "global")
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"gateway: {tmp_path}: no state here, so no opt-outs\n",
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_bad_file_adds_nothing(served: tuple[Server, Path], tmp_path: Path) -> None:

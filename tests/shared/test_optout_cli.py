@@ -31,3 +31,11 @@ def test_import_reaches_every_process(launch: Launch, shared: Shared, tmp_path: 
             assert answer.status_code == 403
             assert answer.json()["reasons"][0]["code"] == "opted_out"
     assert post(second, sms(to="+12125550102")).status_code == 201
+    exported = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "opt-out", "export", "--data-dir", str(data),
+         "global"],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=60,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    hints = sorted(line.split(",")[1] for line in exported.stdout.splitlines()[1:])
+    assert hints == ["+1212…0100", "+1212…0101"]

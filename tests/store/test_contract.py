@@ -259,6 +259,30 @@ async def test_a_second_opt_out_keeps_the_first(store: Store) -> None:
     assert await store.opt_out_get("global", ALICE) == first
 
 
+async def all_pages(store: Store, list_name: str, size: int) -> list[OptOutEntry]:
+    found: list[OptOutEntry] = []
+    cursor = None
+    for _ in range(10_000):  # bounded: a cursor that never ends fails the test
+        page, cursor = await store.opt_out_page(list_name, cursor, size)
+        found += page
+        if cursor is None:
+            return found
+    raise AssertionError("the pages never ended")
+
+
+async def test_opt_out_pages_give_every_entry_of_a_list(store: Store) -> None:
+    entries = [opt_out("global", f"hmac:{n:040x}", note=f"n{n}") for n in range(25)]
+    for entry in entries:
+        await store.opt_out_put(entry)
+    await store.opt_out_put(opt_out("promo", entries[0].recipient))
+    await store.opt_out_put(opt_out("promo", "hmac:" + "f" * 40))
+    found = await all_pages(store, "global", 10)
+    # Redis's scan may repeat an entry; no store may leave one out or add another.
+    assert {e.recipient: e for e in found} == {e.recipient: e for e in entries}
+    assert [e.recipient for e in await all_pages(store, "promo", 3)].count("hmac:" + "f" * 40) >= 1
+    assert await all_pages(store, "nobody", 10) == []
+
+
 # -- idempotency ------------------------------------------------------------------
 
 

@@ -75,6 +75,13 @@ def client(make_client: Make) -> TestClient:
     return make_client()
 
 
+def app_with(tmp_path: Path, write_policies: Callable[..., Path], **parts: Any) -> Any:
+    """An empty bundle's app with some of its parts given (a store, a trail)."""
+    root = write_policies({"rules.yaml": "rules: []\n"})
+    settings = load_settings(None, {"GATEWAY_DATA_DIR": str(tmp_path / "data")}, policies=root)
+    return create_app(settings, clock=FixedClock(NOON_NY), run_scheduler=False, **parts)
+
+
 def sms(**fields: Any) -> dict[str, Any]:
     return {
         "channel": "sms",

@@ -16,15 +16,12 @@ import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
 from gateway.audit.base import DecisionQuery
 from gateway.audit.memory import MemoryTrail
-from gateway.clock import FixedClock
 from gateway.errors import AuditUnavailable
-from gateway.settings import load_settings
 from gateway.web import export
 from tests.adapters.conftest import Server
-from tests.web.conftest import NOON_NY, Make, sms
+from tests.web.conftest import Make, app_with, sms
 from tests.web.test_auth import bearer, keys
 
 
@@ -95,7 +92,7 @@ def test_csv_has_one_row_per_decision(client: TestClient) -> None:
 
 def test_csv_quotes_what_needs_quoting() -> None:
     record = {"decision_id": "x", "sender": 'acme, "north"', "reasons": [], "upstream": None}
-    fields = next(csv.reader(io.StringIO(export._csv_rows([record]).decode())))
+    fields = next(csv.reader(io.StringIO(export.csv_lines([export.row(record)]).decode())))
     assert fields[export.COLUMNS.index("sender")] == 'acme, "north"'
     assert len(fields) == len(export.COLUMNS)
 
@@ -147,14 +144,8 @@ class FailingTrail(MemoryTrail):
         return await super().query(query)
 
 
-def failing_app(tmp_path: Path, write_policies: Any, trail: MemoryTrail) -> Any:
-    root = write_policies({"rules.yaml": "rules: []\n"})
-    settings = load_settings(None, {"GATEWAY_DATA_DIR": str(tmp_path / "data")}, policies=root)
-    return create_app(settings, trail=trail, clock=FixedClock(NOON_NY), run_scheduler=False)
-
-
 def test_a_trail_that_cannot_be_read_is_503(tmp_path: Path, write_policies: Any) -> None:
-    with TestClient(failing_app(tmp_path, write_policies, FailingTrail(1))) as client:
+    with TestClient(app_with(tmp_path, write_policies, trail=FailingTrail(1))) as client:
         answer = client.get("/v1/decisions/export")
     assert answer.status_code == 503
 
@@ -164,7 +155,7 @@ def test_a_failure_mid_stream_leaves_the_export_cut_off(
 ) -> None:
     monkeypatch.setattr(export, "PAGE", 1)
     trail = FailingTrail(3)  # two pages go out, the third read fails
-    server = Server(failing_app(tmp_path, write_policies, trail))
+    server = Server(app_with(tmp_path, write_policies, trail=trail))
     try:
         for n in range(4):
             body = json.dumps(sms(to=f"+1212555010{n}", category="transactional"))
@@ -189,7 +180,7 @@ def test_a_client_that_hangs_up_stops_the_export(
 ) -> None:
     monkeypatch.setattr(export, "PAGE", 1)
     trail = SlowTrail()
-    server = Server(failing_app(tmp_path, write_policies, trail))
+    server = Server(app_with(tmp_path, write_policies, trail=trail))
     try:
         with httpx.Client(base_url=server.url, timeout=10) as http:
             for n in range(100):

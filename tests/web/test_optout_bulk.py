@@ -1,13 +1,24 @@
-"""`POST /v1/opt-outs/{list}/import`: a CSV of addresses, all added or none."""
+"""`POST /v1/opt-outs/{list}/import` (a CSV of addresses, all added or none)
+and `GET /v1/opt-outs/{list}/export` (the list as the import takes it back)."""
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
 from gateway import optouts
-from gateway.web import admin
-from tests.web.conftest import Make, sms
+from gateway.errors import StoreUnavailable
+from gateway.store.base import OptOutEntry
+from gateway.store.memory import MemoryStore
+from gateway.web import admin, export
+from tests.adapters.conftest import Server
+from tests.web.conftest import Make, app_with, sms
 from tests.web.test_auth import bearer, keys
 
 CSV = "text/csv"
@@ -104,3 +115,81 @@ def test_import_is_for_admins(make_client: Make) -> None:
     path = "/v1/opt-outs/global/import"
     assert client.post(path, content="+12125550100\n", headers=bearer("aud1t")).status_code == 403
     assert client.post(path, content="+12125550100\n", headers=bearer("r00t")).status_code == 200
+
+
+# -- export -----------------------------------------------------------------------
+
+
+def exported(client: TestClient, name: str = "global") -> list[dict[str, str]]:
+    answer = client.get(f"/v1/opt-outs/{name}/export")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "text/csv; charset=utf-8"
+    return list(csv.DictReader(io.StringIO(answer.text)))
+
+
+def test_export_gives_every_entry_as_the_import_takes_it(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export, "PAGE", 2)
+    post_import(client, "address,note\n+12125550100,by phone\n+12125550101,\n+12125550102,\n")
+    client.put("/v1/opt-outs/global/ann@example.com", json={"note": "by mail"})
+    client.put("/v1/opt-outs/promo/+12125550199")
+    rows = exported(client)
+    assert tuple(rows[0]) == export.OPT_OUT_COLUMNS
+    assert len(rows) == 4
+    assert [r["recipient"] for r in rows] == sorted(r["recipient"] for r in rows)
+    by_hint = {r["recipient_hint"]: r for r in rows}
+    assert by_hint["+1212…0100"]["note"] == "by phone"
+    assert by_hint["+1212…0100"]["source"] == "import"
+    assert by_hint["a…@example.com"]["source"] == "api"
+    assert by_hint["+1212…0101"]["added_at"] == "2026-06-02T15:00:00Z"
+    # Back in, on another list: the same recipients.
+    answer = client.get("/v1/opt-outs/global/export")
+    assert post_import(client, answer.text, name="sender:acme")["added"] == 4
+    assert {r["recipient"] for r in exported(client, "sender:acme")} == {
+        r["recipient"] for r in rows
+    }
+    acme = client.get("/v1/opt-outs/sender:acme/export")
+    assert acme.headers["content-disposition"] == 'attachment; filename="opt-outs-sender-acme.csv"'
+
+
+def test_export_of_an_empty_list(client: TestClient) -> None:
+    answer = client.get("/v1/opt-outs/nobody/export")
+    assert answer.text == ",".join(export.OPT_OUT_COLUMNS) + "\r\n"
+
+
+class FailingStore(MemoryStore):
+    """The in-memory store, whose list pages fail from the `fail_from`-th on."""
+
+    def __init__(self, fail_from: int) -> None:
+        super().__init__()
+        self.pages = 0
+        self.fail_from = fail_from
+
+    async def opt_out_page(
+        self, list_name: str, cursor: str | None, limit: int
+    ) -> tuple[list[OptOutEntry], str | None]:
+        self.pages += 1
+        if self.pages >= self.fail_from:
+            raise StoreUnavailable("redis store: ConnectionError: connection refused")
+        return await super().opt_out_page(list_name, cursor, limit)
+
+
+def test_a_store_that_cannot_be_read_is_503(tmp_path: Path, write_policies: Any) -> None:
+    with TestClient(app_with(tmp_path, write_policies, store=FailingStore(1))) as client:
+        assert client.get("/v1/opt-outs/global/export").status_code == 503
+
+
+def test_a_store_failure_mid_stream_cuts_the_export_off(
+    tmp_path: Path, write_policies: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export, "PAGE", 1)
+    server = Server(app_with(tmp_path, write_policies, store=FailingStore(3)))
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            for n in range(4):
+                assert http.put(f"/v1/opt-outs/global/+1212555010{n}").status_code == 201
+            with pytest.raises(httpx.RemoteProtocolError):
+                http.get("/v1/opt-outs/global/export")
+    finally:
+        server.stop()
