@@ -18,15 +18,17 @@ crash is finished by running it again.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from gateway.errors import InputError, InvalidRecipient
 from gateway.recipients import Pseudonymizer, hint, normalize_address
 from gateway.store.base import OptOutEntry, Store
 
+YIELD_EVERY = 256  # rows between turns of the event loop: messages go on during an import
 MAX_PROBLEMS = 20  # listed in an error; the rest are counted
 MAX_NOTE = 1000
 _TOKEN = re.compile(r"hmac:[0-9a-f]{40}")
@@ -47,32 +49,58 @@ class Imported:
 
 def parse(text: str) -> list[Row]:
     """Every row of an import, or InputError naming each bad row."""
-    lines = csv.reader(text.removeprefix("\ufeff").splitlines())
-    rows: list[Row] = []
-    problems: list[str] = []
-    columns: tuple[int, int | None] | None = None  # (address, note) positions
-    for number, fields in enumerate(lines, 1):
-        if not fields or not "".join(fields).strip() or fields[0].lstrip().startswith("#"):
-            continue
-        if columns is None:
-            columns = _header(fields)
-            if columns is not None:
+    parsing = Parsing()
+    for _ in parsing.steps(text):
+        pass
+    return parsing.result()
+
+
+async def parse_between_messages(text: str) -> list[Row]:
+    """`parse` inside a serving process: it lets the event loop serve
+    messages every YIELD_EVERY rows instead of holding it for the whole file."""
+    parsing = Parsing()
+    for _ in parsing.steps(text):
+        await asyncio.sleep(0)
+    return parsing.result()
+
+
+class Parsing:
+    """The rows and problems of one file, read a batch of rows at a time."""
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.problems: list[str] = []
+
+    def steps(self, text: str) -> Iterator[None]:
+        """Read the file, pausing (yielding) after every YIELD_EVERY rows."""
+        lines = csv.reader(text.removeprefix("\ufeff").splitlines())
+        columns: tuple[int, int | None] | None = None  # (address, note) positions
+        for number, fields in enumerate(lines, 1):
+            if number % YIELD_EVERY == 0:
+                yield
+            if not fields or not "".join(fields).strip() or fields[0].lstrip().startswith("#"):
                 continue
-            columns = (0, None)
-        row = _row(number, fields, columns, problems)
-        if row is not None:
-            rows.append(row)
-    if problems:
-        shown = problems[:MAX_PROBLEMS]
-        if len(problems) > MAX_PROBLEMS:
-            shown.append(f"and {len(problems) - MAX_PROBLEMS} more rows")
-        raise InputError(
-            f"the import was refused, nothing was added: {'; '.join(shown)}",
-            {"rows": f"{len(problems)} invalid"},
-        )
-    if not rows:
-        raise InputError("the import holds no address", {"rows": "empty"})
-    return rows
+            if columns is None:
+                columns = _header(fields)
+                if columns is not None:
+                    continue
+                columns = (0, None)
+            row = _row(number, fields, columns, self.problems)
+            if row is not None:
+                self.rows.append(row)
+
+    def result(self) -> list[Row]:
+        if self.problems:
+            shown = self.problems[:MAX_PROBLEMS]
+            if len(self.problems) > MAX_PROBLEMS:
+                shown.append(f"and {len(self.problems) - MAX_PROBLEMS} more rows")
+            raise InputError(
+                f"the import was refused, nothing was added: {'; '.join(shown)}",
+                {"rows": f"{len(self.problems)} invalid"},
+            )
+        if not self.rows:
+            raise InputError("the import holds no address", {"rows": "empty"})
+        return self.rows
 
 
 def _header(fields: list[str]) -> tuple[int, int | None] | None:
@@ -125,4 +153,6 @@ async def add_all(
         added += await store.opt_out_put(entry)
         if progress is not None:
             progress(done)
+        if done % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a store call need not give the loop a turn
     return Imported(added, len(rows) - added)

@@ -113,7 +113,7 @@ async def opt_out_import(request: Request) -> Response:
     except UnicodeDecodeError as exc:
         problem = f"the import is not UTF-8 text (byte {exc.start})"
         raise InputError(problem, {"body": "not UTF-8"}) from None
-    rows = optouts.parse(text)
+    rows = await optouts.parse_between_messages(text)
     at_ms = int(rt.clock.now().timestamp() * 1000)
     done = await optouts.add_all(rt.store, rt.gateway.pseudonyms, name, rows, at_ms)
     return json_response(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -191,5 +192,33 @@ def test_a_store_failure_mid_stream_cuts_the_export_off(
                 assert http.put(f"/v1/opt-outs/global/+1212555010{n}").status_code == 201
             with pytest.raises(httpx.RemoteProtocolError):
                 http.get("/v1/opt-outs/global/export")
+    finally:
+        server.stop()
+
+
+def test_messages_are_served_during_a_long_import(tmp_path: Path, write_policies: Any) -> None:
+    addresses = [f"+1212{n:07d}" for n in range(5_550_000, 5_580_000)]
+    server = Server(app_with(tmp_path, write_policies))
+    try:
+        result: list[httpx.Response] = []
+        body = "\n".join(addresses)
+
+        def run_import() -> None:
+            with httpx.Client(base_url=server.url, timeout=120) as http:
+                result.append(http.post("/v1/opt-outs/global/import", content=body))
+
+        importing = threading.Thread(target=run_import)
+        importing.start()
+        seen_mid_way = False
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            while importing.is_alive() and not seen_mid_way:
+                first = http.get(f"/v1/opt-outs/global/{addresses[0]}").status_code
+                last = http.get(f"/v1/opt-outs/global/{addresses[-1]}").status_code
+                # Entries are only added: the first on and the last not yet means
+                # these requests were answered in the middle of the import.
+                seen_mid_way = (first, last) == (200, 404)
+        importing.join(120)
+        assert result and result[0].json()["added"] == len(addresses)
+        assert seen_mid_way
     finally:
         server.stop()
