@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from gateway import metrics, scheduler
 from gateway import runtime as runtime_module
-from gateway import scheduler
 from gateway.audit.base import AuditTrail
 from gateway.busypoll import BusyPoll
 from gateway.clock import Clock
@@ -48,6 +49,7 @@ ROUTES = [
     Route("/v1/policies/reload", admin.policies_reload, methods=["POST"]),
     Route("/healthz", admin.healthz, methods=["GET"]),
     Route("/readyz", admin.readyz, methods=["GET"]),
+    Route("/metrics", admin.metrics, methods=["GET"]),
 ]
 
 
@@ -67,6 +69,13 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+
+
+async def _snapshots(counts: metrics.Metrics, folder: Path) -> None:
+    """Shared mode: this worker's counts, for the others to serve (gateway/metrics.py)."""
+    while True:
+        await asyncio.sleep(metrics.SNAPSHOT_EVERY)
+        metrics.write_snapshot(counts, folder)
 
 
 def create_app(
@@ -108,16 +117,20 @@ def create_app(
         app.state.runtime = rt
         if tune_gc:
             _tune_gc()
-        task = None
+        tasks = []
         if run_scheduler:
-            task = asyncio.create_task(scheduler.loop(rt, settings.scheduler_interval))
+            tasks.append(asyncio.create_task(scheduler.loop(rt, settings.scheduler_interval)))
+        if rt.worker is not None and rt.folder is not None:
+            tasks.append(asyncio.create_task(_snapshots(rt.gateway.metrics, rt.folder)))
         try:
             yield {}
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if rt.worker is not None and rt.folder is not None:
+                metrics.write_snapshot(rt.gateway.metrics, rt.folder)
             await rt.close()
 
     return GatewayApp(

@@ -40,6 +40,8 @@ class Runtime:
     _lock: IO[str] | None = None
     _closers: list[Callable[[], object]] = field(default_factory=list)
     kept_key: bytes | None = None  # the pseudonymization key, when the shared store keeps it
+    folder: Path | None = None  # the folder this process claimed (its trail, its metrics)
+    worker: str | None = None  # shared mode: N of its worker-N folder
 
     def upstream(self, route: Route) -> Upstream:
         return self.sandbox if route.upstream == "sandbox" else self.http
@@ -179,6 +181,10 @@ async def start(
         settings.upstream_connect_timeout, settings.upstream_read_timeout
     )
     rt = Runtime(settings, policies, store, trail, gateway, Sandbox(), http, clock, lock)
+    if claim is not None:
+        rt.folder = claim[0]
+        if settings.shared:
+            rt.worker = claim[0].name.removeprefix("worker-")
     if settings.shared and not settings.audit.key:
         rt.kept_key = key
     return rt

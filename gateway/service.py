@@ -24,6 +24,7 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.ids import new_id
+from gateway.metrics import Metrics
 from gateway.model import Code, Decision, Message, Reason, Verdict
 from gateway.policy.bundle import Bundle
 from gateway.recipients import Pseudonymizer, hint
@@ -78,8 +79,10 @@ class Gateway:
         clock: Clock,
         store_bodies: bool = False,
         max_deferred: Callable[[str], int] = lambda sender: 10_000,
+        metrics: Metrics | None = None,
     ) -> None:
         self._bundle = bundle
+        self.metrics = metrics or Metrics()
         self.store = store
         self.trail = trail
         self.pseudonyms = pseudonyms
@@ -123,6 +126,7 @@ class Gateway:
             if hold and decision.decision is Verdict.DEFER:
                 await self.store.defer_cancel(decision.decision_id)
             raise
+        self.metrics.decided(decision)
         if decision.decision is not Verdict.ALLOW:
             return Sent(decision)
         if before_send is not None:
@@ -156,6 +160,8 @@ class Gateway:
         except (StoreUnavailable, AuditUnavailable):
             await self._undo(decided, held)
             raise
+        for decision, _, _ in decided:
+            self.metrics.decided(decision)
         batch = Batch([d for d, _, _ in decided], sent)
         if outbound is not None and sent:
             await self._forward_many(batch, decided, outbound, upstream)
@@ -355,6 +361,7 @@ class Gateway:
             "latency_ms": round(reply.latency_ms, 3),
             "message_id": reply.message_id,
         }
+        self.metrics.answered(decision.route, reply.status, reply.latency_ms)
         if not reply.accepted:
             if facts.counted:
                 await self.store.refund(plan.request, decision.decision_id)
@@ -373,6 +380,7 @@ class Gateway:
             if facts.counted:
                 await self.store.refund(plan.request, decision.decision_id)
         decision.upstream = {"status": None, "error": str(exc)}
+        self.metrics.answered(decision.route, None, None)
         decision.reasons.append(Reason("upstream", code, str(exc)))
         self._amend(decision)
         return Sent(decision, None, exc)

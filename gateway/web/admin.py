@@ -274,6 +274,17 @@ async def healthz(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus text: this process's counts and, in shared mode, the other
+    workers' latest snapshots (gateway/metrics.py)."""
+    from gateway import metrics as counting
+
+    rt = runtime(request)
+    found = counting.gather(rt.gateway.metrics, rt.worker, rt.settings.data_dir)
+    text = counting.render(found, rt.policies.current().version)
+    return Response(text, media_type=counting.CONTENT_TYPE)
+
+
 async def readyz(request: Request) -> Response:
     rt = runtime(request)
     problems = {}

@@ -15,6 +15,7 @@ from gateway.web.http import json_response
 _RULES: list[tuple[str, str, frozenset[str]]] = [
     ("*", "/healthz", frozenset({"*"})),
     ("*", "/readyz", frozenset({"*"})),
+    ("GET", "/metrics", frozenset({"*"})),
     ("POST", "/v1/messages", frozenset({"sender"})),
     ("POST", "/v1/check", frozenset({"sender"})),
     ("GET", "/v1/deferred", frozenset({"sender"})),

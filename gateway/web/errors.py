@@ -32,6 +32,9 @@ async def conflict(request: Request, exc: Exception) -> Response:
 async def unavailable(request: Request, exc: Exception) -> Response:
     what = "state store" if isinstance(exc, StoreUnavailable) else "audit trail"
     log.warning("refusing a request: %s unreachable: %s", what, exc)
+    rt = getattr(request.app.state, "runtime", None)
+    if rt is not None:
+        rt.gateway.metrics.refused_unavailable("store" if what == "state store" else "trail")
     body = {
         "error": f"the {what} is unreachable; nothing was sent",
         "code": "store_unavailable",

@@ -4,6 +4,9 @@ every process it starts is stopped."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +15,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from tests.conftest import REPO
 from tests.redis_support import REDIS_URL, delete_prefix, new_prefix, require_redis_sync
 from tests.server import Server
 from tests.stub_upstream import StubUpstream, stub_upstream
@@ -96,3 +100,18 @@ def launch(tmp_path: Path, stub: StubUpstream) -> Iterator[Launch]:
 
 def post(server: Server, body: dict[str, Any], path: str = "/v1/messages") -> httpx.Response:
     return httpx.post(server.url + path, json=body, timeout=BOUND)
+
+
+def two_workers(launch: Launch, shared: Shared, folder: Path, **kw: Any) -> tuple[Server, Server]:
+    """Two processes on one store and one data folder (worker-1 and worker-2)."""
+    return launch(shared, data_dir=folder, **kw), launch(shared, data_dir=folder, **kw)
+
+
+def command(shared: Shared, *args: str) -> subprocess.CompletedProcess[str]:
+    """`gateway ARGS` as an operator of these processes runs it (their store)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env |= {"GATEWAY_REDIS_URL": shared.url, "GATEWAY_REDIS_PREFIX": shared.prefix}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=BOUND,
+    )  # fmt: skip

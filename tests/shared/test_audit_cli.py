@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import REPO
-from tests.shared.conftest import Launch, Shared, post, sms
+from tests.shared.conftest import Launch, Shared, command, post, sms, two_workers
 
 
 def test_query_merges_the_workers_trails_newest_first(
     launch: Launch, shared: Shared, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    first = launch(shared, data_dir=data)
-    second = launch(shared, data_dir=data)
+    first, second = two_workers(launch, shared, data)
     made = []
     for n in range(6):
         answer = post((first, second)[n % 2], sms(to=f"+1212555010{n}"))
@@ -27,14 +22,8 @@ def test_query_merges_the_workers_trails_newest_first(
     second.stop()
     assert sorted(p.parent.name for p in data.glob("worker-*/audit.db")) == ["worker-1", "worker-2"]
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env |= {"GATEWAY_REDIS_URL": shared.url, "GATEWAY_REDIS_PREFIX": shared.prefix}
-
     def query(*args: str) -> list[dict[str, str]]:
-        done = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "audit", "query", "--data-dir", str(data), *args],
-            capture_output=True, text=True, cwd=REPO, env=env, timeout=60,
-        )  # fmt: skip
+        done = command(shared, "audit", "query", "--data-dir", str(data), *args)
         assert done.returncode == 0, done.stderr
         return [json.loads(line) for line in done.stdout.splitlines()]
 
