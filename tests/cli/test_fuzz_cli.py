@@ -242,3 +242,68 @@ def test_policy_test_reports_failures_or_refuses_the_file_in_one_line(content: b
     assert match is not None, out + err
     failures = out.splitlines()[: -1 if code == 0 else None]
     assert code == (1 if failures else 0) and len(failures) == int(match[2])
+
+
+# -- opt-out and audit commands ---------------------------------------------------
+
+csv_rows = st.lists(
+    st.lists(st.one_of(st.text(max_size=14), st.sampled_from(["address", "note", "+12125550100"])),
+             max_size=3).map(",".join),
+    max_size=5,
+).map(lambda rows: "\n".join(rows).encode("utf-8", "surrogatepass"))  # fmt: skip
+
+
+@BOUNDED
+@given(csv_rows | st.binary(max_size=40))
+def test_opt_out_import_takes_the_file_or_refuses_it_in_one_line(content: bytes) -> None:
+    with folder() as cwd:
+        code, out, err = gateway(
+            ["opt-out", "import", "--data-dir", "data", "global", "-"], cwd, content
+        )
+        if code == 0:
+            assert re.fullmatch(r"\d+ rows: \d+ added to global, \d+ already on it\n", out)
+        else:
+            assert code == 2
+            assert_refused_in_one_line(err)
+
+
+_TRAIL: list[Path] = []
+
+
+def a_trail() -> Path:
+    """A data folder with a trail of two decisions, made once for the module."""
+    if not _TRAIL:
+        from starlette.testclient import TestClient
+
+        from gateway.app import create_app
+        from gateway.settings import load_settings
+
+        data = Path(tempfile.mkdtemp()) / "data"
+        settings = load_settings(None, {"GATEWAY_DATA_DIR": str(data)}, policies=REPO / "policies")
+        with TestClient(create_app(settings, run_scheduler=False)) as client:
+            for to in ("+12125550100", "+12125550101"):
+                client.post("/v1/messages", json={"channel": "sms", "to": to, "body": "Hi"})
+        _TRAIL.append(data)
+    return _TRAIL[0]
+
+
+@BOUNDED
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["--recipient", "--sender", "--rule", "--code", "--since", "--until"]),
+            odd_scalars.map(str),
+        ),
+        max_size=3,
+    )
+)
+def test_audit_query_answers_or_refuses_in_one_line(filters: list[tuple[str, str]]) -> None:
+    argv = ["audit", "query", "--data-dir", str(a_trail())]
+    argv += [f"{flag}={value}" for flag, value in filters]
+    with folder() as cwd:
+        code, out, err = gateway(argv, cwd)
+    if code == 0:
+        assert all(json.loads(line)["decision_id"] for line in out.splitlines())
+    else:
+        assert code == 2
+        assert_refused_in_one_line(err)

@@ -321,3 +321,51 @@ def test_any_path_segment(client: TestClient, route: tuple[str, str], value: str
 def test_any_opt_out_body(client: TestClient, body: bytes) -> None:
     answer = client.put("/v1/opt-outs/global/+12125550100", content=body)
     assert_admin_answer(answer.status_code, answer.json())
+
+
+def assert_export_answer(status: int, content: bytes) -> None:
+    """200 with the export (not JSON), or an error in the admin shape."""
+    assert status < 500, content
+    if status >= 400:
+        assert_admin_answer(status, json.loads(content))
+
+
+@BOUNDED
+@given(
+    st.one_of(
+        st.lists(
+            st.tuples(st.sampled_from([*FILTERS, "format"]), query_values | st.just("csv")),
+            max_size=3,
+        ),
+        st.lists(st.tuples(texts, query_values), max_size=2),
+    ),
+)
+def test_any_export_query(client: TestClient, params: list[tuple[str, str]]) -> None:
+    query = "&".join(f"{segment(k)}={segment(v)}" for k, v in params)
+    answer = client.get(f"/v1/decisions/export?{query}")
+    assert_export_answer(answer.status_code, answer.content)
+
+
+@BOUNDED
+@given(texts)
+def test_any_list_name_to_import_and_export(client: TestClient, name: str) -> None:
+    listed = client.get(f"/v1/opt-outs/{segment(name) or 'x'}/export")
+    assert_export_answer(listed.status_code, listed.content)
+    added = client.post(f"/v1/opt-outs/{segment(name) or 'x'}/import", content=b"+12125550100\n")
+    assert_admin_answer(added.status_code, added.json())
+
+
+csv_cells = st.one_of(texts, st.sampled_from(["address", "note", "recipient", "#", '"', ",", ""]))
+csv_bodies = st.one_of(
+    st.binary(max_size=200),
+    st.lists(st.lists(csv_cells, max_size=3).map(",".join), max_size=6).map(
+        lambda rows: "\n".join(rows).encode("utf-8", "surrogatepass")
+    ),
+)
+
+
+@BOUNDED
+@given(csv_bodies)
+def test_any_import_body(client: TestClient, body: bytes) -> None:
+    answer = client.post("/v1/opt-outs/fuzz/import", content=body)
+    assert_admin_answer(answer.status_code, answer.json())
