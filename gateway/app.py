@@ -22,7 +22,7 @@ from gateway.settings import Settings
 from gateway.store.base import Store
 from gateway.telemetry import configure
 from gateway.upstream.base import Upstream
-from gateway.web import admin, dropin, messages
+from gateway.web import admin, dropin, inbound, messages
 from gateway.web.direct import GatewayApp
 from gateway.web.errors import HANDLERS
 
@@ -33,6 +33,7 @@ ROUTES = [
     # Drop-in provider paths; each answers 404 unless a route with its adapter is configured.
     Route("/2010-04-01/Accounts/{account}/Messages.json", dropin.twilio, methods=["POST"]),
     Route("/v3/mail/send", dropin.sendgrid, methods=["POST"]),
+    Route("/v1/inbound/twilio", inbound.twilio, methods=["POST"]),
     Route("/v1/projects/{project}/messages:send", dropin.fcm, methods=["POST"]),
     Route("/v1/decisions", admin.decisions, methods=["GET"]),
     Route("/v1/decisions/export", admin.decisions_export, methods=["GET"]),

@@ -60,6 +60,33 @@ class Sender(Strict):
     credentials: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = []
 
 
+class TwilioInbound(Strict):
+    """`POST /v1/inbound/twilio`, the webhook Twilio calls with each reply."""
+
+    auth_token: Annotated[str, Field(min_length=1)]  # signs the webhooks (X-Twilio-Signature)
+    url: Annotated[str, Field(pattern=r"^https?://")]  # the URL Twilio calls, as it calls it
+    # Where a STOP goes: {sender} is the sender whose account (senders.*.accounts)
+    # the reply came to, else the twilio route's default sender, else "default".
+    list: str = "sender:{sender}"
+
+    @field_validator("list")
+    @classmethod
+    def _list(cls, value: str) -> str:
+        try:
+            name = value.format(sender="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"'{value}' may hold {{sender}} and nothing else: {exc}") from None
+        import regex
+
+        if not regex.fullmatch(r"[A-Za-z0-9._:@-]{1,128}", name):
+            raise ValueError(f"'{value}' does not make a list name (letters, digits, . _ : @ -)")
+        return value
+
+
+class Inbound(Strict):
+    twilio: TwilioInbound | None = None
+
+
 class Audit(Strict):
     key: str | None = None  # pseudonymization key; generated once and kept if unset
     store_bodies: bool = False
@@ -94,6 +121,7 @@ class Settings(Strict):
     data_dir: Path = Path("gateway-data")
     synchronous_full: bool = False
     audit: Audit = Audit()
+    inbound: Inbound = Inbound()
     routes: list[Route] = [
         Route(name=name, adapter=name, upstream="sandbox")
         for name in ("native", "twilio", "sendgrid", "fcm")

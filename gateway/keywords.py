@@ -1,0 +1,57 @@
+"""What a recipient's reply asks for: to stop, to start again, or for help.
+
+The keywords (REGULATIONS.md): the US carriers' (CTIA) STOP, STOPALL,
+UNSUBSCRIBE, CANCEL, END, QUIT, with Twilio's REVOKE and OPTOUT, AWS's ARRET
+and TD; START, YES, UNSTOP; HELP, INFO. China's 退订, TD, T (as in 回T退订)
+and R (as in 拒收请回复R). FCC 24-18 counts "stop, quit, end, revoke, opt
+out, cancel, unsubscribe" in a reply, and other wording a reasonable person
+reads as revocation: a reply that is one of the short phrases below
+("please stop", "stop texting me") counts too.
+
+A reply is read whole: trimmed, case-folded (NFKC, so full-width letters
+fold too), with spaces, hyphens and underscores read as one space and the
+punctuation around it dropped. "Stop
+by our store" is not a keyword; "STOP!" and "Stop please" are.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from enum import StrEnum
+
+import regex
+
+
+class Ask(StrEnum):
+    OPT_OUT = "opt_out"
+    OPT_IN = "opt_in"
+    HELP = "help"
+
+
+_STOP_WORDS = ("stop", "quit", "end", "revoke", "opt out", "optout", "cancel", "unsubscribe")
+OPT_OUT = frozenset(
+    [*_STOP_WORDS, "stopall", "stop all", "arret", "arrêt", "td", "t", "r", "退订", "回t退订"]
+)
+OPT_IN = frozenset(["start", "yes", "unstop"])
+HELP = frozenset(["help", "info"])
+# Short replies that plainly revoke consent (FCC 24-18: any reasonable means).
+_POLITE = regex.compile(
+    r"(?:please )?(?:(?:stop|quit|end|cancel)(?: all)?(?: (?:texting|messaging|sending|"
+    r"contacting|txting)(?: me)?(?: messages| texts)?)?|unsubscribe(?: me)?|opt me out|"
+    r"remove me(?: from (?:this|your|the) list)?|take me off(?: (?:this|your|the) list)?)"
+    r"(?: please)?(?: thanks| thank you)?"
+)
+_EDGES = regex.compile(r"^[\p{P}\p{S}\s]+|[\p{P}\p{S}\s]+$")
+_SPACES = regex.compile(r"[\s_-]+")  # "opt-out" reads as "opt out"
+
+
+def read(reply: str) -> Ask | None:
+    """What the reply asks for, or None when it is not a keyword."""
+    text = _SPACES.sub(" ", _EDGES.sub("", unicodedata.normalize("NFKC", reply).casefold()))
+    if text in OPT_OUT or _POLITE.fullmatch(text):
+        return Ask.OPT_OUT
+    if text in OPT_IN:
+        return Ask.OPT_IN
+    if text in HELP:
+        return Ask.HELP
+    return None

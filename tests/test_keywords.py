@@ -1,0 +1,38 @@
+"""Reading a recipient's reply: the keywords of REGULATIONS.md, and nothing else."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.keywords import Ask, read
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["STOP", "Stop!", "stop.", " stop ", "STOPALL", "stop all", "UNSUBSCRIBE", "Cancel", "END",
+     "quit", "REVOKE", "OPTOUT", "opt out", "Opt-Out", "ARRET", "arrêt", "TD", "T", "R",
+     "退订", "回T退订", "Ｓｔｏｐ", "please stop", "Stop please", "Please stop texting me",
+     "stop messaging me", "Unsubscribe me.", "remove me from your list", "take me off the list",
+     "opt me out", "stop sending me messages", "STOP thank you"],
+)  # fmt: skip
+def test_opt_out(text: str) -> None:
+    assert read(text) is Ask.OPT_OUT
+
+
+@pytest.mark.parametrize("text", ["START", "yes", "Unstop"])
+def test_opt_in(text: str) -> None:
+    assert read(text) is Ask.OPT_IN
+
+
+@pytest.mark.parametrize("text", ["HELP", "info?"])
+def test_help(text: str) -> None:
+    assert read(text) is Ask.HELP
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "no", "ok", "stop by our store", "I want to end this", "cancel my appointment",
+     "Don't stop", "stopwatch", "the end is near", "help me find the store", "yes please"],
+)  # fmt: skip
+def test_not_a_keyword(text: str) -> None:
+    assert read(text) is None
