@@ -23,8 +23,10 @@ from gateway.settings import Settings, load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
+        _refuse_undecodable(args, _shown_names(parser))
         result: int = args.run(args)
     except PolicyError as exc:
         for line in exc.problems:
@@ -41,6 +43,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     return result
+
+
+# Arguments that name files may hold any bytes (Python keeps them, and the
+# file system takes them back); every other text must be UTF-8.
+_FILE_ARGUMENTS = frozenset({"file"})
+
+
+def _refuse_undecodable(args: argparse.Namespace, shown: dict[str, str]) -> None:
+    """Bytes that are not UTF-8 in an argument reach Python as lone surrogates,
+    which no store or trail can write: refused here, in one line."""
+    for name, value in vars(args).items():
+        if name in _FILE_ARGUMENTS or not isinstance(value, str):
+            continue
+        if any("\ud800" <= ch <= "\udfff" for ch in value):
+            raise InputError(f"{shown.get(name, name)}: not UTF-8 text")
+
+
+def _shown_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each argument's name as the user typed it (`--note`, `list`), by its dest."""
+    names: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names |= _shown_names(sub)
+        elif action.option_strings:
+            names[action.dest] = max(action.option_strings, key=len)
+        else:
+            names[action.dest] = action.dest
+    return names
 
 
 def _parser() -> argparse.ArgumentParser:

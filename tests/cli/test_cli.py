@@ -388,3 +388,26 @@ def test_a_reader_that_goes_away_ends_quietly(tmp_path: Path) -> None:
     reader.wait(10)
     assert done.returncode == 1
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["opt-out", "add", "--data-dir", "d", "global", "+12125550100", "--note", "bad\udcff"],
+         "--note"),
+        (["opt-out", "add", "--data-dir", "d", "gl\udcff", "+12125550100"], "list"),
+        (["audit", "query", "--data-dir", "d", "--sender", "x\udcff"], "--sender"),
+        (["check", "--at", "2026\udcff", "-"], "--at"),
+    ],
+)  # fmt: skip
+def test_arguments_that_are_not_utf8_are_refused_in_one_line(
+    tmp_path: Path, args: list[str], shown: str
+) -> None:
+    # Bytes that are not UTF-8 reach Python as lone surrogates (as \udcff here).
+    done = subprocess.run(
+        [*GATEWAY, *[a.encode("utf-8", "surrogateescape") for a in args]],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (2, f"gateway: {shown}: not UTF-8 text\n")
+    assert list(tmp_path.iterdir()) == []  # nothing written
