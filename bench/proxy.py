@@ -72,7 +72,7 @@ class Ceiling:
         await self._count(keys=[self._key])
         at = int(time.time() * 1000)
         record = _RECORD | {"decision_id": new_id(at)}
-        self._journal.write(b'["d",%d,%b]\n' % (at, orjson.dumps(record)))
+        self._journal.write([b'["d",%d,%b]' % (at, orjson.dumps(record))])
 
 
 def create_app(upstream: str, ceiling: Ceiling | None = None) -> Starlette:

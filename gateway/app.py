@@ -38,6 +38,7 @@ ROUTES = [
     Route("/v1/decisions", admin.decisions, methods=["GET"]),
     Route("/v1/decisions/export", admin.decisions_export, methods=["GET"]),
     Route("/v1/decisions/{id}", admin.decision, methods=["GET"]),
+    Route("/v1/audit/verify", admin.audit_verify, methods=["GET"]),
     Route("/v1/deferred", admin.deferred_list, methods=["GET"]),
     Route("/v1/deferred/{id}", admin.deferred_get, methods=["GET"]),
     Route("/v1/deferred/{id}", admin.deferred_cancel, methods=["DELETE"]),

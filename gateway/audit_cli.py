@@ -1,4 +1,4 @@
-"""`gateway audit query|export`: the decision trail of a data folder, from the shell.
+"""`gateway audit query|export|verify`: the decision trail of a data folder, from the shell.
 
 The filters are those of `GET /v1/decisions`. The trails are read as they
 are on disk (gateway/audit/reader.py), so this works beside a running gateway
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.audit import reader
+from gateway.audit import chain, reader, verify
 from gateway.audit.base import DecisionQuery
 from gateway.console import Progress, output
 from gateway.errors import GatewayError
@@ -37,6 +38,14 @@ def add_parser(sub: Any) -> None:
     export.add_argument("--format", choices=FORMATS, default="ndjson")
     export.add_argument("--output", type=Path, help="a file (default: standard output)")
     export.set_defaults(run=run_export)
+    check = actions.add_parser(
+        "verify", help="check the hash chain of every trail in the data folder"
+    )
+    check.add_argument("--config", type=Path, help="config file (default ./gateway.yaml)")
+    check.add_argument("--data-dir", type=Path, help="the gateway's data folder")
+    check.add_argument("--head", help="a head printed by an earlier verify: it must be found")
+    check.add_argument("--json", action="store_true", help="the whole report as JSON")
+    check.set_defaults(run=run_verify)
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +89,56 @@ def run_export(args: argparse.Namespace) -> int:
                 progress.count()
     progress.done(f"exported {progress.n:,} decisions to {args.output}" if args.output else None)
     return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Exit 0 if every trail is intact (and holds --head), 1 if not."""
+    head = None if args.head is None else args.head.strip().lower()
+    if head is not None and not chain.is_head(head):
+        raise GatewayError(f"--head: '{args.head}' is not a head (64 hexadecimal digits)")
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    paths = reader.index_files(settings.data_dir)
+    total = sum(verify.journal_bytes(path) for path in paths)
+    progress = Progress("verified", "MB of journal", total=max(1, total >> 20))
+    reports: list[verify.Report] = []
+    heads = () if head is None else (head,)
+    for path in paths:
+        before = progress.n << 20
+
+        def heard(n: int, before: int = before) -> None:
+            progress.count((before + n) >> 20)
+
+        reports.append(verify.trail(path, heads, heard))
+    progress.done()
+    summary = verify.summary(reports, head)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        for report in reports:
+            print(_verdict(report, settings.data_dir))
+        if head is not None:
+            print(f"head {head}: {'found' if summary['head_found'] else 'NOT FOUND in any trail'}")
+    return 0 if summary["intact"] else 1
+
+
+def _verdict(report: verify.Report, data_dir: Path) -> str:
+    """One line per trail: what was checked, and the first problem if any."""
+    name = Path(report.trail)
+    with contextlib.suppress(ValueError):
+        name = name.relative_to(data_dir)
+    counts = (
+        f"{report.entries:,} entries ({report.decisions:,} decisions,"
+        f" {report.amendments:,} amendments) in {report.files:,}"
+        f" {'file' if report.files == 1 else 'files'}"
+    )
+    if report.unchained:
+        counts += f", {report.unchained:,} from before the chain"
+    problem = report.problem
+    if problem is None:
+        return f"{name}: intact, {counts}; head {report.head or 'none (nothing chained yet)'}"
+    where = f"{problem.file} line {problem.line} (byte {problem.offset})" if problem.file else ""
+    about = f" decision {problem.decision_id}" if problem.decision_id else ""
+    return f"{name}: ALTERED at {where}{about}: {problem.reason} (checked {counts})"
 
 
 def _first(found: Iterator[dict[str, Any]], limit: int) -> Iterator[dict[str, Any]]:

@@ -59,4 +59,11 @@ class AuditTrail(Protocol):
         """Raise AuditUnavailable unless the trail can be written."""
         ...
 
+    async def verify(self, head: str | None = None) -> dict[str, Any]:
+        """Check the hash chain of everything written so far, and whether
+        `head` (a link an auditor kept) is in it: the summary of
+        gateway/audit/verify.py, `intact` true or false. Raise
+        AuditUnavailable only if the trail cannot be read at all."""
+        ...
+
     async def close(self) -> None: ...

@@ -2,7 +2,8 @@
 anything is sent, which the queryable index is built from in bulk, and which
 keep the documents the index points to.
 
-An entry is one line of JSON, written with one `write()` on the event loop:
+An entry is one line of JSON, sealed with its link in the trail's hash chain
+(gateway/audit/chain.py), written with one `write()` on the event loop:
 once it returns, the entry is in the kernel's hands and outlives a crash of
 the process (as a SQLite commit with synchronous=NORMAL does); with
 `synchronous_full`, the trail also syncs the file before the caller goes on.
@@ -14,7 +15,8 @@ Files are numbered and the numbers only grow: each process opening the trail
 starts a file of its own, and a file is rotated once it is `rotate_bytes`
 long. A position in the journal is (file number, offset): the index stores
 the position it has reached in the same transaction as the rows, so an entry
-is indexed exactly once however the process stops.
+is indexed exactly once however the process stops. The chain runs on across
+files: a new process takes up the link of the last whole entry there is.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import contextlib
 import os
 from pathlib import Path
 
+from gateway.audit import chain
 from gateway.errors import AuditUnavailable
 
 Position = tuple[int, int]  # (file number, byte offset in it)
@@ -44,7 +47,9 @@ class Journal:
         self._fd = -1
         try:
             folder.mkdir(exist_ok=True)
-            self._start(max([numbers_from - 1, *file_numbers(folder)]) + 1)
+            numbers = file_numbers(folder)
+            self.head = last_link(folder, numbers)
+            self._start(max([numbers_from - 1, *numbers]) + 1)
         except OSError as exc:
             raise AuditUnavailable(
                 f"audit trail: cannot open the journal in {folder}: {exc}"
@@ -62,8 +67,10 @@ class Journal:
             os.close(self._fd)
         self._fd, self.number, self.end = fd, number, 0
 
-    def write(self, line: bytes) -> None:
-        """Append one entry (a line ending in a newline), whole or not at all."""
+    def write(self, entries: list[bytes]) -> None:
+        """Append entries (JSON arrays, no newline), each sealed with its
+        link, in one write: all of them or none."""
+        line, head = chain.sealed(entries, self.head)
         if self._broken is not None:
             raise AuditUnavailable(f"audit trail: the journal cannot be written ({self._broken})")
         try:
@@ -73,6 +80,7 @@ class Journal:
         except OSError as exc:
             self._undo(exc)
             raise AuditUnavailable(f"audit trail: the journal cannot be written: {exc}") from None
+        self.head = head
         self.end += len(line)
         self.written += len(line)
         if self.end >= self._rotate_bytes:
@@ -115,6 +123,36 @@ def file_numbers(folder: Path) -> list[int]:
         if path.stem.isdigit():
             found.append(int(path.stem))
     return sorted(found)
+
+
+def last_link(folder: Path, numbers: list[int]) -> bytes:
+    """The link of the last whole entry in the newest file that has one
+    (the chain's start if there is none, or if it predates the chain)."""
+    for number in reversed(numbers):
+        line = _last_line(path_of(folder, number))
+        if line is not None:
+            found = chain.opened(line)[1]
+            return chain.GENESIS if found is None else found
+    return chain.GENESIS
+
+
+def _last_line(path: Path) -> bytes | None:
+    """The last whole line of a file (a torn fragment after it is ignored)."""
+    with path.open("rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        step = 4096
+        while True:
+            start = max(0, size - step)
+            file.seek(start)
+            data = file.read(size - start)
+            cut = data.rfind(b"\n")
+            if cut >= 0:
+                before = data.rfind(b"\n", 0, cut)
+                if before >= 0 or start == 0:
+                    return data[before + 1 : cut + 1]
+            elif start == 0:
+                return None
+            step *= 4
 
 
 def next_lines(path: Path, start: int, stop: int | None) -> tuple[bytes, int] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from gateway.audit import chain, verify
 from gateway.audit.base import DecisionQuery, failures
 
 
@@ -12,8 +13,13 @@ class MemoryTrail:
     def __init__(self) -> None:
         self._records: list[tuple[int, int, dict[str, Any]]] = []  # (seq, at_ms, record)
         self._by_id: dict[str, int] = {}
+        # The same chain as the journal's, so both answer `verify` alike.
+        self._report = verify.Report(trail="memory")
+        self._head = chain.GENESIS
+        self._links: set[str] = set()
 
     async def append(self, record: dict[str, Any], at_ms: int) -> None:
+        self._chained(chain.decision(record, at_ms), "d")
         self._by_id[record["decision_id"]] = len(self._records)
         self._records.append((len(self._records) + 1, at_ms, copy.deepcopy(record)))
 
@@ -21,6 +27,7 @@ class MemoryTrail:
         self.amend(decision_id, changes)
 
     def amend(self, decision_id: str, changes: dict[str, Any]) -> None:
+        self._chained(chain.amendment(decision_id, changes), "a")
         index = self._by_id.get(decision_id)
         if index is not None:
             self._records[index][2].update(copy.deepcopy(changes))
@@ -42,6 +49,20 @@ class MemoryTrail:
 
     async def ping(self) -> None:
         return None
+
+    def _chained(self, entry: bytes, kind: str) -> None:
+        self._head = chain.link(self._head, entry)
+        self._links.add(self._head.hex())
+        report = self._report
+        report.entries += 1
+        report.decisions += kind == "d"
+        report.amendments += kind == "a"
+        report.head = self._head.hex()
+
+    async def verify(self, head: str | None = None) -> dict[str, Any]:
+        report = copy.copy(self._report)
+        report.heads_found = {head} & self._links if head is not None else set()
+        return verify.summary([report], head)
 
     async def close(self) -> None:
         return None

@@ -26,11 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.audit import index
+from gateway.audit import chain, index, verify
 from gateway.audit.base import DecisionQuery
 from gateway.audit.journal import Journal, Position
 from gateway.errors import AuditUnavailable
-from gateway.jsonio import dumps
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +75,25 @@ class SqliteTrail:
     # -- writing ---------------------------------------------------------
 
     async def append(self, record: dict[str, Any], at_ms: int) -> None:
-        self._write(b'["d",%d,%b]\n' % (at_ms, dumps(record)))
+        self._write_after_amendments(chain.decision(record, at_ms))
         if self._full:
             await self._synced()
 
     async def update(self, decision_id: str, changes: dict[str, Any]) -> None:
-        self._write_amendments()  # amendments keep their order
-        self._write(_amendment(decision_id, changes))
+        self._write_after_amendments(chain.amendment(decision_id, changes))
         if self._full:
             await self._synced()
+
+    def _write_after_amendments(self, entry: bytes) -> None:
+        """`entry` after the amendments of this turn, in one write: the
+        journal (and its chain) keeps the order of the calls."""
+        entries, self._amendments = [*self._amendments, entry], []
+        try:
+            self._write(entries)
+        except AuditUnavailable as exc:
+            if len(entries) > 1:
+                log.warning("%d upstream answers were not recorded: %s", len(entries) - 1, exc)
+            raise
 
     def amend(self, decision_id: str, changes: dict[str, Any]) -> None:
         """Written at the end of this event-loop turn, with the other
@@ -92,19 +101,19 @@ class SqliteTrail:
         and a busy turn makes one write of them all."""
         if not self._amendments:
             self._attached().call_soon(self._write_amendments)
-        self._amendments.append(_amendment(decision_id, changes))
+        self._amendments.append(chain.amendment(decision_id, changes))
 
     def _write_amendments(self) -> None:
-        lines, self._amendments = self._amendments, []
-        if not lines:
+        entries, self._amendments = self._amendments, []
+        if not entries:
             return
         try:
-            self._write(b"".join(lines))
+            self._write(entries)
         except AuditUnavailable as exc:
             # The decisions themselves are durable; only these answers are lost.
-            log.warning("%d upstream answers were not recorded: %s", len(lines), exc)
+            log.warning("%d upstream answers were not recorded: %s", len(entries), exc)
 
-    def _write(self, line: bytes) -> None:
+    def _write(self, entries: list[bytes]) -> None:
         if self._closed:
             raise AuditUnavailable("audit trail: closed")
         if self._failure is not None:
@@ -112,7 +121,7 @@ class SqliteTrail:
         behind = self._journal.written - self._caught_up
         if behind > MAX_BEHIND:
             raise AuditUnavailable(f"audit trail: the index is {behind >> 20} MB behind")
-        self._journal.write(line)
+        self._journal.write(entries)
         if self._due is None:
             self._due = self._attached().call_later(INDEX_DELAY, self._tell_soon)
 
@@ -274,6 +283,12 @@ class SqliteTrail:
     async def ping(self) -> None:
         await self._read(index.ping)
 
+    async def verify(self, head: str | None = None) -> dict[str, Any]:
+        await self.ping()  # everything written so far is in the journal and the index
+        heads = () if head is None else (head,)
+        report = await asyncio.to_thread(verify.trail, self._path, heads)
+        return verify.summary([report], head)
+
     async def close(self) -> None:
         """Everything written is indexed (or left in the journal for the next
         start, if the indexer cannot finish within STOP_WAIT)."""
@@ -300,7 +315,3 @@ class SqliteTrail:
             await loop.run_in_executor(self._reader, self._db.close)
             self._reader.shutdown()
             self._syncer.shutdown()
-
-
-def _amendment(decision_id: str, changes: dict[str, Any]) -> bytes:
-    return b'["a",%b,%b]\n' % (dumps(decision_id), dumps(changes))

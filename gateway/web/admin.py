@@ -13,6 +13,7 @@ from starlette.responses import Response
 from gateway import optouts
 from gateway.adapters.base import lone_surrogate
 from gateway.adapters.native import decode_json, field_errors
+from gateway.audit import chain
 from gateway.audit.base import DecisionQuery
 from gateway.errors import AuditUnavailable, InputError, PolicyError, StoreUnavailable
 from gateway.model import iso
@@ -191,6 +192,26 @@ async def decisions_export(request: Request) -> Response:
     trail = runtime(request).trail
     first = await trail.query(query)
     return export.decisions(trail, query, first, form)
+
+
+async def audit_verify(request: Request) -> Response:
+    """The hash chain of this process's trail, checked: 200 with `intact`
+    true or false (an altered trail is an answer, not an error); `head`, a
+    link kept from an earlier answer, must be found in it."""
+    unknown = set(request.query_params) - {"head"}
+    if unknown:
+        raise InputError(
+            f"unknown parameter: {', '.join(sorted(unknown))}", dict.fromkeys(unknown, "unknown")
+        )
+    head = request.query_params.get("head")
+    if head is not None:
+        head = head.strip().lower()
+        if not chain.is_head(head):
+            raise InputError(
+                "head: not a link of the trail (64 hexadecimal digits, as `head` answers)",
+                {"head": "64 hexadecimal digits"},
+            )
+    return json_response(await runtime(request).trail.verify(head))
 
 
 async def decision(request: Request) -> Response:

@@ -23,6 +23,7 @@ _RULES: list[tuple[str, str, frozenset[str]]] = [
     ("GET", "/v1/deferred", frozenset({"sender"})),
     ("DELETE", "/v1/deferred", frozenset({"sender"})),
     ("GET", "/v1/decisions", frozenset({"auditor"})),
+    ("GET", "/v1/audit/", frozenset({"auditor"})),
     ("GET", "/v1/policies", frozenset({"auditor"})),
     ("GET", "/v1/sandbox", frozenset({"sender"})),
     ("POST", "/2010-04-01/", frozenset({"sender"})),

@@ -17,17 +17,23 @@ from typing import Any
 
 import pytest
 
-from gateway.audit import SqliteTrail, index, journal, sqlite
+from gateway.audit import SqliteTrail, chain, index, journal, sqlite
 from gateway.audit.base import DecisionQuery
 from gateway.audit.journal import Journal
 from gateway.errors import AuditUnavailable
 from tests.audit.test_trail import opted_out, record
 
 
-def line(n: int) -> bytes:
+def entry(n: int) -> bytes:
+    """A decision entry as the trail hands it to the journal."""
     return b'["d",%d,{"decision_id":"id%03d","sender":"s","decision":"allow",' % (n, n) + (
-        b'"recipient":"r","reasons":[],"trace":[]}]\n'
+        b'"recipient":"r","reasons":[],"trace":[]}]'
     )
+
+
+def line(n: int) -> bytes:
+    """An entry as a line of a journal file written before the chain."""
+    return entry(n) + b"\n"
 
 
 def rows(path: Path, table: str = "decisions") -> int:
@@ -37,9 +43,9 @@ def rows(path: Path, table: str = "decisions") -> int:
 
 def test_journal_numbers_only_grow_and_files_rotate(tmp_path: Path) -> None:
     folder = tmp_path / "j"
-    first = Journal(folder, rotate_bytes=2 * len(line(1)))
+    first = Journal(folder, rotate_bytes=2 * len(chain.sealed([entry(1)], chain.GENESIS)[0]))
     for n in range(5):
-        first.write(line(n))
+        first.write([entry(n)])
     first.close()
     assert journal.file_numbers(folder) == [1, 2, 3]
     again = Journal(folder, numbers_from=2)
@@ -62,7 +68,7 @@ def test_a_builder_indexes_each_line_once_even_two_at_a_time(tmp_path: Path) -> 
     folder = tmp_path / "a.journal"
     written = Journal(folder)
     for n in range(300):
-        written.write(line(n))
+        written.write([entry(n)])
     target = (written.number + 1, 0)
     builders = [index.Builder(index.connect(tmp_path / "a.db"), folder) for _ in range(2)]
     threads = [threading.Thread(target=b.build_to, args=(target,)) for b in builders]
@@ -190,7 +196,7 @@ async def test_a_journal_line_that_is_not_an_entry_fails_closed_and_names_the_fi
 ) -> None:
     folder = tmp_path / "a.journal"
     written = Journal(folder)
-    written.write(line(1) + b'["d",2,{"no":"id"}]\n')
+    written.write([entry(1), b'["d",2,{"no":"id"}]'])
     written.close()
     trail = SqliteTrail(tmp_path / "a.db")
     with pytest.raises(AuditUnavailable) as refused:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.audit import AuditTrail, DecisionQuery, MemoryTrail, SqliteTrail
@@ -212,3 +214,35 @@ def test_the_indexer_runs_behind_requests_in_the_batch_class(tmp_path: Path) -> 
     nice, policy, ours = asyncio.run(scheduling())
     assert policy == os.SCHED_BATCH
     assert nice == min(19, ours + NICE)
+
+
+def chain_of(*entries: bytes) -> list[str]:
+    """The links of entries, computed here from the definition: SHA-256 of
+    the previous link (32 zero bytes at first) and the entry."""
+    links, previous = [], bytes(32)
+    for entry in entries:
+        previous = hashlib.sha256(previous + entry).digest()
+        links.append(previous.hex())
+    return links
+
+
+async def test_verify_gives_the_same_head_on_every_backend(trail: AuditTrail) -> None:
+    await trail.append(record(1), 1000)
+    await trail.update("id001", {"upstream": {"status": 201}})
+    trail.amend("id001", {"upstream": {"status": 202}})
+    await trail.append(opted_out(2), 2000)
+    links = chain_of(
+        b'["d",1000,' + orjson.dumps(record(1)) + b"]",
+        b'["a","id001",{"upstream":{"status":201}}]',
+        b'["a","id001",{"upstream":{"status":202}}]',
+        b'["d",2000,' + orjson.dumps(opted_out(2)) + b"]",
+    )
+    report = await trail.verify()
+    assert report["intact"] is True
+    (one,) = report["trails"]
+    assert (one["entries"], one["decisions"], one["amendments"]) == (4, 2, 2)
+    assert one["head"] == links[-1] and one["problem"] is None
+    kept = await trail.verify(head=links[1])  # a head kept earlier is found later on
+    assert kept["intact"] is True and kept["head_found"] is True
+    unknown = await trail.verify(head="ab" * 32)
+    assert unknown["intact"] is False and unknown["head_found"] is False

@@ -172,3 +172,50 @@ def test_a_recipient_needs_the_kept_key(served: tuple[Server, Path]) -> None:
     assert done.returncode == 2
     assert done.stderr == f"gateway: {data}: no state here, so no pseudonymization key\n"
     assert len(query(data)) == 4  # without a recipient, no key is needed
+
+
+def test_verify_an_intact_trail_and_a_head_kept_from_it(served: tuple[Server, Path]) -> None:
+    server, data = served
+    listed(server)
+    done = run("audit", "verify", "--data-dir", str(data))
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    # Three upstream answers were recorded as amendments of the allowed decisions.
+    assert line.startswith("audit.db: intact, 7 entries (4 decisions, 3 amendments) in 1 file;")
+    head = line.rsplit(" ", 1)[1]
+    assert len(head) == 64
+    httpx.post(server.url + "/v1/messages", json=sms("+12125550105"))
+    listed(server)
+    again = run("audit", "verify", "--data-dir", str(data), "--head", head, "--json")
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["intact"] is True and report["head_found"] is True
+    assert report["trails"][0]["decisions"] == 5
+
+
+def test_verify_an_altered_trail_exits_1_naming_the_line(served: tuple[Server, Path]) -> None:
+    server, data = served
+    listed(server)
+    server.stop()
+    (journal,) = (data / "audit.journal").glob("*.jsonl")
+    lines = journal.read_bytes().splitlines(keepends=True)
+    n = max(i for i, line in enumerate(lines) if b'"sender":"' in line)
+    lines[n] = lines[n].replace(b'"sender":"', b'"sender":"x')
+    journal.write_bytes(b"".join(lines))
+    done = run("audit", "verify", "--data-dir", str(data))
+    assert done.returncode == 1
+    assert done.stdout.startswith(f"audit.db: ALTERED at {journal.name} line {n + 1} (byte ")
+    assert "does not match its link" in done.stdout
+    unknown = run("audit", "verify", "--data-dir", str(data), "--head", "0" * 64)
+    assert unknown.returncode == 1
+    assert unknown.stdout.endswith(f"head {'0' * 64}: NOT FOUND in any trail\n")
+
+
+def test_verify_bad_arguments_are_one_line(tmp_path: Path) -> None:
+    done = run("audit", "verify", "--data-dir", str(tmp_path), "--head", "xyz")
+    assert (done.returncode, done.stderr) == (
+        2,
+        "gateway: --head: 'xyz' is not a head (64 hexadecimal digits)\n",
+    )
+    done = run("audit", "verify", "--data-dir", str(tmp_path))
+    assert done.returncode == 2 and "no audit trail here" in done.stderr
