@@ -22,7 +22,7 @@ from gateway.settings import Settings
 from gateway.store.base import Store
 from gateway.telemetry import configure
 from gateway.upstream.base import Upstream
-from gateway.web import admin, dropin, inbound, messages
+from gateway.web import admin, dropin, inbound, messages, unsubscribe
 from gateway.web.direct import GatewayApp
 from gateway.web.errors import HANDLERS
 
@@ -35,6 +35,9 @@ ROUTES = [
     Route("/v3/mail/send", dropin.sendgrid, methods=["POST"]),
     Route("/v1/inbound/twilio", inbound.twilio, methods=["POST"]),
     Route("/v1/projects/{project}/messages:send", dropin.fcm, methods=["POST"]),
+    Route("/v1/unsubscribe", unsubscribe.one_click, methods=["POST"]),
+    Route("/v1/unsubscribe", unsubscribe.confirm, methods=["GET"]),
+    Route("/v1/unsubscribe/links", unsubscribe.make_link, methods=["POST"]),
     Route("/v1/decisions", admin.decisions, methods=["GET"]),
     Route("/v1/decisions/export", admin.decisions_export, methods=["GET"]),
     Route("/v1/decisions/{id}", admin.decision, methods=["GET"]),

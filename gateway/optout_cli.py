@@ -1,4 +1,4 @@
-"""`gateway opt-out add|remove|import|export`: opt-out lists from the shell.
+"""`gateway opt-out add|remove|import|export|link`: opt-out lists from the shell.
 
 They write the state the gateway reads: the embedded store in the data folder
 (beside a running gateway too: it sees every commit), or Redis in shared
@@ -45,6 +45,14 @@ def add_parser(sub: Any) -> None:
     dump.add_argument("list", help="the list's name, e.g. global")
     dump.add_argument("--output", type=Path, help="a file (default: standard output)")
     dump.set_defaults(run=run_export)
+    link = actions.add_parser(
+        "link", help="a one-click unsubscribe link (RFC 8058) for an address, and its headers"
+    )
+    _store_options(link)
+    link.add_argument("address", help="the recipient's email address (or any address)")
+    link.add_argument("--list", help="the list it takes them off (default: unsubscribe.list)")
+    link.add_argument("--url", help="where mail clients reach POST /v1/unsubscribe")
+    link.set_defaults(run=run_link)
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
@@ -132,6 +140,30 @@ def run_export(args: argparse.Namespace) -> int:
 
     asyncio.run(export())
     progress.done(f"exported {progress.n:,} entries to {args.output}" if args.output else None)
+    return 0
+
+
+def run_link(args: argparse.Namespace) -> int:
+    from gateway import unsubscribe
+
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    base = args.url or settings.unsubscribe.url
+    if base is None:
+        raise GatewayError(
+            "--url: where do mail clients reach POST /v1/unsubscribe? (or set unsubscribe.url)"
+        )
+    if not base.startswith(("https://", "http://")) or "?" in base or "#" in base:
+        raise GatewayError(f"--url: '{base}' is not an http(s) URL without a query")
+    address = normalize_address(args.address)
+    wanted = unsubscribe.Link(_list(args.list or settings.unsubscribe.list), address)
+
+    async def sign(store: Store, pseudonyms: Pseudonymizer) -> str:
+        return unsubscribe.token(pseudonyms.derived(unsubscribe.PURPOSE), wanted)
+
+    url = f"{base}?token={asyncio.run(_with_store(args, sign))}"
+    print(url)
+    print(f"List-Unsubscribe: <{url}>")
+    print(f"List-Unsubscribe-Post: {unsubscribe.ONE_CLICK}")
     return 0
 
 

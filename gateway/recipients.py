@@ -317,6 +317,11 @@ class Pseudonymizer:
         digest = hmac.new(self._key, address.encode("utf-8"), hashlib.sha256).hexdigest()
         return f"hmac:{digest[:40]}"
 
+    def derived(self, purpose: bytes) -> bytes:
+        """A key for another purpose (signing unsubscribe links), derived from
+        this one so that it is kept and shared as this one is."""
+        return hmac.new(self._key, b"derived:" + purpose, hashlib.sha256).digest()
+
 
 def hint(address: str) -> str:
     """A masked form a person can recognise: +1415…0100, j…@example.com."""

@@ -87,6 +87,15 @@ class Inbound(Strict):
     twilio: TwilioInbound | None = None
 
 
+class Unsubscribe(Strict):
+    """One-click unsubscribe links (RFC 8058): `POST /v1/unsubscribe`."""
+
+    # The address mail clients reach POST /v1/unsubscribe at, as they reach it
+    # (RFC 8058 asks for https); unset: the address the link request came to.
+    url: Annotated[str, Field(pattern=r"^https?://[^?#]+$")] | None = None
+    list: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:@-]{1,128}$")] = "global"
+
+
 class Audit(Strict):
     key: str | None = None  # pseudonymization key; generated once and kept if unset
     store_bodies: bool = False
@@ -122,6 +131,7 @@ class Settings(Strict):
     synchronous_full: bool = False
     audit: Audit = Audit()
     inbound: Inbound = Inbound()
+    unsubscribe: Unsubscribe = Unsubscribe()
     routes: list[Route] = [
         Route(name=name, adapter=name, upstream="sandbox")
         for name in ("native", "twilio", "sendgrid", "fcm")

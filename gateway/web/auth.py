@@ -18,6 +18,10 @@ _RULES: list[tuple[str, str, frozenset[str]]] = [
     ("GET", "/metrics", frozenset({"*"})),
     # Twilio calls it with no key of ours: its signature is checked instead.
     ("POST", "/v1/inbound/", frozenset({"*"})),
+    ("POST", "/v1/unsubscribe/links", frozenset({"sender"})),
+    # Mail clients send one-click unsubscribes with no credentials (RFC 8058):
+    # the link's signed token is checked instead.
+    ("*", "/v1/unsubscribe", frozenset({"*"})),
     ("POST", "/v1/messages", frozenset({"sender"})),
     ("POST", "/v1/check", frozenset({"sender"})),
     ("GET", "/v1/deferred", frozenset({"sender"})),

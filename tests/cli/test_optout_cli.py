@@ -110,3 +110,30 @@ def test_bad_arguments_are_one_line(tmp_path: Path, args: list[str], error: str)
     done = run("opt-out", args[0], "--data-dir", str(tmp_path / "data"), *args[1:])
     assert done.returncode == 2
     assert error in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_link_makes_a_working_one_click_unsubscribe(served: tuple[Server, Path]) -> None:
+    server, data = served
+    email = {"channel": "email", "to": "ann@example.com", "subject": "Hi", "body": "Sale"}
+    assert httpx.post(server.url + "/v1/messages", json=email).status_code == 201
+    base = server.url + "/v1/unsubscribe"
+    done = run("opt-out", "link", "--data-dir", str(data), "--url", base, "ann@example.com")
+    assert done.returncode == 0, done.stderr
+    url, header, post = done.stdout.splitlines()
+    assert url.startswith(base + "?token=")
+    assert header == f"List-Unsubscribe: <{url}>"
+    assert post == "List-Unsubscribe-Post: List-Unsubscribe=One-Click"
+    # The gateway reads the link the command signed: the same kept key.
+    answer = httpx.post(url, files={"List-Unsubscribe": (None, "One-Click")})
+    assert answer.status_code == 200
+    assert httpx.post(server.url + "/v1/messages", json=email).status_code == 403
+
+
+def test_link_needs_a_url(served: tuple[Server, Path]) -> None:
+    _, data = served
+    done = run("opt-out", "link", "--data-dir", str(data), "ann@example.com")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "gateway: --url: where do mail clients reach POST /v1/unsubscribe?"
+        " (or set unsubscribe.url)\n"
+    )

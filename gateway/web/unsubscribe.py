@@ -1,0 +1,108 @@
+"""One-click unsubscribe (RFC 8058) over HTTP.
+
+- `POST /v1/unsubscribe?token=...` with `List-Unsubscribe=One-Click`: what a
+  mail client sends when its user presses "unsubscribe". Open to anyone (the
+  RFC forbids credentials); the signed token says who leaves which list.
+- `GET /v1/unsubscribe?token=...`: a page with one button that sends that
+  POST, for a person who opens the link. A GET never unsubscribes: mail
+  scanners open links to look at them.
+- `POST /v1/unsubscribe/links` (sender): the link for an address and list,
+  and the two headers to put in the message.
+"""
+
+from __future__ import annotations
+
+import html
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from gateway import unsubscribe
+from gateway.adapters.native import decode_json, field_errors
+from gateway.errors import InputError
+from gateway.recipients import hint, normalize_address
+from gateway.store.base import OptOutEntry
+from gateway.web.http import json_response, read_body
+from gateway.web.messages import runtime
+
+MAX_BODY = 16 * 1024
+NOTE = "one-click unsubscribe (RFC 8058)"
+
+
+def _key(request: Request) -> bytes:
+    return runtime(request).gateway.pseudonyms.derived(unsubscribe.PURPOSE)
+
+
+def _link(request: Request) -> tuple[unsubscribe.Link, str]:
+    """The link the request's token carries, and the token."""
+    text = request.query_params.get("token")
+    if not text:
+        raise InputError("token: missing; use the whole unsubscribe link", {"token": "required"})
+    return unsubscribe.read_token(_key(request), text), text
+
+
+async def one_click(request: Request) -> Response:
+    link, _ = _link(request)
+    body = await read_body(request, MAX_BODY)
+    if not unsubscribe.is_one_click(request.headers.get("content-type", ""), body):
+        raise InputError(
+            f"the body must be {unsubscribe.ONE_CLICK} (RFC 8058), as a form",
+            {"List-Unsubscribe": "One-Click"},
+        )
+    rt = runtime(request)
+    at_ms = int(rt.clock.now().timestamp() * 1000)
+    token = rt.gateway.pseudonyms.token(link.address)
+    entry = OptOutEntry(link.list, token, hint(link.address), at_ms, "unsubscribe", NOTE)
+    await rt.store.opt_out_put(entry)
+    return _page("Unsubscribed", f"{hint(link.address)} is unsubscribed ({link.list}).")
+
+
+async def confirm(request: Request) -> Response:
+    link, text = _link(request)
+    button = (
+        f'<form method="post" action="?token={quote(text, safe="")}">'
+        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        '<button type="submit">Unsubscribe</button></form>'
+    )
+    return _page("Unsubscribe", f"Unsubscribe {hint(link.address)} ({link.list})?", button)
+
+
+def _page(title: str, text: str, extra: str = "") -> Response:
+    body = (
+        f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{title}</title>'
+        f'<meta name="viewport" content="width=device-width">'
+        f"<p>{html.escape(text)}</p>{extra}</html>"
+    )
+    return HTMLResponse(body, headers={"Cache-Control": "no-store"})
+
+
+class LinkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    address: str = Field(min_length=1, max_length=512)
+    list: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+async def make_link(request: Request) -> Response:
+    raw = await read_body(request, MAX_BODY)
+    try:
+        asked = LinkRequest.model_validate(decode_json(raw))
+    except ValidationError as exc:
+        raise InputError("the link request is not valid", field_errors(exc)) from None
+    address = normalize_address(asked.address)
+    settings = runtime(request).settings
+    link = unsubscribe.Link(asked.list or settings.unsubscribe.list, address)
+    base = settings.unsubscribe.url or f"{str(request.base_url).rstrip('/')}/v1/unsubscribe"
+    url = f"{base}?token={unsubscribe.token(_key(request), link)}"
+    return json_response(
+        {
+            "url": url,
+            "list": link.list,
+            "recipient_hint": hint(address),
+            "headers": {
+                "List-Unsubscribe": f"<{url}>",
+                "List-Unsubscribe-Post": unsubscribe.ONE_CLICK,
+            },
+        }
+    )
