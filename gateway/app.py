@@ -50,6 +50,12 @@ ROUTES = [
     Route("/v1/opt-outs/{list}/{address}", admin.opt_out_put, methods=["PUT"]),
     Route("/v1/opt-outs/{list}/{address}", admin.opt_out_get, methods=["GET"]),
     Route("/v1/opt-outs/{list}/{address}", admin.opt_out_delete, methods=["DELETE"]),
+    # Consent lists are lists too: the same calls, under a name that reads better.
+    Route("/v1/consents/{list}/import", admin.opt_out_import, methods=["POST"]),
+    Route("/v1/consents/{list}/export", admin.opt_out_export, methods=["GET"]),
+    Route("/v1/consents/{list}/{address}", admin.opt_out_put, methods=["PUT"]),
+    Route("/v1/consents/{list}/{address}", admin.opt_out_get, methods=["GET"]),
+    Route("/v1/consents/{list}/{address}", admin.opt_out_delete, methods=["DELETE"]),
     Route("/v1/policies", admin.policies, methods=["GET"]),
     Route("/v1/policies/reload", admin.policies_reload, methods=["POST"]),
     Route("/healthz", admin.healthz, methods=["GET"]),

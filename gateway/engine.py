@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from gateway.model import Action, Code, Message, Reason, Result, RuleResult, Verdict
 from gateway.policy.bundle import Bundle
-from gateway.rules import FrequencyCap, OptOut, PureRule, Rule, TextCache, TimeWindow
+from gateway.rules import FrequencyCap, ListRule, PureRule, Rule, TextCache, TimeWindow
 from gateway.schedule.window import next_open
 from gateway.store.base import CapCheck, Facts, FactsRequest
 
@@ -25,7 +25,7 @@ HORIZON = timedelta(days=14)
 # fixed result, the pure rules' results by id, or an opt-out (with the lists it
 # names for this shape) or a cap judging the facts. Sorted out once per shape,
 # so that `decide` does no type tests.
-_SKIP, _PURE, _OPT_OUT, _CAP = range(4)
+_SKIP, _PURE, _LISTS, _CAP = range(4)
 _Step = tuple[int, Rule, Any]
 
 
@@ -100,9 +100,9 @@ def _new_shape(bundle: Bundle, message: Message) -> Shape:
     names: dict[str, list[str]] = {}
     lists: list[tuple[str, bool]] = []
     for rule in applying:
-        if isinstance(rule, OptOut):
+        if isinstance(rule, ListRule):
             names[rule.id] = rule.list_names(message)
-            lists += [(name, rule.enforced) for name in names[rule.id]]
+            lists += [(name, rule.blocks_when_listed()) for name in names[rule.id]]
     return Shape(
         rules=rules,
         steps=tuple(_step(rule, applies, names) for rule, applies in rules),
@@ -116,8 +116,8 @@ def _new_shape(bundle: Bundle, message: Message) -> Shape:
 def _step(rule: Rule, applies: bool, names: dict[str, list[str]]) -> _Step:
     if not applies:
         return (_SKIP, rule, rule.skipped())
-    if isinstance(rule, OptOut):
-        return (_OPT_OUT, rule, names[rule.id])
+    if isinstance(rule, ListRule):
+        return (_LISTS, rule, names[rule.id])
     if isinstance(rule, FrequencyCap):
         return (_CAP, rule, None)
     return (_PURE, rule, None)
@@ -190,8 +190,8 @@ def _trace(plan: Plan, pure: dict[str, RuleResult], facts: Facts) -> list[RuleRe
             trace.append(value)
         elif kind == _PURE:
             trace.append(pure[rule.id])
-        elif kind == _OPT_OUT:
-            trace.append(cast(OptOut, rule).judge(value, facts.opted_out))
+        elif kind == _LISTS:
+            trace.append(cast(ListRule, rule).judge(value, facts.opted_out))
         else:
             counts = facts.caps[plan.cap_slices[rule.id]]
             trace.append(cast(FrequencyCap, rule).judge(counts))

@@ -39,6 +39,7 @@ class Code(StrEnum):
     """Reason codes: stable, part of the public contract."""
 
     OPTED_OUT = "opted_out"
+    NO_CONSENT = "no_consent"
     FREQUENCY_CAPPED = "frequency_capped"
     CONTENT_TOO_LONG = "content_too_long"
     BANNED_TERM = "banned_term"

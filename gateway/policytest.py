@@ -65,6 +65,7 @@ class Case(Strict):
     name: str
     history: list[Sent] = []
     opt_outs: list[OptOutItem] = []
+    consents: list[OptOutItem] = []  # kept as opt-outs are: an address on a named list
     at: Moment
     message: dict[str, Any]
     expect: Expect
@@ -114,7 +115,7 @@ async def run_case(bundle: Bundle, case: Case) -> str:
     gateway = Gateway(
         bundle=lambda: bundle, store=store, trail=MemoryTrail(), pseudonyms=pseudonyms, clock=clock
     )
-    for item in case.opt_outs:
+    for item in [*case.opt_outs, *case.consents]:
         address = normalize_address(item.address)
         entry = OptOutEntry(
             item.list, pseudonyms.token(address), hint(address), ms(case.at), "test"

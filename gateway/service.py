@@ -8,6 +8,7 @@ answer is added afterwards; a refused or unsent message gives its count back.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -265,6 +266,11 @@ class Gateway:
             plan.request, ms(now), count=count and engine.may_count(pure), send_id=decision_id
         )
         outcome = engine.decide(plan, now, pure, facts)
+        if facts.counted and outcome.verdict is not Verdict.ALLOW:
+            # Counted, then refused on what the store does not judge (no consent):
+            # the count is given back, as for any message that is not sent.
+            await self.store.refund(plan.request, decision_id)
+            facts = dataclasses.replace(facts, counted=False)
         decision = Decision(
             decision_id=decision_id,
             decision=outcome.verdict,

@@ -183,6 +183,27 @@ async def test_opt_out_lists_with_placeholders(harness: Callable[[str], Harness]
     assert result(other, "opt")["result"] == "pass"
 
 
+async def test_consent_needs_the_recipient_on_one_of_its_lists(
+    harness: Callable[[str], Harness],
+) -> None:
+    h = harness(
+        "rules:\n  - {id: opt-in, type: consent, lists: ['consent:{sender}', consent:all]}\n"
+        "  - {id: watch, type: consent, lists: [double-opt-in], action: monitor}\n"
+    )
+    refused = await h.check()
+    assert refused.decision.value == "reject"
+    assert [(r.rule, r.code.value) for r in refused.reasons] == [("opt-in", "no_consent")]
+    assert result(refused, "opt-in")["detail"] == {"lists": ["consent:acme", "consent:all"]}
+    assert refused.reasons[0].message == "no consent on record (consent:acme or consent:all)"
+    token = h.pseudonyms.token("+12125550100")
+    await h.store.opt_out_put(OptOutEntry("consent:all", token, hint("+12125550100"), 0))
+    allowed = await h.check()
+    assert allowed.decision.value == "allow"
+    assert result(allowed, "opt-in")["detail"]["list"] == "consent:all"
+    assert result(allowed, "watch")["result"] == "monitor"  # recorded, never enforced
+    assert (await h.check(to="+12125550101")).decision.value == "reject"  # someone else
+
+
 async def test_frequency_cap_keys_and_windows(harness: Callable[[str], Harness]) -> None:
     h = harness(
         "rules:\n  - id: cap\n    type: frequency_cap\n"

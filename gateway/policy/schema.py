@@ -89,8 +89,9 @@ class RuleBase(Strict):
         return self
 
 
-class OptOutRule(RuleBase):
-    type: Literal["opt_out"]
+class ListsRule(RuleBase):
+    """A rule that reads the recipient's lists (opt-outs, consents)."""
+
     lists: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
 
     @field_validator("lists")
@@ -116,6 +117,14 @@ class OptOutRule(RuleBase):
                         "use {sender}, {route}, {channel} or {category}"
                     )
         return lists
+
+
+class OptOutRule(ListsRule):
+    type: Literal["opt_out"]
+
+
+class ConsentRule(ListsRule):
+    type: Literal["consent"]
 
 
 class Limit(Strict):
@@ -198,6 +207,7 @@ class TimeWindowRule(RuleBase):
 
 RULE_MODELS: dict[str, type[RuleBase]] = {
     "opt_out": OptOutRule,
+    "consent": ConsentRule,
     "frequency_cap": FrequencyCapRule,
     "content_length": ContentLengthRule,
     "banned_terms": BannedTermsRule,
@@ -207,6 +217,7 @@ RULE_MODELS: dict[str, type[RuleBase]] = {
 
 AnyRule = Annotated[
     OptOutRule
+    | ConsentRule
     | FrequencyCapRule
     | ContentLengthRule
     | BannedTermsRule

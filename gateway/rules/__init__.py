@@ -6,14 +6,17 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.rules.base import CompileContext, PureRule, Rule, RuleConfigError, TextCache
+from gateway.rules.consent import Consent
 from gateway.rules.content_length import ContentLength
 from gateway.rules.frequency_cap import FrequencyCap
+from gateway.rules.lists import ListRule
 from gateway.rules.opt_out import OptOut
 from gateway.rules.terms import BannedTerms, RequiredText
 from gateway.rules.time_window import TimeWindow
 
 COMPILERS: dict[str, Callable[[Any, CompileContext], Rule]] = {
     "opt_out": OptOut.compile,
+    "consent": Consent.compile,
     "frequency_cap": FrequencyCap.compile,
     "content_length": ContentLength.compile,
     "banned_terms": BannedTerms.compile,
@@ -25,8 +28,10 @@ __all__ = [
     "COMPILERS",
     "BannedTerms",
     "CompileContext",
+    "Consent",
     "ContentLength",
     "FrequencyCap",
+    "ListRule",
     "OptOut",
     "PureRule",
     "RequiredText",

@@ -2,43 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
-from gateway.model import Code, Message, RuleResult
-from gateway.policy.schema import OptOutRule
-from gateway.rules.base import CompileContext, Rule
+from gateway.model import Code, RuleResult
+from gateway.rules.lists import ListRule
 
 
 @dataclass(eq=False)
-class OptOut(Rule):
+class OptOut(ListRule):
     type: ClassVar[str] = "opt_out"
     stateful: ClassVar[bool] = True
-    lists: tuple[str, ...] = ()
-    _clear: dict[tuple[str, ...], RuleResult] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def compile(cls, spec: OptOutRule, ctx: CompileContext) -> OptOut:
-        return cls(**cls.base_args(spec), lists=tuple(spec.lists))
+    def blocks_when_listed(self) -> bool:
+        return self.enforced
 
-    def list_names(self, message: Message) -> list[str]:
-        """The rule's lists with {sender}, {route}, {channel}, {category} filled in."""
-        values = {
-            "sender": message.sender,
-            "route": message.route,
-            "channel": message.channel.value,
-            "category": message.category,
-        }
-        return [name.format_map(values) for name in self.lists]
-
-    def judge(self, names: list[str], opted_out: frozenset[str]) -> RuleResult:
-        matched = [name for name in names if name in opted_out]
+    def judge(self, names: list[str], on_lists: frozenset[str]) -> RuleResult:
+        matched = [name for name in names if name in on_lists]
         if not matched:
-            key = tuple(names)
-            if key not in self._clear:  # the same answer for every recipient on no list
-                if len(self._clear) >= 1024:
-                    self._clear.clear()
-                self._clear[key] = self.passed({"lists": names})
-            return self._clear[key]
+            return self._kept(names) or self._keep(names, self.passed({"lists": names}))
         detail = {"list": matched[0], "lists": names}
         return self.failed(Code.OPTED_OUT, f"recipient opted out ({matched[0]})", detail)

@@ -36,7 +36,8 @@ class FactsRequest:
     """Everything the rules of one message need to know from the store."""
 
     recipient: str
-    opt_out_lists: tuple[tuple[str, bool], ...] = ()  # (list name, enforced)
+    # (list name, whether being on it stops the send: an enforced opt-out)
+    opt_out_lists: tuple[tuple[str, bool], ...] = ()
     caps: tuple[CapCheck, ...] = ()
 
 
@@ -54,7 +55,8 @@ class CapCount:
 
 @dataclass(frozen=True, slots=True)
 class Facts:
-    opted_out: frozenset[str]  # the requested lists that hold the recipient (monitor ones too)
+    # The requested lists that hold the recipient: opt-out and consent lists, monitor ones too.
+    opted_out: frozenset[str]
     caps: tuple[CapCount, ...]  # parallel to FactsRequest.caps
     # The send was recorded in every cap counter: true whenever `count` was
     # asked and nothing enforced stopped it, also when the request has no caps.

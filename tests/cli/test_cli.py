@@ -76,10 +76,29 @@ def test_policy_test_reports_a_failing_case(tmp_path: Path) -> None:
     )
 
 
+def test_policy_test_cases_with_consents(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "rules:\n  - {id: opt-in, type: consent, lists: ['consent:{sender}']}\n"
+    )
+    (tmp_path / "a.test.yaml").write_text(
+        "cases:\n"
+        "  - name: no consent\n    at: '2026-06-02T11:00:00Z'\n"
+        "    message: {channel: sms, to: '+12125550100', body: 'hi', sender: acme}\n"
+        "    expect: {decision: reject, code: no_consent, rule: opt-in}\n"
+        "  - name: consent on record\n    at: '2026-06-02T11:00:00Z'\n"
+        "    consents: [{list: 'consent:acme', address: '+1 212 555 0100'}]\n"
+        "    message: {channel: sms, to: '+12125550100', body: 'hi', sender: acme}\n"
+        "    expect: {decision: allow}\n"
+    )
+    done = run("policy", "test", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("2 passed, 0 failed")
+
+
 def test_policy_schema_is_json_schema() -> None:
     done = run("policy", "schema")
     schema = json.loads(done.stdout)
-    assert "time_window" in json.dumps(schema)
+    assert "time_window" in json.dumps(schema) and "consent" in json.dumps(schema)
 
 
 def test_check_json_lines_one_answer_per_line() -> None:

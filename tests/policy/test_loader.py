@@ -67,8 +67,8 @@ def test_packs_are_added_by_name(write_policies: Writer) -> None:
 def test_unknown_type(write_policies: Writer) -> None:
     root = write_policies({"a.yaml": "rules:\n  - id: x\n    type: contnt_length\n"})
     assert problems(root) == [
-        "a.yaml:3: x: type: unknown rule type 'contnt_length' (known: opt_out, frequency_cap, "
-        "content_length, banned_terms, required_text, time_window)"
+        "a.yaml:3: x: type: unknown rule type 'contnt_length' (known: opt_out, consent, "
+        "frequency_cap, content_length, banned_terms, required_text, time_window)"
     ]
 
 
@@ -134,13 +134,20 @@ def test_defer_only_for_time_windows(write_policies: Writer) -> None:
     assert problems(root) == ["a.yaml:2: len: action 'defer' is only for time_window rules"]
 
 
-def test_placeholders_in_opt_out_lists(write_policies: Writer) -> None:
+@pytest.mark.parametrize("kind", ["opt_out", "consent"])
+def test_placeholders_in_lists(write_policies: Writer, kind: str) -> None:
     root = write_policies(
-        {"a.yaml": 'rules:\n  - id: o\n    type: opt_out\n    lists: ["x:{foo}"]\n'}
+        {"a.yaml": f'rules:\n  - id: o\n    type: {kind}\n    lists: ["x:{{foo}}"]\n'}
     )
     assert problems(root) == [
         "a.yaml:4: o: lists: 'x:{foo}' uses {foo}; use {sender}, {route}, {channel} or {category}"
     ]
+
+
+def test_a_consent_rule_needs_its_lists(write_policies: Writer) -> None:
+    root = write_policies({"a.yaml": "rules:\n  - {id: c, type: consent, lists: []}\n"})
+    (problem,) = problems(root)
+    assert problem.startswith("a.yaml:2: c: lists: ")
 
 
 def test_top_level_shape(write_policies: Writer) -> None:

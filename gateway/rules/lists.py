@@ -1,0 +1,51 @@
+"""What the rules that read the recipient's lists share: the list names, with
+{sender}, {route}, {channel} and {category} filled in for each message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.model import Message, RuleResult
+from gateway.policy.schema import ListsRule
+from gateway.rules.base import CompileContext, Rule
+
+
+@dataclass(eq=False)
+class ListRule(Rule):
+    lists: tuple[str, ...] = ()
+    # The answer for a set of names when it does not depend on the recipient.
+    _same: dict[tuple[str, ...], RuleResult] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def compile(cls, spec: ListsRule, ctx: CompileContext) -> ListRule:
+        return cls(**cls.base_args(spec), lists=tuple(spec.lists))
+
+    def list_names(self, message: Message) -> list[str]:
+        """The rule's lists with {sender}, {route}, {channel}, {category} filled in."""
+        values = {
+            "sender": message.sender,
+            "route": message.route,
+            "channel": message.channel.value,
+            "category": message.category,
+        }
+        return [name.format_map(values) for name in self.lists]
+
+    def blocks_when_listed(self) -> bool:
+        """Whether the store may refuse to count a send to someone on one of
+        the lists (an enforced opt-out); the engine judges the rest."""
+        return False
+
+    def judge(self, names: list[str], on_lists: frozenset[str]) -> RuleResult:
+        """The result, given the names asked for and those holding the recipient."""
+        raise NotImplementedError
+
+    def _kept(self, names: list[str]) -> RuleResult | None:
+        """The result kept for these names: one that is the same for every
+        recipient it fits (on none of the lists), made once, not per message."""
+        return self._same.get(tuple(names))
+
+    def _keep(self, names: list[str], result: RuleResult) -> RuleResult:
+        if len(self._same) >= 1024:
+            self._same.clear()
+        self._same[tuple(names)] = result
+        return result
