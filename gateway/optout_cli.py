@@ -50,7 +50,10 @@ def add_parser(sub: Any) -> None:
     )
     _store_options(link)
     link.add_argument("address", help="the recipient's email address (or any address)")
-    link.add_argument("--list", help="the list it takes them off (default: unsubscribe.list)")
+    # Its own dest: `list` is the positional of the other actions.
+    link.add_argument(
+        "--list", dest="link_list", help="the list it takes them off (default: unsubscribe.list)"
+    )
     link.add_argument("--url", help="where mail clients reach POST /v1/unsubscribe")
     link.set_defaults(run=run_link)
 
@@ -155,7 +158,7 @@ def run_link(args: argparse.Namespace) -> int:
     if not base.startswith(("https://", "http://")) or "?" in base or "#" in base:
         raise GatewayError(f"--url: '{base}' is not an http(s) URL without a query")
     address = normalize_address(args.address)
-    wanted = unsubscribe.Link(_list(args.list or settings.unsubscribe.list), address)
+    wanted = unsubscribe.Link(_list(args.link_list or settings.unsubscribe.list), address)
 
     async def sign(store: Store, pseudonyms: Pseudonymizer) -> str:
         return unsubscribe.token(pseudonyms.derived(unsubscribe.PURPOSE), wanted)

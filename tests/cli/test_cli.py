@@ -48,7 +48,7 @@ def test_policy_check_prints_every_problem(tmp_path: Path) -> None:
     assert done.returncode == 2
     lines = done.stderr.splitlines()
     assert lines[0].endswith(
-        "a.yaml:3: x: type: unknown rule type 'nope' (known: opt_out, "
+        "a.yaml:3: x: type: unknown rule type 'nope' (known: opt_out, consent, "
         "frequency_cap, content_length, banned_terms, required_text, time_window)"
     )
     assert lines[1].endswith("a.yaml:4: y: lists: is required")
@@ -241,6 +241,8 @@ def test_a_broken_config_file_is_one_line(
         ("redis_tls: []\n", {"GATEWAY_REDIS_TLS_VERIFY": "0"}, "redis_tls: Input should be"),
         ("", {"GATEWAY_ROUTES": "[{a: !!float x}]"}, "GATEWAY_ROUTES: not valid YAML: 'x' is"),
         ("", {"GATEWAY_PACKS": "[a, "}, "GATEWAY_PACKS: not valid YAML: expected the node"),
+        ("audit: {retention: 12h}\n", {}, "audit.retention: Value error, '12h' is shorter"),
+        ("", {"GATEWAY_AUDIT_RETENTION": "a year"}, "'a year' is not a duration"),
     ],
 )
 def test_a_bad_environment_override_is_one_line(

@@ -137,3 +137,11 @@ def test_link_needs_a_url(served: tuple[Server, Path]) -> None:
         "gateway: --url: where do mail clients reach POST /v1/unsubscribe?"
         " (or set unsubscribe.url)\n"
     )
+    bad = run(
+        "opt-out", "link", "--data-dir", str(data), "--url", "https://gw.example/v1/unsubscribe",
+        "--list", "no spaces", "ann@example.com",
+    )  # fmt: skip
+    assert (bad.returncode, bad.stderr) == (
+        2,
+        "gateway: 'no spaces' is not a list name (letters, digits, . _ : @ -)\n",
+    )
