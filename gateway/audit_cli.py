@@ -1,4 +1,4 @@
-"""`gateway audit query|export|verify`: the decision trail of a data folder, from the shell.
+"""`gateway audit query|export|verify|prune`: the decision trail of a data folder, from the shell.
 
 The filters are those of `GET /v1/decisions`. The trails are read as they
 are on disk (gateway/audit/reader.py), so this works beside a running gateway
@@ -12,15 +12,17 @@ import asyncio
 import contextlib
 import csv
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.audit import chain, reader, verify
+from gateway.audit import chain, reader, retention, verify
 from gateway.audit.base import DecisionQuery
 from gateway.console import Progress, output
 from gateway.errors import GatewayError
+from gateway.policy.schema import parse_duration
 from gateway.settings import Settings, load_settings
 
 FORMATS = ("ndjson", "csv")
@@ -46,6 +48,13 @@ def add_parser(sub: Any) -> None:
     check.add_argument("--head", help="a head printed by an earlier verify: it must be found")
     check.add_argument("--json", action="store_true", help="the whole report as JSON")
     check.set_defaults(run=run_verify)
+    prune = actions.add_parser("prune", help="remove records older than the retention")
+    prune.add_argument("--config", type=Path, help="config file (default ./gateway.yaml)")
+    prune.add_argument("--data-dir", type=Path, help="the gateway's data folder")
+    prune.add_argument(
+        "--older-than", help="a duration such as 400d (default: audit.retention of the config)"
+    )
+    prune.set_defaults(run=run_prune)
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +130,31 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0 if summary["intact"] else 1
 
 
+def run_prune(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    text = args.older_than or settings.audit.retention
+    if text is None:
+        raise GatewayError("--older-than: how old? (e.g. 400d; or set audit.retention)")
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise GatewayError(f"--older-than: {exc}") from None
+    cutoff_ms = int((time.time() - seconds) * 1000)
+    progress = Progress("removed", "rows")
+    for path in reader.index_files(settings.data_dir):
+        done = retention.prune(path, cutoff_ms, progress.count)
+        name = path.relative_to(settings.data_dir)
+        progress.done(None)
+        removed = f"{_many(done.decisions, 'decision')} and {_many(done.amendments, 'amendment')}"
+        where = _many(done.files, "journal file")
+        print(f"{name}: removed {removed} ({where}) older than {text}")
+    return 0
+
+
+def _many(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _verdict(report: verify.Report, data_dir: Path) -> str:
     """One line per trail: what was checked, and the first problem if any."""
     name = Path(report.trail)
@@ -128,8 +162,7 @@ def _verdict(report: verify.Report, data_dir: Path) -> str:
         name = name.relative_to(data_dir)
     counts = (
         f"{report.entries:,} entries ({report.decisions:,} decisions,"
-        f" {report.amendments:,} amendments) in {report.files:,}"
-        f" {'file' if report.files == 1 else 'files'}"
+        f" {report.amendments:,} amendments) in {_many(report.files, 'file')}"
     )
     if report.unchained:
         counts += f", {report.unchained:,} from before the chain"

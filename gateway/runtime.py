@@ -162,7 +162,11 @@ async def start(
         claim = claim_folder(settings)
     lock = claim[1] if claim else None
     if trail is None and claim is not None:
-        trail = SqliteTrail(claim[0] / "audit.db", synchronous_full=settings.synchronous_full)
+        trail = SqliteTrail(
+            claim[0] / "audit.db",
+            synchronous_full=settings.synchronous_full,
+            retention_seconds=settings.audit.retention_seconds,
+        )
     store = store or await open_store(settings)
     trail = trail or MemoryTrail()
     key = await audit_key(settings, store)

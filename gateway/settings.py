@@ -99,6 +99,25 @@ class Unsubscribe(Strict):
 class Audit(Strict):
     key: str | None = None  # pseudonymization key; generated once and kept if unset
     store_bodies: bool = False
+    # Records older than this are removed (gateway/audit/retention.py): a
+    # duration such as 400d; unset, they are kept for ever.
+    retention: str | None = None
+
+    @field_validator("retention")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            from gateway.policy.schema import parse_duration
+
+            if parse_duration(value) < 86400:
+                raise ValueError(f"'{value}' is shorter than a day")
+        return value
+
+    @property
+    def retention_seconds(self) -> int | None:
+        from gateway.policy.schema import parse_duration
+
+        return None if self.retention is None else parse_duration(self.retention)
 
 
 class RedisTls(Strict):

@@ -63,6 +63,16 @@ CREATE TABLE IF NOT EXISTS journal_position (
     offset INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO journal_position VALUES (1, 0, 0);
+-- Retention (gateway/audit/retention.py): journal files up to upto_file were
+-- removed, with their rows; `link` is the chain's link before the next file.
+CREATE TABLE IF NOT EXISTS journal_pruned (
+    upto_file INTEGER PRIMARY KEY,
+    link TEXT NOT NULL,
+    decisions INTEGER NOT NULL,
+    amendments INTEGER NOT NULL,
+    before_ms INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL
+);
 """
 
 BUSY_MS = 2000  # how long a statement waits for a database someone else holds
@@ -109,6 +119,23 @@ def position(db: sqlite3.Connection) -> Position:
     """How far into the journal the index has got."""
     row = db.execute("SELECT file, offset FROM journal_position").fetchone()
     return int(row[0]), int(row[1])
+
+
+@translated
+def pruned(db: sqlite3.Connection) -> tuple[int, bytes, int] | None:
+    """Where retention left the journal: the last file it removed, the link
+    the chain goes on from, and how many decisions it removed in all; None
+    if it never ran (or the index predates it)."""
+    try:
+        row = db.execute(
+            "SELECT upto_file, link, (SELECT sum(decisions) FROM journal_pruned)"
+            " FROM journal_pruned ORDER BY upto_file DESC LIMIT 1"
+        ).fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # read-only, on an index made before retention
+            return None
+        raise
+    return None if row is None else (int(row[0]), bytes.fromhex(row[1]), int(row[2]))
 
 
 def folder_of(path: Path) -> Path:

@@ -3,7 +3,7 @@ journal, so that SQLite's work never shares the gateway's interpreter (a
 thread would: under load, each time it took the interpreter back it waited
 for the event loop, and each time it did, a request waited for it).
 
-    python -m gateway.audit.indexer INDEX [--synchronous-full]
+    python -m gateway.audit.indexer INDEX [--synchronous-full] [--retention-seconds N]
 
 Commands on standard input, one per line:
 
@@ -16,6 +16,9 @@ Answers on standard output, one per line:
     error TEXT          why it could not; it tries again every RETRY_DELAY
 
 The end of its input (the gateway is gone, even killed) counts as `stop`.
+With a retention, it also removes the records older than that
+(gateway/audit/retention.py), one journal file at a time between index
+passes, so that removing a busy day never holds the index up for long.
 It ignores SIGINT and SIGTERM: the gateway stops it, so that a Ctrl-C or a
 service manager stopping the whole group does not cut an index pass short.
 """
@@ -31,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.audit import index, journal
+from gateway.audit import index, journal, retention
 from gateway.audit.checkpoint import Checkpointer
 from gateway.audit.journal import Position
 from gateway.errors import AuditUnavailable
@@ -39,6 +42,8 @@ from gateway.errors import AuditUnavailable
 RETRY_DELAY = 1.0  # seconds between tries while the index cannot be written
 CHECKPOINT_EVERY = 0.05  # seconds
 STOP_TRIES = 3  # tries to index the rest before exiting on `stop`
+PRUNE_EVERY = 3600.0  # seconds between looks for records past the retention
+PRUNE_SOON = 1.0  # seconds before the next file, while old ones remain
 
 
 class Commands:
@@ -78,7 +83,32 @@ def say(text: str) -> bool:
     return True
 
 
-def run(path: Path, synchronous_full: bool) -> int:
+class Pruner:
+    """When the next journal file past the retention is removed: soon while
+    there are more, else after a while."""
+
+    def __init__(self, path: Path, retention_seconds: int | None) -> None:
+        self._path = path
+        self._seconds = retention_seconds
+        self.due = time.monotonic() if retention_seconds is not None else None
+
+    def wait(self) -> float | None:
+        return None if self.due is None else max(0.0, self.due - time.monotonic())
+
+    def run_if_due(self) -> None:
+        if self.due is None or self._seconds is None or time.monotonic() < self.due:
+            return
+        cutoff_ms = int((time.time() - self._seconds) * 1000)
+        try:
+            done = retention.prune(self._path, cutoff_ms, max_files=1)
+        except AuditUnavailable as exc:
+            # Records kept longer than asked; nothing the gateway must stop for.
+            print(f"audit retention: {exc}", file=sys.stderr, flush=True)
+            done = retention.Pruned(0, 0, 0)
+        self.due = time.monotonic() + (PRUNE_SOON if done.files else PRUNE_EVERY)
+
+
+def run(path: Path, synchronous_full: bool, retention_seconds: int | None = None) -> int:
     db = index.connect(path, synchronous_full=synchronous_full)
     folder = index.folder_of(path)
     builder = index.Builder(db, folder)
@@ -86,11 +116,13 @@ def run(path: Path, synchronous_full: bool) -> int:
     # pages at once held up requests on a 2-core machine (p99, one connection).
     checkpointer = Checkpointer(path, every=CHECKPOINT_EVERY)
     commands = Commands(sys.stdin.fileno())
+    pruner = Pruner(path, retention_seconds)
     target: Position | None = None
     stopping, failures = False, 0
     try:
         while True:
-            for verb, at in commands.wait(RETRY_DELAY if failures else None):
+            waits = [w for w in (RETRY_DELAY if failures else None, pruner.wait()) if w is not None]
+            for verb, at in commands.wait(min(waits) if waits else None):
                 target = at if target is None else max(target, at)
                 stopping = stopping or verb == "stop"
             if commands.ended or stopping:
@@ -113,6 +145,7 @@ def run(path: Path, synchronous_full: bool) -> int:
                 say(f"at {at[0]} {at[1]}")
             if stopping:
                 return 0
+            pruner.run_if_due()
     finally:
         checkpointer.stop()
         db.close()
@@ -140,12 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.audit.indexer")
     parser.add_argument("index", type=Path)
     parser.add_argument("--synchronous-full", action="store_true")
+    parser.add_argument("--retention-seconds", type=int)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _in_the_background()
     try:
-        return run(args.index, args.synchronous_full)
+        return run(args.index, args.synchronous_full, args.retention_seconds)
     except AuditUnavailable as exc:
         say(f"error {exc}")
         return 1

@@ -13,7 +13,7 @@ newline and dropped: its caller never heard back, so nothing was sent for it.
 
 Files are numbered and the numbers only grow: each process opening the trail
 starts a file of its own, and a file is rotated once it is `rotate_bytes`
-long. A position in the journal is (file number, offset): the index stores
+long or a day old. A position in the journal is (file number, offset): the index stores
 the position it has reached in the same transaction as the rows, so an entry
 is indexed exactly once however the process stops. The chain runs on across
 files: a new process takes up the link of the last whole entry there is.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 
 from gateway.audit import chain
@@ -31,15 +32,23 @@ from gateway.errors import AuditUnavailable
 Position = tuple[int, int]  # (file number, byte offset in it)
 _SUFFIX = ".jsonl"
 ROTATE_BYTES = 64 * 1024 * 1024
+# A file is also closed after a day, so that retention (which removes whole
+# files) keeps a record at most about a day past its time, however quiet.
+ROTATE_SECONDS = 86400.0
 CHUNK_BYTES = 4 * 1024 * 1024  # what the index reads and inserts at a time
 
 
 class Journal:
     """The writing end. `numbers_from` is the smallest number it may use (one
-    past the last the index has seen), so that numbers never repeat."""
+    past the last the index has seen), so that numbers never repeat; `start`
+    is the chain's link if no file holds an entry (retention removed them)."""
 
     def __init__(
-        self, folder: Path, numbers_from: int = 1, rotate_bytes: int = ROTATE_BYTES
+        self,
+        folder: Path,
+        numbers_from: int = 1,
+        rotate_bytes: int = ROTATE_BYTES,
+        start: bytes = chain.GENESIS,
     ) -> None:
         self.folder = folder
         self._rotate_bytes = rotate_bytes
@@ -48,7 +57,7 @@ class Journal:
         try:
             folder.mkdir(exist_ok=True)
             numbers = file_numbers(folder)
-            self.head = last_link(folder, numbers)
+            self.head = last_link(folder, numbers, start)
             self._start(max([numbers_from - 1, *numbers]) + 1)
         except OSError as exc:
             raise AuditUnavailable(
@@ -66,6 +75,7 @@ class Journal:
         if self._fd >= 0:
             os.close(self._fd)
         self._fd, self.number, self.end = fd, number, 0
+        self._started = time.monotonic()
 
     def write(self, entries: list[bytes]) -> None:
         """Append entries (JSON arrays, no newline), each sealed with its
@@ -83,7 +93,7 @@ class Journal:
         self.head = head
         self.end += len(line)
         self.written += len(line)
-        if self.end >= self._rotate_bytes:
+        if self.end >= self._rotate_bytes or time.monotonic() - self._started > ROTATE_SECONDS:
             self._rotate()
 
     def _undo(self, exc: OSError) -> None:
@@ -125,15 +135,16 @@ def file_numbers(folder: Path) -> list[int]:
     return sorted(found)
 
 
-def last_link(folder: Path, numbers: list[int]) -> bytes:
-    """The link of the last whole entry in the newest file that has one
-    (the chain's start if there is none, or if it predates the chain)."""
+def last_link(folder: Path, numbers: list[int], start: bytes = chain.GENESIS) -> bytes:
+    """The link of the last whole entry in the newest of these files that
+    has one: the chain's start (`start`: where retention left it) if none
+    has, or GENESIS if that entry predates the chain."""
     for number in reversed(numbers):
         line = _last_line(path_of(folder, number))
         if line is not None:
             found = chain.opened(line)[1]
             return chain.GENESIS if found is None else found
-    return chain.GENESIS
+    return start
 
 
 def _last_line(path: Path) -> bytes | None:

@@ -49,12 +49,21 @@ class SqliteTrail:
     (`audit.db` -> `audit.journal/`). What a previous process left in the
     journal is indexed first, before anything this one writes."""
 
-    def __init__(self, path: Path, *, synchronous_full: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous_full: bool = False,
+        retention_seconds: int | None = None,
+    ) -> None:
         self._path = path
         self._full = synchronous_full
+        self._retention = retention_seconds
         self._db = index.connect(path, synchronous_full=synchronous_full)  # for reads
         first = index.position(self._db)[0] + 1
-        self._journal = Journal(index.folder_of(path), numbers_from=first)
+        cut = index.pruned(self._db)
+        start = chain.GENESIS if cut is None else cut[1]
+        self._journal = Journal(index.folder_of(path), numbers_from=first, start=start)
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-read")
         self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sync")
         self._syncing: asyncio.Future[None] | None = None
@@ -148,6 +157,8 @@ class SqliteTrail:
         command = [sys.executable, "-m", "gateway.audit.indexer", str(self._path)]
         if self._full:
             command.append("--synchronous-full")
+        if self._retention is not None:
+            command += ["--retention-seconds", str(self._retention)]
         try:
             process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         except OSError as exc:

@@ -68,6 +68,7 @@ class Report:
     amendments: int = 0
     unchained: int = 0
     torn: int = 0
+    pruned: int = 0  # decisions removed by retention before the chain's first file
     head: str | None = None
     heads_found: set[str] = field(default_factory=set)
     problem: Problem | None = None
@@ -86,6 +87,7 @@ class Report:
             "amendments": self.amendments,
             "unchained": self.unchained,
             "torn": self.torn,
+            "pruned": self.pruned,
             "head": self.head,
             "problem": None if self.problem is None else self.problem.as_json(),
         }
@@ -166,7 +168,13 @@ class _Walk:
         self.late: dict[str, set[tuple[str, str]]] = {}  # failures amendments added, by id
         # The position is read before the sizes: what it covers is in the snapshot.
         self.position = index.position(db)
-        self.numbers = journal.file_numbers(folder)
+        # Retention removed the files up to `upto`: the chain goes on from its link.
+        cut = index.pruned(db)
+        self.upto = 0
+        if cut is not None:
+            self.upto, self.previous, report.pruned = cut
+            self.linked = self.previous != chain.GENESIS
+        self.numbers = [n for n in journal.file_numbers(folder) if n > self.upto]
         self.sizes = {n: _size(journal.path_of(folder, n)) for n in self.numbers}
 
     def run(self) -> None:
@@ -183,8 +191,9 @@ class _Walk:
             row[0]
             for table in ("decisions", "amendments")
             for row in self.db.execute(
-                f"SELECT DISTINCT file FROM {table} WHERE file < ? OR (file = ? AND offset < ?)",
-                (at_file, at_file, at_offset),
+                f"SELECT DISTINCT file FROM {table}"
+                " WHERE file > ? AND (file < ? OR (file = ? AND offset < ?))",
+                (self.upto, at_file, at_file, at_offset),
             )
         }
         if at_offset > 0:

@@ -246,3 +246,13 @@ async def test_a_missing_journal_file_is_one_clear_error(tmp_path: Path) -> None
     with pytest.raises(AuditUnavailable, match=r"journal file .* is missing"):
         await again.get("id001")
     await again.close()
+
+
+def test_a_file_is_closed_after_a_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = Journal(tmp_path / "j")
+    written.write([entry(1)])
+    monkeypatch.setattr(journal, "ROTATE_SECONDS", -1.0)  # as if a day had passed
+    written.write([entry(2)])
+    written.write([entry(3)])
+    written.close()
+    assert journal.file_numbers(tmp_path / "j") == [1, 2, 3]
