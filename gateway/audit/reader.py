@@ -53,7 +53,7 @@ def records(data_dir: Path, query: DecisionQuery) -> Iterator[dict[str, Any]]:
 
 
 def _one_trail(path: Path, query: DecisionQuery) -> Iterator[dict[str, Any]]:
-    db = _open(path)
+    db = open_index(path)
     try:
         folder = index.folder_of(path)
         page = replace(query, limit=PAGE)
@@ -67,7 +67,8 @@ def _one_trail(path: Path, query: DecisionQuery) -> Iterator[dict[str, Any]]:
         db.close()
 
 
-def _open(path: Path) -> sqlite3.Connection:
+def open_index(path: Path) -> sqlite3.Connection:
+    """A trail's index, read-only: it may be read beside the gateway that writes it."""
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         db.execute("SELECT 1 FROM decisions LIMIT 1")

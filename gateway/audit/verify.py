@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from gateway.audit import chain, index, journal
+from gateway.audit import chain, index, journal, reader
 from gateway.audit.base import failures
 from gateway.errors import AuditUnavailable
 
@@ -120,7 +120,7 @@ def trail(
     """Verify the trail whose index is at `index_path`; `heads` are links to
     look for; `progress(n)` hears the journal bytes read so far."""
     report = Report(trail=str(index_path))
-    db = _open(index_path)
+    db = reader.open_index(index_path)
     try:
         _Walk(db, index.folder_of(index_path), report, set(heads), progress).run()
     except _Broken as broken:
@@ -139,15 +139,6 @@ def journal_bytes(index_path: Path) -> int:
     for number in journal.file_numbers(folder):
         total += _size(journal.path_of(folder, number))
     return total
-
-
-def _open(path: Path) -> sqlite3.Connection:
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        db.execute("SELECT 1 FROM journal_position")
-    except sqlite3.Error as exc:
-        raise AuditUnavailable(f"audit trail: cannot read {path} ({exc})") from None
-    return db
 
 
 class _Walk:
