@@ -110,6 +110,9 @@ async def test_a_killed_process_loses_nothing_it_wrote(tmp_path: Path) -> None:
     assert len(found) == 200
     got = await trail.get("id199")
     assert got is not None and got["upstream"] == {"status": 201}
+    await trail.append(record(200), 200)  # the chain goes on from what the killed one wrote
+    answer = await trail.verify()
+    assert answer["intact"] is True and answer["trails"][0]["entries"] == 202
     await trail.close()
 
 

@@ -369,3 +369,59 @@ csv_bodies = st.one_of(
 def test_any_import_body(client: TestClient, body: bytes) -> None:
     answer = client.post("/v1/opt-outs/fuzz/import", content=body)
     assert_admin_answer(answer.status_code, answer.json())
+
+
+# The audit chain and one-click unsubscribe ---------------------------------------
+
+
+@BOUNDED
+@given(st.lists(st.tuples(st.sampled_from(["head", "x"]) | texts, query_values), max_size=2))
+def test_any_verify_query(client: TestClient, params: list[tuple[str, str]]) -> None:
+    query = "&".join(f"{segment(k)}={segment(v)}" for k, v in params)
+    answer = client.get(f"/v1/audit/verify?{query}")
+    assert answer.status_code in (200, 400), answer.text
+    if answer.status_code == 400:
+        assert_admin_answer(answer.status_code, answer.json())
+    else:
+        assert isinstance(answer.json()["intact"], bool)
+
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+@BOUNDED
+@given(
+    texts,
+    st.one_of(
+        st.binary(max_size=64),
+        st.just(b"List-Unsubscribe=One-Click"),
+        texts.map(lambda t: t.encode("utf-8", "surrogatepass")),
+    ),
+    st.sampled_from(["", "multipart/form-data", "multipart/form-data; boundary=x"])
+    | st.just(FORM["content-type"]),
+)
+def test_any_one_click_request(client: TestClient, token: str, body: bytes, kind: str) -> None:
+    """A token that is not the gateway's never unsubscribes anyone, whatever comes with it."""
+    answer = client.post(
+        f"/v1/unsubscribe?token={segment(token)}", content=body, headers={"content-type": kind}
+    )
+    assert answer.status_code in (400, 413), answer.text
+    assert_admin_answer(answer.status_code, answer.json())
+
+
+@BOUNDED
+@given(
+    st.one_of(
+        edits([("address",), ("list",), ("extra",)]).map(
+            lambda e: edited({"address": "ann@example.com"}, e)
+        ),
+        values,
+    ).map(encode)
+)
+def test_any_unsubscribe_link_request(client: TestClient, body: bytes) -> None:
+    answer = client.post("/v1/unsubscribe/links", content=body, headers=JSON)
+    assert answer.status_code in (200, 400, 413), answer.text
+    if answer.status_code == 200:
+        assert answer.json()["url"].startswith("http://testserver/v1/unsubscribe?token=")
+    else:
+        assert_admin_answer(answer.status_code, answer.json())
