@@ -32,3 +32,27 @@ def test_query_merges_the_workers_trails_newest_first(
     # The recipient is hashed with the key the workers keep in Redis.
     one = query("--recipient", "+12125550103")
     assert [d["recipient_hint"] for d in one] == ["+1212…0103"]
+
+
+def test_verify_checks_every_workers_trail(launch: Launch, shared: Shared, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first, second = two_workers(launch, shared, data)
+    for n in range(4):
+        assert post((first, second)[n % 2], sms(to=f"+1212555010{n}")).status_code == 201
+    first.stop()
+    second.stop()
+    done = command(shared, "audit", "verify", "--data-dir", str(data), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["intact"] is True
+    trails = {Path(t["trail"]).parent.name: t for t in report["trails"]}
+    assert sorted(trails) == ["worker-1", "worker-2"]
+    assert [trails[w]["decisions"] for w in ("worker-1", "worker-2")] == [2, 2]
+    journal = next((data / "worker-2" / "audit.journal").glob("*.jsonl"))
+    changed = journal.read_bytes().replace(b'"decision":"allow"', b'"decision":"allov"', 1)
+    journal.write_bytes(changed)
+    altered = command(shared, "audit", "verify", "--data-dir", str(data))
+    assert altered.returncode == 1
+    lines = altered.stdout.splitlines()
+    assert lines[0].startswith("worker-1/audit.db: intact, ")
+    assert lines[1].startswith(f"worker-2/audit.db: ALTERED at {journal.name} line 1 ")
