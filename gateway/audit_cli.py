@@ -13,10 +13,11 @@ import contextlib
 import csv
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.audit import chain, reader, retention, verify
 from gateway.audit.base import DecisionQuery
@@ -25,7 +26,11 @@ from gateway.errors import GatewayError
 from gateway.policy.schema import parse_duration
 from gateway.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from gateway.audit.postgres import PostgresTrail
+
 FORMATS = ("ndjson", "csv")
+T = TypeVar("T")
 
 
 def add_parser(sub: Any) -> None:
@@ -73,7 +78,7 @@ def run_query(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise GatewayError(f"--limit: {args.limit} is not a positive number")
     settings = load_settings(args.config, data_dir=args.data_dir)
-    found = reader.records(settings.data_dir, _query(args, settings))
+    found = _records(settings, _query(args, settings))
     for record in _first(found, args.limit):
         print(json.dumps(record, ensure_ascii=False))
     return 0
@@ -83,7 +88,7 @@ def run_export(args: argparse.Namespace) -> int:
     from gateway.web.export import COLUMNS, row
 
     settings = load_settings(args.config, data_dir=args.data_dir)
-    found = reader.records(settings.data_dir, _query(args, settings))
+    found = _records(settings, _query(args, settings))
     progress = Progress("exported", "decisions", show=args.output is not None)
     with output(args.output) as out:
         if args.format == "csv":
@@ -106,19 +111,7 @@ def run_verify(args: argparse.Namespace) -> int:
     if head is not None and not chain.is_head(head):
         raise GatewayError(f"--head: '{args.head}' is not a head (64 hexadecimal digits)")
     settings = load_settings(args.config, data_dir=args.data_dir)
-    paths = reader.index_files(settings.data_dir)
-    total = sum(verify.journal_bytes(path) for path in paths)
-    progress = Progress("verified", "MB of journal", total=max(1, total >> 20))
-    reports: list[verify.Report] = []
-    heads = () if head is None else (head,)
-    for path in paths:
-        before = progress.n << 20
-
-        def heard(n: int, before: int = before) -> None:
-            progress.count((before + n) >> 20)
-
-        reports.append(verify.trail(path, heads, heard))
-    progress.done()
+    reports = _checked(settings, () if head is None else (head,))
     summary = verify.summary(reports, head)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
@@ -130,8 +123,71 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0 if summary["intact"] else 1
 
 
+def _checked(settings: Settings, heads: tuple[str, ...]) -> list[verify.Report]:
+    """Every trail of the data folder verified, or the PostgreSQL trail's writers."""
+    if settings.audit.url is not None:
+        return _on_postgres(settings, lambda trail: trail.reports(heads))
+    paths = reader.index_files(settings.data_dir)
+    total = sum(verify.journal_bytes(path) for path in paths)
+    progress = Progress("verified", "MB of journal", total=max(1, total >> 20))
+    reports: list[verify.Report] = []
+    for path in paths:
+        before = progress.n << 20
+
+        def heard(n: int, before: int = before) -> None:
+            progress.count((before + n) >> 20)
+
+        reports.append(verify.trail(path, heads, heard))
+    progress.done()
+    return reports
+
+
+def _on_postgres(settings: Settings, work: Callable[[PostgresTrail], Awaitable[T]]) -> T:
+    """`work(trail)` on the PostgreSQL trail, opened to read only."""
+    from gateway.audit.postgres import PostgresTrail
+
+    async def run() -> T:
+        assert settings.audit.url is not None
+        trail = await PostgresTrail.open(settings.audit.url, settings.audit.table)
+        try:
+            return await work(trail)
+        finally:
+            await trail.close()
+
+    return asyncio.run(run())
+
+
+def _records(settings: Settings, query: DecisionQuery) -> Iterator[dict[str, Any]]:
+    """The matching decisions, newest first: of every trail in the data folder,
+    or of the PostgreSQL trail (a page at a time, on a loop of its own)."""
+    if settings.audit.url is None:
+        yield from reader.records(settings.data_dir, query)
+        return
+    from gateway.audit.postgres import PostgresTrail
+
+    loop = asyncio.new_event_loop()
+    try:
+        trail = loop.run_until_complete(
+            PostgresTrail.open(settings.audit.url, settings.audit.table)
+        )
+        try:
+            page = replace(query, limit=reader.PAGE)
+            while True:
+                found, more = loop.run_until_complete(trail.query(page))
+                yield from found
+                if more is None:
+                    return
+                page = replace(page, before=more)
+        finally:
+            loop.run_until_complete(trail.close())
+    finally:
+        loop.close()
+
+
 def run_prune(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, data_dir=args.data_dir)
+    if settings.audit.url is not None:
+        raise GatewayError("the trail is in PostgreSQL (audit.url): it is not pruned yet")
     text = args.older_than or settings.audit.retention
     if text is None:
         raise GatewayError("--older-than: how old? (e.g. 400d; or set audit.retention)")
@@ -164,6 +220,8 @@ def _verdict(report: verify.Report, data_dir: Path) -> str:
         f"{report.entries:,} entries ({report.decisions:,} decisions,"
         f" {report.amendments:,} amendments) in {_many(report.files, 'file')}"
     )
+    if not report.files:  # a writer of the PostgreSQL trail
+        counts = counts.rsplit(" in ", 1)[0]
     if report.unchained:
         counts += f", {report.unchained:,} from before the chain"
     problem = report.problem

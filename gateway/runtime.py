@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,12 @@ async def start(
     if claim is None and needs_folder(settings, store, trail):
         claim = claim_folder(settings)
     lock = claim[1] if claim else None
+    if trail is None and settings.audit.url is not None:
+        from gateway.audit.postgres import PostgresTrail
+
+        trail = await PostgresTrail.open(
+            settings.audit.url, settings.audit.table, writer=writer_name(claim)
+        )
     if trail is None and claim is not None:
         trail = SqliteTrail(
             claim[0] / "audit.db",
@@ -192,6 +199,13 @@ async def start(
     if settings.shared and not settings.audit.key:
         rt.kept_key = key
     return rt
+
+
+def writer_name(claim: tuple[Path, IO[str]] | None) -> str:
+    """Who writes to a shared trail: this host and the data folder it owns
+    (one process at a time), so a restart takes up its chain where it stopped."""
+    where = str(claim[0].resolve()) if claim is not None else f"pid-{os.getpid()}"
+    return f"{socket.gethostname()}:{where}"
 
 
 async def audit_key(settings: Settings, store: Store) -> bytes:

@@ -16,17 +16,26 @@ import pytest
 
 from gateway.audit import AuditTrail, DecisionQuery, MemoryTrail, SqliteTrail
 from gateway.audit.indexer import NICE
+from gateway.audit.postgres import PostgresTrail
 from gateway.audit.sqlite import INDEX_DELAY
 from gateway.errors import AuditUnavailable
+from tests.postgres_support import POSTGRES_URL, drop_table, new_table, require_postgres
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def trail(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AuditTrail]:
     made: AuditTrail = MemoryTrail()
+    table = None
     if request.param == "sqlite":
         made = SqliteTrail(tmp_path / "a.db")
+    elif request.param == "postgres":
+        await require_postgres()
+        table = new_table()
+        made = await PostgresTrail.open(POSTGRES_URL, table, writer="test:a")
     yield made
     await made.close()
+    if table is not None:
+        await drop_table(table)
 
 
 def record(n: int, **fields: Any) -> dict[str, Any]:

@@ -1,0 +1,365 @@
+"""The trail in PostgreSQL: one trail that every gateway process writes, for
+operators who run many processes and machines and want one place to audit.
+
+One table holds every entry (decisions and amendments), with the columns
+queries filter on and the entry's exact bytes. Each gateway process is a
+writer with a chain of its own (gateway/audit/chain.py): its entries are
+numbered 1, 2, 3... and linked as the journal's are, so writers never wait
+for one another, and a verification walks each writer's chain. A writer's
+name is its host and data folder, which one process owns at a time, so a
+restart takes its chain up where it stopped.
+
+Writes are group commits: what the requests of a moment append goes in one
+transaction, in order, and each append returns once it is committed (before
+anything is sent). If a commit fails, its appends fail (nothing is sent for
+them) and the writer reads its chain's head again before the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from gateway.audit import chain
+from gateway.audit.base import DecisionQuery, failures
+from gateway.audit.verify import Problem, Report, summary
+from gateway.errors import AuditUnavailable, translated
+
+log = logging.getLogger(__name__)
+
+TIMEOUT = 2.0  # seconds, for a connection and for each statement
+PAGE = 500  # entries read at a time by a verification
+
+# asyncpg's and the network's errors become AuditUnavailable here and nowhere else.
+_translated = translated(
+    (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError),
+    lambda exc: AuditUnavailable(f"audit trail (PostgreSQL): {exc}"),
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {t} (
+    seq BIGSERIAL PRIMARY KEY,
+    writer TEXT NOT NULL,
+    n BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    at_ms BIGINT,
+    sender TEXT,
+    decision TEXT,
+    recipient TEXT,
+    rules TEXT[] NOT NULL,
+    codes TEXT[] NOT NULL,
+    entry BYTEA NOT NULL,
+    link BYTEA NOT NULL,
+    UNIQUE (writer, n)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS {t}_decision ON {t} (id) WHERE kind = 'd';
+CREATE INDEX IF NOT EXISTS {t}_amendment ON {t} (id, seq) WHERE kind = 'a';
+CREATE INDEX IF NOT EXISTS {t}_recipient ON {t} (recipient, seq) WHERE kind = 'd';
+CREATE INDEX IF NOT EXISTS {t}_sender ON {t} (sender, seq) WHERE kind = 'd';
+CREATE INDEX IF NOT EXISTS {t}_at ON {t} (at_ms) WHERE kind = 'd';
+CREATE INDEX IF NOT EXISTS {t}_rules ON {t} USING GIN (rules);
+CREATE INDEX IF NOT EXISTS {t}_codes ON {t} USING GIN (codes);
+"""
+
+_Row = tuple[Any, ...]
+
+
+class _Pending:
+    """An entry waiting for the next commit, and who waits for it."""
+
+    __slots__ = ("done", "entry", "row")
+
+    def __init__(self, entry: bytes, row: _Row, done: asyncio.Future[None] | None) -> None:
+        self.entry, self.row, self.done = entry, row, done
+
+
+class PostgresTrail:
+    """Open with `await PostgresTrail.open(url, table, writer)`; without a
+    writer it only reads (an auditor's command needs no write grant)."""
+
+    def __init__(self, pool: asyncpg.Pool, table: str, writer: str | None) -> None:
+        self._pool = pool
+        self._t = table
+        self._writer = writer
+        self._head = chain.GENESIS
+        self._n = 0  # the number of the writer's last committed entry
+        self._pending: list[_Pending] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._reloading: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    @_translated
+    async def open(cls, url: str, table: str, writer: str | None = None) -> PostgresTrail:
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=4, timeout=TIMEOUT, command_timeout=TIMEOUT
+        )
+        trail = cls(pool, table, writer)
+        try:
+            if writer is not None:
+                async with pool.acquire() as db, db.transaction():
+                    # One process creates the table; the others wait, then find it.
+                    await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", table)
+                    await db.execute(_SCHEMA.format(t=table))
+                await trail._load_head()
+        except BaseException:
+            await pool.close()
+            raise
+        return trail
+
+    async def _load_head(self) -> None:
+        row = await self._pool.fetchrow(
+            f"SELECT n, link FROM {self._t} WHERE writer = $1 ORDER BY n DESC LIMIT 1",
+            self._writer,
+        )
+        self._n, self._head = (0, chain.GENESIS) if row is None else (row[0], bytes(row[1]))
+
+    # -- writing ---------------------------------------------------------
+
+    async def append(self, record: dict[str, Any], at_ms: int) -> None:
+        row = ("d", record["decision_id"], at_ms, record["sender"], record["decision"])
+        await self._commit(chain.decision(record, at_ms), (*row, record["recipient"]), record)
+
+    async def update(self, decision_id: str, changes: dict[str, Any]) -> None:
+        row = ("a", decision_id, None, None, None, None)
+        await self._commit(chain.amendment(decision_id, changes), row, changes)
+
+    def amend(self, decision_id: str, changes: dict[str, Any]) -> None:
+        row = ("a", decision_id, None, None, None, None)
+        self._queue(chain.amendment(decision_id, changes), row, changes, None)
+
+    async def _commit(self, entry: bytes, row: _Row, record: dict[str, Any]) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue(entry, row, record, done)
+        await done
+
+    def _queue(
+        self,
+        entry: bytes,
+        row: _Row,
+        record: dict[str, Any],
+        done: asyncio.Future[None] | None,
+    ) -> None:
+        if self._closed:
+            raise AuditUnavailable("audit trail: closed")
+        if self._writer is None:
+            raise AuditUnavailable("audit trail (PostgreSQL): opened to read only")
+        pairs = sorted(set(failures(record)))
+        rules, codes = [rule for rule, _ in pairs], [code for _, code in pairs]
+        self._pending.append(_Pending(entry, (*row, rules, codes), done))
+        if self._flushing is None:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """Commit what is pending, a batch at a time, in order, until none is."""
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._insert(batch)
+                except Exception as exc:
+                    failure = exc if isinstance(exc, AuditUnavailable) else None
+                    self._failed(batch, failure or AuditUnavailable(f"audit trail: {exc!r}"))
+                    continue
+                for item in batch:
+                    if item.done is not None and not item.done.done():
+                        item.done.set_result(None)
+        finally:
+            self._flushing = None
+
+    @_translated
+    async def _insert(self, batch: list[_Pending]) -> None:
+        if self._reloading is not None:
+            await self._reloading
+            self._reloading = None
+        head, n, rows = self._head, self._n, []
+        for item in batch:
+            head, n = chain.link(head, item.entry), n + 1
+            rows.append((self._writer, n, *item.row, item.entry, head))
+        async with self._pool.acquire() as db, db.transaction():
+            await db.executemany(
+                f"INSERT INTO {self._t} (writer, n, kind, id, at_ms, sender, decision, recipient,"
+                " rules, codes, entry, link)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                rows,
+            )
+        self._head, self._n = head, n
+
+    def _failed(self, batch: list[_Pending], exc: AuditUnavailable) -> None:
+        lost = 0
+        for item in batch:
+            if item.done is None:
+                lost += 1
+            elif not item.done.done():
+                item.done.set_exception(AuditUnavailable(str(exc)))
+        if lost:
+            log.warning("%d upstream answers were not recorded: %s", lost, exc)
+        # The commit may have gone through after all: read the head again
+        # before the next batch (which waits for it: see _insert).
+        self._reloading = asyncio.get_running_loop().create_task(self._reload_head())
+
+    async def _reload_head(self) -> None:
+        try:
+            await _translated(self._load_head)()
+        except AuditUnavailable as exc:
+            log.warning("the audit trail's head cannot be read yet: %s", exc)
+
+    async def _written(self) -> None:
+        """Until everything appended so far is committed (or failed)."""
+        while self._flushing is not None:
+            await asyncio.shield(self._flushing)
+
+    # -- reading ---------------------------------------------------------
+
+    @_translated
+    async def get(self, decision_id: str) -> dict[str, Any] | None:
+        await self._written()
+        row = await self._pool.fetchrow(
+            f"SELECT entry FROM {self._t} WHERE kind = 'd' AND id = $1", decision_id
+        )
+        if row is None:
+            return None
+        return (await self._merged([_document(row[0])]))[0]
+
+    @_translated
+    async def query(self, query: DecisionQuery) -> tuple[list[dict[str, Any]], int | None]:
+        await self._written()
+        where, args = self._where(query)
+        rows = await self._pool.fetch(
+            f"SELECT seq, entry FROM {self._t} d WHERE {where}"
+            f" ORDER BY seq DESC LIMIT ${len(args) + 1}",
+            *args,
+            query.limit + 1,
+        )
+        more: int | None = rows[query.limit - 1][0] if len(rows) > query.limit else None
+        records = [_document(row[1]) for row in rows[: query.limit]]
+        return await self._merged(records), more
+
+    def _where(self, q: DecisionQuery) -> tuple[str, list[Any]]:
+        clauses, args = ["kind = 'd'"], []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        for column, value in (("recipient", q.recipient), ("sender", q.sender)):
+            if value is not None:
+                clauses.append(f"{column} = {arg(value)}")
+        if q.decision is not None:
+            clauses.append(f"decision = {arg(q.decision)}")
+        for sql, bound in (("seq <", q.before), ("at_ms >=", q.since_ms), ("at_ms <", q.until_ms)):
+            if bound is not None:
+                clauses.append(f"{sql} {arg(bound)}")
+        for column, value in (("rules", q.rule), ("codes", q.code)):
+            if value is not None:
+                mark = arg(value)
+                clauses.append(
+                    f"({mark} = ANY(d.{column}) OR EXISTS (SELECT 1 FROM {self._t} a"
+                    f" WHERE a.kind = 'a' AND a.id = d.id AND {mark} = ANY(a.{column})))"
+                )
+        return " AND ".join(clauses), args
+
+    async def _merged(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        by_id = {record["decision_id"]: record for record in records}
+        if by_id:
+            rows = await self._pool.fetch(
+                f"SELECT id, entry FROM {self._t} WHERE kind = 'a' AND id = ANY($1::text[])"
+                " ORDER BY seq",
+                list(by_id),
+            )
+            for decision_id, entry in rows:
+                by_id[decision_id].update(_document(entry))
+        return records
+
+    @_translated
+    async def ping(self) -> None:
+        await self._written()
+        await self._pool.fetchval("SELECT 1")
+
+    # -- verifying -------------------------------------------------------
+
+    async def verify(self, head: str | None = None) -> dict[str, Any]:
+        return summary(await self.reports(() if head is None else (head,)), head)
+
+    @_translated
+    async def reports(self, heads: Sequence[str] = ()) -> list[Report]:
+        """Each writer's chain, checked (see gateway/audit/verify.py)."""
+        await self._written()
+        writers = [
+            row[0] for row in await self._pool.fetch(f"SELECT DISTINCT writer FROM {self._t}")
+        ]
+        return [await self._report(writer, set(heads)) for writer in sorted(writers)]
+
+    async def _report(self, writer: str, heads: set[str]) -> Report:
+        report = Report(trail=f"{self._t}:{writer}")
+        previous, after = chain.GENESIS, 0
+        sql = (
+            f"SELECT n, kind, id, at_ms, sender, decision, recipient, rules, codes, entry, link"
+            f" FROM {self._t} WHERE writer = $1 AND n > $2 ORDER BY n LIMIT {PAGE}"
+        )
+        while rows := await self._pool.fetch(sql, writer, after):
+            for row in rows:
+                problem = _problem(row, after, previous)
+                if problem is not None:
+                    report.problem = Problem(writer, row[0], 0, problem, row[2])
+                    return report
+                previous, after = bytes(row[10]), row[0]
+                report.entries += 1
+                report.decisions += row[1] == "d"
+                report.amendments += row[1] == "a"
+                report.head = previous.hex()
+                if report.head in heads:
+                    report.heads_found.add(report.head)
+        return report
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._written()
+        finally:
+            await self._pool.close()
+
+
+def _problem(row: asyncpg.Record, after: int, previous: bytes) -> str | None:
+    """What is wrong with a writer's entry, given the one before it."""
+    n, kind, decision_id, at_ms, sender, decision, recipient, rules, codes, entry, link = row
+    if n != after + 1:
+        return f"entries {after + 1} to {n - 1} of this writer are missing: they were removed"
+    if chain.link(previous, bytes(entry)) != bytes(link):
+        return (
+            "the entry does not match its link: it was changed, or entries before it were"
+            " removed or inserted"
+        )
+    try:
+        parsed = orjson.loads(bytes(entry))
+        document = parsed[2]
+        kind_said = parsed[0]
+        said: tuple[Any, ...] = (
+            kind_said,
+            parsed[1] if kind_said == "a" else document["decision_id"],
+        )
+        if kind_said == "d":
+            said += (parsed[1], document["sender"], document["decision"], document["recipient"])
+        else:
+            said += (None, None, None, None)
+    except (orjson.JSONDecodeError, IndexError, KeyError, TypeError):
+        return "not a trail entry"
+    pairs = set(failures(document))
+    if said != (kind, decision_id, at_ms, sender, decision, recipient) or pairs != set(
+        zip(rules, codes, strict=True)
+    ):
+        return "the row's columns say otherwise than its entry: they were changed"
+    return None
+
+
+def _document(entry: bytes) -> dict[str, Any]:
+    document: dict[str, Any] = orjson.loads(bytes(entry))[2]
+    return document

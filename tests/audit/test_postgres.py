@@ -1,0 +1,125 @@
+"""The trail in PostgreSQL: writers' chains, what altering the table shows,
+failing closed and coming back. A real PostgreSQL over a socket."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from gateway.audit import DecisionQuery
+from gateway.audit.postgres import PostgresTrail
+from gateway.errors import AuditUnavailable
+from tests.audit.test_trail import opted_out, record
+from tests.postgres_support import POSTGRES_URL, drop_table, new_table, require_postgres
+
+
+@pytest.fixture
+async def table() -> AsyncIterator[str]:
+    await require_postgres()
+    name = new_table()
+    yield name
+    await drop_table(name)
+
+
+async def sql(statement: str, *args: object) -> None:
+    db = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await db.execute(statement, *args)
+    finally:
+        await db.close()
+
+
+async def filled(table: str) -> None:
+    """Two writers, one of them restarted, each with decisions and answers."""
+    for writer, first in (("host:a", 1), ("host:b", 10), ("host:a", 20)):
+        trail = await PostgresTrail.open(POSTGRES_URL, table, writer=writer)
+        for n in range(first, first + 3):
+            await trail.append(opted_out(n) if n % 2 else record(n), 1000 * n)
+        trail.amend(f"id{first:03d}", {"upstream": {"status": 201}})
+        await trail.close()
+
+
+async def reports(table: str, *heads: str) -> dict[str, dict[str, object]]:
+    reader = await PostgresTrail.open(POSTGRES_URL, table)
+    try:
+        answer = await reader.verify(*heads)
+    finally:
+        await reader.close()
+    return {str(t["trail"]).split(":", 1)[1]: t for t in answer["trails"]} | {"": answer}
+
+
+async def test_each_writer_has_a_chain_that_goes_on_after_a_restart(table: str) -> None:
+    await filled(table)
+    found = await reports(table)
+    assert found[""]["intact"] is True
+    assert (found["host:a"]["entries"], found["host:a"]["decisions"]) == (8, 6)
+    assert (found["host:b"]["entries"], found["host:b"]["amendments"]) == (4, 1)
+    reader = await PostgresTrail.open(POSTGRES_URL, table)
+    listed, _ = await reader.query(DecisionQuery(limit=100))
+    await reader.close()
+    assert len(listed) == 9 and listed[-1]["upstream"] == {"status": 201}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (
+            "UPDATE {t} SET entry = convert_to(replace(convert_from(entry, 'UTF8'), 'acme',"
+            " 'acne'), 'UTF8') WHERE writer = 'host:a' AND n = 2",
+            "does not match its link",
+        ),
+        ("DELETE FROM {t} WHERE writer = 'host:a' AND n = 2", "entries 2 to 2 of this writer"),
+        ("UPDATE {t} SET decision = 'allow' WHERE writer = 'host:a' AND n = 3", "columns say"),
+        (
+            "UPDATE {t} SET codes = '{{}}', rules = '{{}}' WHERE writer = 'host:a' AND n = 3",
+            "columns",
+        ),
+    ],
+)
+async def test_an_altered_table_is_found(table: str, change: str, reason: str) -> None:
+    await filled(table)
+    await sql(change.format(t=table))
+    found = await reports(table)
+    assert found[""]["intact"] is False and found["host:b"]["problem"] is None
+    problem = found["host:a"]["problem"]
+    assert isinstance(problem, dict) and reason in problem["reason"]
+    assert problem["file"] == "host:a" and problem["line"] in (2, 3)
+
+
+async def test_rows_cut_off_the_end_are_found_by_a_kept_head(table: str) -> None:
+    await filled(table)
+    kept = (await reports(table))["host:b"]["head"]
+    await sql(f"DELETE FROM {table} WHERE writer = 'host:b' AND n = 4")
+    found = await reports(table, str(kept))
+    assert found["host:b"]["problem"] is None  # what is left is a whole chain ...
+    assert found[""]["intact"] is False and found[""]["head_found"] is False  # ... but shorter
+
+
+async def test_writes_fail_closed_and_come_back(table: str) -> None:
+    trail = await PostgresTrail.open(POSTGRES_URL, table, writer="host:a")
+    try:
+        await trail.append(record(1), 1)
+        await sql(
+            f"CREATE FUNCTION {table}_full() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION"
+            " 'could not extend file: No space left on device'; END $$ LANGUAGE plpgsql;"
+            f" CREATE TRIGGER {table}_full BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION"
+            f" {table}_full()"
+        )
+        with pytest.raises(AuditUnavailable, match=r"PostgreSQL.*No space left"):
+            await trail.append(record(2), 2)
+        await sql(f"DROP TRIGGER {table}_full ON {table}; DROP FUNCTION {table}_full()")
+        await trail.append(record(3), 3)
+        assert [r["decision_id"] for r in (await trail.query(DecisionQuery()))[0]] == [
+            "id003",
+            "id001",
+        ]
+        assert (await trail.verify())["intact"] is True  # the failed batch left no gap
+    finally:
+        await trail.close()
+
+
+async def test_an_unreachable_database_is_one_clear_error() -> None:
+    with pytest.raises(AuditUnavailable, match="audit trail \\(PostgreSQL\\)"):
+        await PostgresTrail.open("postgresql://postgres@127.0.0.1:1/test", "gateway_trail", "x")

@@ -1,0 +1,99 @@
+"""A gateway whose trail is in PostgreSQL (audit.url): decisions, queries,
+verification, and the audit commands reading the same table."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.cli.test_cli import run
+from tests.postgres_support import POSTGRES_URL, drop_table, new_table, require_postgres
+from tests.web.conftest import Make, sms
+from tests.web.test_export import send_some
+
+
+@pytest.fixture
+def table() -> Iterator[str]:
+    asyncio.run(require_postgres())
+    name = new_table()
+    yield name
+    asyncio.run(drop_table(name))
+
+
+def on_postgres(make_client: Make, table: str) -> TestClient:
+    return make_client(env={"GATEWAY_AUDIT_URL": POSTGRES_URL, "GATEWAY_AUDIT_TABLE": table})
+
+
+def test_decisions_go_to_postgres_and_verify(make_client: Make, table: str) -> None:
+    client = on_postgres(make_client, table)
+    send_some(client)
+    listed = client.get("/v1/decisions").json()["decisions"]
+    assert [d["decision"] for d in listed] == ["reject", "allow", "allow", "allow"]
+    assert listed[1]["upstream"]["status"] == 201  # the answer, amended in the same table
+    refused = client.get("/v1/decisions", params={"code": "opted_out"}).json()["decisions"]
+    assert [d["recipient_hint"] for d in refused] == ["+1212…0109"]
+    answer = client.get("/v1/audit/verify").json()
+    assert answer["intact"] is True
+    (writer,) = answer["trails"]
+    assert writer["decisions"] == 4 and writer["trail"].startswith(f"{table}:")
+
+
+def test_the_audit_commands_read_the_same_table(
+    make_client: Make, table: str, tmp_path: Path
+) -> None:
+    client = on_postgres(make_client, table)
+    send_some(client)
+    expected = client.get("/v1/decisions").json()["decisions"]
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"audit: {{url: '{POSTGRES_URL}', table: {table}}}\n", encoding="utf-8")
+    done = run("audit", "query", "--config", str(config), "--data-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in done.stdout.splitlines()] == expected
+    checked = run("audit", "verify", "--config", str(config), "--data-dir", str(tmp_path))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"{table}:")
+    assert "intact, " in checked.stdout and "(4 decisions, 3 amendments);" in checked.stdout
+    pruned = run("audit", "prune", "--config", str(config), "--older-than", "400d")
+    assert (pruned.returncode, pruned.stderr) == (
+        2,
+        "gateway: the trail is in PostgreSQL (audit.url): it is not pruned yet\n",
+    )
+
+
+def test_a_trail_that_cannot_be_written_sends_nothing(make_client: Make, table: str) -> None:
+    client = on_postgres(make_client, table)
+    assert client.post("/v1/messages", json=sms(to="+12125550100")).status_code == 201
+    asyncio.run(_break(table))
+    try:
+        refused = client.post("/v1/messages", json=sms(to="+12125550101"))
+        assert refused.status_code == 503
+        sent = client.get("/v1/sandbox/messages").json()
+        assert len(sent["messages"]) == 1  # only the first one went out
+    finally:
+        asyncio.run(_mend(table))
+    assert client.post("/v1/messages", json=sms(to="+12125550102")).status_code == 201
+
+
+async def _break(table: str) -> None:
+    import asyncpg
+
+    db = await asyncpg.connect(POSTGRES_URL)
+    await db.execute(
+        f"CREATE FUNCTION {table}_no() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'read-only';"
+        f" END $$ LANGUAGE plpgsql; CREATE TRIGGER {table}_no BEFORE INSERT ON {table}"
+        f" FOR EACH ROW EXECUTE FUNCTION {table}_no()"
+    )
+    await db.close()
+
+
+async def _mend(table: str) -> None:
+    import asyncpg
+
+    db = await asyncpg.connect(POSTGRES_URL)
+    await db.execute(f"DROP TRIGGER {table}_no ON {table}; DROP FUNCTION {table}_no()")
+    await db.close()
