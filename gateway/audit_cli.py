@@ -186,8 +186,6 @@ def _records(settings: Settings, query: DecisionQuery) -> Iterator[dict[str, Any
 
 def run_prune(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, data_dir=args.data_dir)
-    if settings.audit.url is not None:
-        raise GatewayError("the trail is in PostgreSQL (audit.url): it is not pruned yet")
     text = args.older_than or settings.audit.retention
     if text is None:
         raise GatewayError("--older-than: how old? (e.g. 400d; or set audit.retention)")
@@ -196,6 +194,11 @@ def run_prune(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise GatewayError(f"--older-than: {exc}") from None
     cutoff_ms = int((time.time() - seconds) * 1000)
+    if settings.audit.url is not None:
+        done = _on_postgres(settings, lambda trail: trail.prune(cutoff_ms))
+        removed = f"{_many(done.decisions, 'decision')} and {_many(done.amendments, 'amendment')}"
+        print(f"{settings.audit.table}: removed {removed} older than {text}")
+        return 0
     progress = Progress("removed", "rows")
     for path in reader.index_files(settings.data_dir):
         done = retention.prune(path, cutoff_ms, progress.count)

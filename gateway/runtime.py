@@ -166,7 +166,10 @@ async def start(
         from gateway.audit.postgres import PostgresTrail
 
         trail = await PostgresTrail.open(
-            settings.audit.url, settings.audit.table, writer=writer_name(claim)
+            settings.audit.url,
+            settings.audit.table,
+            writer=writer_name(claim),
+            retention_seconds=settings.audit.retention_seconds,
         )
     if trail is None and claim is not None:
         trail = SqliteTrail(

@@ -20,7 +20,6 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from gateway.errors import ConfigError, one_line
@@ -107,15 +106,6 @@ class Audit(Strict):
     # instead of each one's in its data folder; `table` is the table's name.
     url: Annotated[str, Field(pattern=r"^postgres(ql)?://")] | None = None
     table: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,40}$")] = "gateway_trail"
-
-    @model_validator(mode="after")
-    def _retention_is_local(self) -> Audit:
-        if self.retention is not None and self.url is not None:
-            raise ValueError(
-                "retention: records are removed from the trail in the data folder only;"
-                " a trail in PostgreSQL (url) is not pruned yet"
-            )
-        return self
 
     @field_validator("retention")
     @classmethod

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ import orjson
 
 from gateway.audit import chain
 from gateway.audit.base import DecisionQuery, failures
+from gateway.audit.retention import Pruned
 from gateway.audit.verify import Problem, Report, summary
 from gateway.errors import AuditUnavailable, translated
 
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 
 TIMEOUT = 2.0  # seconds, for a connection and for each statement
 PAGE = 500  # entries read at a time by a verification
+BATCH = 5000  # rows removed per statement by retention
+PRUNE_EVERY = 3600.0  # seconds between looks for records past the retention
 
 # asyncpg's and the network's errors become AuditUnavailable here and nowhere else.
 _translated = translated(
@@ -65,6 +69,17 @@ CREATE INDEX IF NOT EXISTS {t}_sender ON {t} (sender, seq) WHERE kind = 'd';
 CREATE INDEX IF NOT EXISTS {t}_at ON {t} (at_ms) WHERE kind = 'd';
 CREATE INDEX IF NOT EXISTS {t}_rules ON {t} USING GIN (rules);
 CREATE INDEX IF NOT EXISTS {t}_codes ON {t} USING GIN (codes);
+-- Retention: a writer's entries up to upto_n were removed; its chain goes on from `link`.
+CREATE TABLE IF NOT EXISTS {t}_pruned (
+    writer TEXT NOT NULL,
+    upto_n BIGINT NOT NULL,
+    link BYTEA NOT NULL,
+    decisions BIGINT NOT NULL,
+    amendments BIGINT NOT NULL,
+    before_ms BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    PRIMARY KEY (writer, upto_n)
+);
 """
 
 _Row = tuple[Any, ...]
@@ -83,8 +98,16 @@ class PostgresTrail:
     """Open with `await PostgresTrail.open(url, table, writer)`; without a
     writer it only reads (an auditor's command needs no write grant)."""
 
-    def __init__(self, pool: asyncpg.Pool, table: str, writer: str | None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        table: str,
+        writer: str | None,
+        retention_seconds: int | None = None,
+    ) -> None:
         self._pool = pool
+        self._retention = retention_seconds
+        self._pruning: asyncio.Task[None] | None = None
         self._t = table
         self._writer = writer
         self._head = chain.GENESIS
@@ -96,11 +119,18 @@ class PostgresTrail:
 
     @classmethod
     @_translated
-    async def open(cls, url: str, table: str, writer: str | None = None) -> PostgresTrail:
+    async def open(
+        cls,
+        url: str,
+        table: str,
+        writer: str | None = None,
+        retention_seconds: int | None = None,
+    ) -> PostgresTrail:
+        """With `retention_seconds`, the trail removes older records every hour."""
         pool = await asyncpg.create_pool(
             url, min_size=1, max_size=4, timeout=TIMEOUT, command_timeout=TIMEOUT
         )
-        trail = cls(pool, table, writer)
+        trail = cls(pool, table, writer, retention_seconds)
         try:
             if writer is not None:
                 async with pool.acquire() as db, db.transaction():
@@ -108,6 +138,8 @@ class PostgresTrail:
                     await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", table)
                     await db.execute(_SCHEMA.format(t=table))
                 await trail._load_head()
+                if retention_seconds is not None:
+                    trail._pruning = asyncio.get_running_loop().create_task(trail._prune_often())
         except BaseException:
             await pool.close()
             raise
@@ -299,6 +331,9 @@ class PostgresTrail:
     async def _report(self, writer: str, heads: set[str]) -> Report:
         report = Report(trail=f"{self._t}:{writer}")
         previous, after = chain.GENESIS, 0
+        cut = await self._cut(writer)
+        if cut is not None:  # retention removed the start: the chain goes on from its link
+            after, previous, report.pruned = cut
         sql = (
             f"SELECT n, kind, id, at_ms, sender, decision, recipient, rules, codes, entry, link"
             f" FROM {self._t} WHERE writer = $1 AND n > $2 ORDER BY n LIMIT {PAGE}"
@@ -318,10 +353,94 @@ class PostgresTrail:
                     report.heads_found.add(report.head)
         return report
 
+    # -- retention -------------------------------------------------------
+
+    async def _cut(self, writer: str) -> tuple[int, bytes, int] | None:
+        """Where retention left a writer's chain: the last number removed, the
+        link the chain goes on from, and the decisions removed in all."""
+        row = await self._pool.fetchrow(
+            f"SELECT upto_n, link, (SELECT sum(decisions) FROM {self._t}_pruned WHERE writer = $1)"
+            f" FROM {self._t}_pruned WHERE writer = $1 ORDER BY upto_n DESC LIMIT 1",
+            writer,
+        )
+        return None if row is None else (int(row[0]), bytes(row[1]), int(row[2]))
+
+    @_translated
+    async def prune(self, cutoff_ms: int) -> Pruned:
+        """Remove each writer's entries older than `cutoff_ms`: the leading
+        run of its chain before its first younger decision, never its last
+        entry (which carries its head). One process at a time does it."""
+        totals = [0, 0]
+        async with self._pool.acquire() as db:
+            lock = f"{self._t}:retention"
+            if not await db.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock):
+                return Pruned(0, 0, 0)  # another process is at it
+            try:
+                for (writer,) in await db.fetch(f"SELECT DISTINCT writer FROM {self._t}"):
+                    counts = await self._prune_writer(db, writer, cutoff_ms)
+                    totals = [totals[0] + counts[0], totals[1] + counts[1]]
+            finally:
+                await db.fetchval("SELECT pg_advisory_unlock(hashtext($1))", lock)
+        return Pruned(0, *totals)
+
+    async def _prune_writer(
+        self, db: asyncpg.Connection, writer: str, cutoff_ms: int
+    ) -> tuple[int, int]:
+        t = self._t
+        cut = await self._cut(writer)
+        done = cut[0] if cut is not None else 0
+        young, last = await db.fetchrow(
+            f"SELECT min(n) FILTER (WHERE kind = 'd' AND at_ms >= $2), max(n)"
+            f" FROM {t} WHERE writer = $1",
+            writer,
+            cutoff_ms,
+        )
+        upto = min(last - 1, (young - 1) if young is not None else last)
+        counts = (0, 0)
+        if upto > done:
+            # The cut is recorded first: an interrupted removal is finished next time.
+            row = await db.fetchrow(
+                f"SELECT (SELECT link FROM {t} WHERE writer = $1 AND n = $3),"
+                f" count(*) FILTER (WHERE kind = 'd'), count(*) FILTER (WHERE kind = 'a')"
+                f" FROM {t} WHERE writer = $1 AND n > $2 AND n <= $3",
+                writer,
+                done,
+                upto,
+            )
+            counts = (int(row[1]), int(row[2]))
+            await db.execute(
+                f"INSERT INTO {t}_pruned VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                writer, upto, bytes(row[0]), *counts, cutoff_ms, int(time.time() * 1000),
+            )  # fmt: skip
+            done = upto
+        while done:  # a few thousand rows a statement: writers never wait long
+            removed = await db.execute(
+                f"DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t}"
+                f" WHERE writer = $1 AND n <= $2 LIMIT {BATCH})",
+                writer,
+                done,
+            )
+            if int(removed.split()[-1]) < BATCH:
+                break
+        return counts
+
+    async def _prune_often(self) -> None:
+        """Every PRUNE_EVERY seconds, the records past the retention."""
+        assert self._retention is not None
+        while True:
+            try:
+                await self.prune(int((time.time() - self._retention) * 1000))
+            except AuditUnavailable as exc:
+                # Records kept longer than asked: nothing to stop sending for.
+                log.warning("audit retention: %s", exc)
+            await asyncio.sleep(PRUNE_EVERY)
+
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._pruning is not None:
+            self._pruning.cancel()
         try:
             await self._written()
         finally:

@@ -3,6 +3,7 @@ failing closed and coming back. A real PostgreSQL over a socket."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -123,3 +124,40 @@ async def test_writes_fail_closed_and_come_back(table: str) -> None:
 async def test_an_unreachable_database_is_one_clear_error() -> None:
     with pytest.raises(AuditUnavailable, match="audit trail \\(PostgreSQL\\)"):
         await PostgresTrail.open("postgresql://postgres@127.0.0.1:1/test", "gateway_trail", "x")
+
+
+async def test_retention_removes_each_writers_oldest_entries(table: str) -> None:
+    await filled(table)  # decisions at 1000 * n ms: host:a 1-3 and 20-22, host:b 10-12
+    trail = await PostgresTrail.open(POSTGRES_URL, table)
+    try:
+        done = await trail.prune(cutoff_ms=15_000)
+        assert (done.decisions, done.amendments) == (6, 1)
+        listed, _ = await trail.query(DecisionQuery(limit=100))
+        assert [r["decision_id"] for r in listed] == ["id022", "id021", "id020"]
+        assert listed[-1]["upstream"] == {"status": 201}  # its amendment stays with it
+        again = await trail.prune(cutoff_ms=15_000)
+        assert (again.decisions, again.amendments) == (0, 0)
+    finally:
+        await trail.close()
+    found = await reports(table)
+    assert found[""]["intact"] is True
+    assert (found["host:a"]["pruned"], found["host:a"]["entries"]) == (3, 4)
+    assert (found["host:b"]["pruned"], found["host:b"]["entries"]) == (3, 1)  # its last stays
+    writer = await PostgresTrail.open(POSTGRES_URL, table, writer="host:b")
+    await writer.append(record(40), 40_000)  # the chain goes on from its last entry
+    await writer.close()
+    assert (await reports(table))[""]["intact"] is True
+
+
+async def test_a_trail_with_a_retention_removes_old_entries_by_itself(table: str) -> None:
+    await filled(table)  # every decision is from 1970
+    trail = await PostgresTrail.open(POSTGRES_URL, table, writer="host:c", retention_seconds=86400)
+    try:
+        for _ in range(100):  # it looks at once when it opens
+            if not (await trail.query(DecisionQuery()))[0]:
+                break
+            await asyncio.sleep(0.05)
+        assert (await trail.query(DecisionQuery()))[0] == []
+        assert (await trail.verify())["intact"] is True
+    finally:
+        await trail.close()

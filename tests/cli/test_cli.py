@@ -243,11 +243,6 @@ def test_a_broken_config_file_is_one_line(
         ("", {"GATEWAY_PACKS": "[a, "}, "GATEWAY_PACKS: not valid YAML: expected the node"),
         ("audit: {retention: 12h}\n", {}, "audit.retention: Value error, '12h' is shorter"),
         ("", {"GATEWAY_AUDIT_RETENTION": "a year"}, "'a year' is not a duration"),
-        (
-            "audit: {retention: 400d, url: 'postgresql://db/x'}\n",
-            {},
-            "a trail in PostgreSQL (url) is not pruned yet",
-        ),
         ("", {"GATEWAY_AUDIT_URL": "mysql://db/x"}, "audit.url: String should match pattern"),
     ],
 )
