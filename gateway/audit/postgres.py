@@ -164,7 +164,10 @@ class PostgresTrail:
 
     def amend(self, decision_id: str, changes: dict[str, Any]) -> None:
         row = ("a", decision_id, None, None, None, None)
-        self._queue(chain.amendment(decision_id, changes), row, changes, None)
+        try:
+            self._queue(chain.amendment(decision_id, changes), row, changes, None)
+        except AuditUnavailable as exc:  # the decision is recorded; only this answer is lost
+            log.warning("an upstream answer was not recorded: %s", exc)
 
     async def _commit(self, entry: bytes, row: _Row, record: dict[str, Any]) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
