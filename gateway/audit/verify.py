@@ -167,6 +167,24 @@ class _Walk:
             self.linked = self.previous != chain.GENESIS
         self.numbers = [n for n in journal.file_numbers(folder) if n > self.upto]
         self.sizes = {n: _size(journal.path_of(folder, n)) for n in self.numbers}
+        # The index's rows, in journal order: file by file as the walk goes.
+        self.decisions = _InOrder(
+            db,
+            "SELECT file, offset, id, length, at_ms, sender, decision, recipient, seq"
+            " FROM decisions WHERE file > ? ORDER BY seq",
+            self.upto,
+        )
+        self.amendments = _InOrder(
+            db,
+            "SELECT file, offset, id, length FROM amendments WHERE file > ? ORDER BY n",
+            self.upto,
+        )
+        self.failures = _InOrder(
+            db,
+            "SELECT f.seq, f.seq, f.rule, f.code FROM decision_failures f"
+            " JOIN decisions d USING (seq) WHERE d.file > ? ORDER BY f.seq",
+            self.upto,
+        )
 
     def run(self) -> None:
         self._files_the_index_needs()
@@ -279,23 +297,20 @@ class _Walk:
             raise broken("the index row of this entry says otherwise: it was changed", decision_id)
 
     def _rows(self, number: int) -> dict[int, _RowFacts]:
-        """The index rows that point into file `number`, by offset."""
+        """The index rows that point into file `number`, by offset: taken from
+        the index in its own order (rows go in in journal order), so the
+        walk reads each table once, whatever the number of files."""
         rows: dict[int, _RowFacts] = {}
-        failed: dict[int, set[tuple[str, str]]] = {}
-        sql = (
-            "SELECT d.offset, f.rule, f.code FROM decision_failures f"
-            " JOIN decisions d ON d.seq = f.seq WHERE d.file = ?"
-        )
-        for offset, rule, code in self.db.execute(sql, (number,)):
-            failed.setdefault(offset, set()).add((rule, code))
-        sql = (
-            "SELECT offset, id, length, at_ms, sender, decision, recipient"
-            " FROM decisions WHERE file = ?"
-        )
-        for offset, decision_id, length, *columns in self.db.execute(sql, (number,)):
-            rows[offset] = ("d", decision_id, length, *columns, failed.get(offset, set()))
-        sql = "SELECT offset, id, length FROM amendments WHERE file = ?"
-        for offset, decision_id, length in self.db.execute(sql, (number,)):
+        seqs: dict[int, int] = {}  # decision seq -> offset
+        for row in self.decisions.take(number):
+            offset, decision_id, length, *columns, seq = row
+            rows[offset] = ("d", decision_id, length, *columns, set())
+            seqs[seq] = offset
+        if seqs:
+            for seq, rule, code in self.failures.take(max(seqs)):
+                if seq in seqs:
+                    rows[seqs[seq]][-1].add((rule, code))
+        for offset, decision_id, length in self.amendments.take(number):
             # Two rows for one entry: one of them is made up.
             rows[offset] = ("?" if offset in rows else "a", decision_id, length, set())
         # Rows the indexer added after the walk took its snapshot are not checked.
@@ -303,17 +318,20 @@ class _Walk:
         return {o: r for o, r in rows.items() if number < at_file or o < at_offset}
 
     def _late_failures(self) -> None:
-        """The failed rules amendments added are under their decision's row."""
-        sql = (
-            "SELECT f.rule, f.code FROM decision_failures f JOIN decisions d ON d.seq = f.seq"
-            " WHERE d.id = ?"
-        )
+        """The failed rules amendments added are under their decision's row:
+        one pass over the failures, for the decisions that have such rules."""
+        if not self.late:
+            return
+        have: dict[str, set[tuple[str, str]]] = {}
+        sql = "SELECT d.id, f.rule, f.code FROM decision_failures f JOIN decisions d USING (seq)"
+        for decision_id, rule, code in self.db.execute(sql):
+            if decision_id in self.late:
+                have.setdefault(decision_id, set()).add((rule, code))
         for decision_id, wanted in self.late.items():
             exists = self.db.execute("SELECT 1 FROM decisions WHERE id = ?", (decision_id,))
             if exists.fetchone() is None:
                 continue  # an answer for a decision of no row: nothing to filter on
-            have = set(self.db.execute(sql, (decision_id,)).fetchall())
-            if not wanted <= have:
+            if not wanted <= have.get(decision_id, set()):
                 reason = "the index has lost failed rules of this decision: they are hidden"
                 raise _Broken(Problem("", 0, 0, reason, decision_id))
 
@@ -323,6 +341,23 @@ class _Walk:
             int(self.db.execute(f"SELECT count(*) FROM {table} WHERE file IS NULL").fetchone()[0])
             for table in ("decisions", "amendments")
         )
+
+
+class _InOrder:
+    """A query's rows, led by a number that never goes down (a file, a
+    decision's seq), taken a run at a time: `take(k)` gives the rows led by
+    k or less that are next, without their leading number."""
+
+    def __init__(self, db: sqlite3.Connection, sql: str, *args: object) -> None:
+        self._rows = db.cursor().execute(sql, args)
+        self._next: tuple[Any, ...] | None = self._rows.fetchone()
+
+    def take(self, upto: int) -> list[tuple[Any, ...]]:
+        taken = []
+        while self._next is not None and self._next[0] <= upto:
+            taken.append(self._next[1:])
+            self._next = self._rows.fetchone()
+        return taken
 
 
 def _facts(entry: bytes) -> _RowFacts | None:
