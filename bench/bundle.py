@@ -175,8 +175,11 @@ def write_config(
     store: str = "embedded",
     redis_prefix: str = "gw:",
     busy_poll_us: int = 0,
+    audit_url: str | None = None,
+    audit_table: str = "gateway_trail",
 ) -> Path:
-    """A gateway.yaml: a native route to `upstream`, state in `store`."""
+    """A gateway.yaml: a native route to `upstream`, state in `store`, the
+    trail in the data folder or (`audit_url`) in PostgreSQL."""
     config = {
         "host": "127.0.0.1",
         "port": port,
@@ -184,7 +187,8 @@ def write_config(
         "store": store,
         "redis_prefix": redis_prefix,
         "data_dir": str(data_dir),
-        "audit": {"key": "bench-pseudonymization-key"},
+        "audit": {"key": "bench-pseudonymization-key"}
+        | ({"url": audit_url, "table": audit_table} if audit_url else {}),
         "routes": [
             {
                 "name": "native",

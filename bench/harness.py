@@ -54,6 +54,7 @@ class Options:
     loop: str = "auto"
     http: str = "auto"
     workers2: bool = True
+    postgres: bool = True  # the row of the trail in PostgreSQL, when one is reachable
     content: bool = True
     profile: Path | None = None
     json_out: Path | None = None
@@ -563,6 +564,8 @@ def run(options: Options) -> Figures:
                 rounds,
             )[report.FULL_REDIS_2W]
             runs[report.FULL_REDIS_2W] = replace(scaled, note=_share_note(folder / "data-redis-2w"))
+        if options.postgres:
+            runs |= measure_postgres_trail(procs, loader, servers, post, options)
         clean_redis(servers.redis)
 
     if options.content:
@@ -571,6 +574,43 @@ def run(options: Options) -> Figures:
 
         fig.content_rows = content.run(print_table=False)
     return fig
+
+
+def measure_postgres_trail(
+    procs: Processes, loader: Loader, servers: Servers, post: wrk.Load, options: Options
+) -> dict[str, Run]:
+    """The Redis gateway with its trail in PostgreSQL (audit.url): a group
+    commit before each send instead of a journal line."""
+    from bench import postgres
+
+    why = postgres.unreachable()
+    if why is not None:
+        say(f"PostgreSQL trail row skipped: {why}")
+        return {}
+    table, port = postgres.new_table(), free_port()
+    config = bundle.write_config(
+        loader.folder / "redis-pg.yaml",
+        port=port,
+        policies=loader.folder / "policies",
+        data_dir=loader.folder / "data-redis-pg",
+        upstream=servers.stub_url,
+        store=servers.redis.url,
+        redis_prefix=servers.redis.prefix,
+        busy_poll_us=options.busy_poll_us,
+        audit_url=postgres.URL,
+        audit_table=table,
+    )
+    gateway = start_gateway(procs, "gateway (Redis, PostgreSQL trail)", config, port, options)
+    try:
+        gateway.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"))
+        say(f"gateway, Redis store, trail in PostgreSQL table {table}, on :{port}")
+        url = f"http://127.0.0.1:{port}/v1/messages"
+        how = {"connections": options.connections}
+        scenario = Scenario(report.FULL_REDIS_PG, url, post, how, gateway)
+        return measure_rounds(loader, [scenario], options.rounds)
+    finally:
+        procs.stop(gateway)
+        postgres.drop(table)
 
 
 def _workers_serving(data_dir: Path) -> int:
@@ -690,6 +730,7 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--no-workers2", action="store_true", help="skip the 2-worker row")
     parser.add_argument("--no-content", action="store_true", help="skip the content checks")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL trail row")
     parser.add_argument("--profile", type=Path, help="py-spy the full path into this file")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = parser.parse_args(argv)
@@ -704,6 +745,7 @@ def parse_args(argv: list[str] | None) -> Options:
         loop=args.loop,
         http=args.http,
         workers2=not (quick or args.no_workers2),
+        postgres=not args.no_postgres,
         content=not (quick or args.no_content),
         profile=args.profile,
         json_out=args.json,
