@@ -40,6 +40,7 @@ def new_table() -> str:
 async def drop_table(table: str) -> None:
     db = await asyncpg.connect(POSTGRES_URL, timeout=2)
     try:
-        await db.execute(f"DROP TABLE IF EXISTS {table}")
+        # The trail's table, and the one retention keeps its cuts in.
+        await db.execute(f"DROP TABLE IF EXISTS {table}, {table}_pruned")
     finally:
         await db.close()
