@@ -114,8 +114,9 @@ class PostgresTrail:
         self._n = 0  # the number of the writer's last committed entry
         self._pending: list[_Pending] = []
         self._flushing: asyncio.Task[None] | None = None
-        self._reloading: asyncio.Task[None] | None = None
         self._closed = False
+        self._ready = False  # the table is there and the head is read
+        self._preparing = asyncio.Lock()
 
     @classmethod
     @_translated
@@ -127,23 +128,37 @@ class PostgresTrail:
         retention_seconds: int | None = None,
     ) -> PostgresTrail:
         """With `retention_seconds`, the trail removes older records every hour."""
+        # min_size 0: making the pool connects nowhere, so a gateway starts
+        # while PostgreSQL is down, and refuses decisions (503) until it answers.
         pool = await asyncpg.create_pool(
-            url, min_size=1, max_size=4, timeout=TIMEOUT, command_timeout=TIMEOUT
+            url, min_size=0, max_size=4, timeout=TIMEOUT, command_timeout=TIMEOUT
         )
         trail = cls(pool, table, writer, retention_seconds)
+        if writer is None:
+            return trail
         try:
-            if writer is not None:
-                async with pool.acquire() as db, db.transaction():
-                    # One process creates the table; the others wait, then find it.
-                    await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", table)
-                    await db.execute(_SCHEMA.format(t=table))
-                await trail._load_head()
-                if retention_seconds is not None:
-                    trail._pruning = asyncio.get_running_loop().create_task(trail._prune_often())
-        except BaseException:
-            await pool.close()
-            raise
+            await trail._prepare()
+        except AuditUnavailable as exc:
+            log.error("%s; new decisions are refused until it answers", exc)
+        if retention_seconds is not None:
+            trail._pruning = asyncio.get_running_loop().create_task(trail._prune_often())
         return trail
+
+    @_translated
+    async def _prepare(self) -> None:
+        """Before the first write, and after a failed one: the table, and the
+        writer's head as committed."""
+        if self._ready or self._writer is None:
+            return
+        async with self._preparing:
+            if self._ready:
+                return
+            async with self._pool.acquire() as db, db.transaction():
+                # One process creates the table; the others wait, then find it.
+                await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._t)
+                await db.execute(_SCHEMA.format(t=self._t))
+            await self._load_head()
+            self._ready = True
 
     async def _load_head(self) -> None:
         row = await self._pool.fetchrow(
@@ -210,9 +225,7 @@ class PostgresTrail:
 
     @_translated
     async def _insert(self, batch: list[_Pending]) -> None:
-        if self._reloading is not None:
-            await self._reloading
-            self._reloading = None
+        await self._prepare()
         head, n, rows = self._head, self._n, []
         for item in batch:
             head, n = chain.link(head, item.entry), n + 1
@@ -235,15 +248,9 @@ class PostgresTrail:
                 item.done.set_exception(AuditUnavailable(str(exc)))
         if lost:
             log.warning("%d upstream answers were not recorded: %s", lost, exc)
-        # The commit may have gone through after all: read the head again
-        # before the next batch (which waits for it: see _insert).
-        self._reloading = asyncio.get_running_loop().create_task(self._reload_head())
-
-    async def _reload_head(self) -> None:
-        try:
-            await _translated(self._load_head)()
-        except AuditUnavailable as exc:
-            log.warning("the audit trail's head cannot be read yet: %s", exc)
+        # The commit may have gone through after all: the next batch reads
+        # the head again first (see _prepare).
+        self._ready = False
 
     async def _written(self) -> None:
         """Until everything appended so far is committed (or failed)."""
@@ -315,6 +322,7 @@ class PostgresTrail:
     @_translated
     async def ping(self) -> None:
         await self._written()
+        await self._prepare()
         await self._pool.fetchval("SELECT 1")
 
     # -- verifying -------------------------------------------------------

@@ -121,9 +121,14 @@ async def test_writes_fail_closed_and_come_back(table: str) -> None:
         await trail.close()
 
 
-async def test_an_unreachable_database_is_one_clear_error() -> None:
-    with pytest.raises(AuditUnavailable, match="audit trail \\(PostgreSQL\\)"):
-        await PostgresTrail.open("postgresql://postgres@127.0.0.1:1/test", "gateway_trail", "x")
+async def test_an_unreachable_database_refuses_every_write_in_one_clear_error() -> None:
+    trail = await PostgresTrail.open("postgresql://postgres@127.0.0.1:1/test", "t", "host:a")
+    try:
+        for attempt in (trail.append(record(1), 1), trail.ping(), trail.verify()):
+            with pytest.raises(AuditUnavailable, match="audit trail \\(PostgreSQL\\)"):
+                await attempt
+    finally:
+        await trail.close()
 
 
 async def test_retention_removes_each_writers_oldest_entries(table: str) -> None:

@@ -95,3 +95,25 @@ async def _mend(table: str) -> None:
     db = await asyncpg.connect(POSTGRES_URL)
     await db.execute(f"DROP TRIGGER {table}_no ON {table}; DROP FUNCTION {table}_no()")
     await db.close()
+
+
+DOWN = "postgresql://postgres@127.0.0.1:1/test"
+
+
+def test_a_gateway_starts_while_postgres_is_down_and_sends_nothing(make_client: Make) -> None:
+    client = make_client(env={"GATEWAY_AUDIT_URL": DOWN})
+    assert client.get("/readyz").status_code == 503
+    refused = client.post("/v1/messages", json=sms(to="+12125550100"))
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "the audit trail is unreachable; nothing was sent"
+    assert client.get("/v1/sandbox/messages").json()["messages"] == []
+
+
+def test_the_audit_commands_say_in_one_line_that_postgres_is_down(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"audit: {{url: '{DOWN}'}}\n", encoding="utf-8")
+    for action in ("query", "verify"):
+        done = run("audit", action, "--config", str(config), "--data-dir", str(tmp_path))
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("gateway: audit trail (PostgreSQL): ")
+        assert done.stderr.count("\n") == 1
