@@ -44,3 +44,24 @@ async def drop_table(table: str) -> None:
         await db.execute(f"DROP TABLE IF EXISTS {table}, {table}_pruned")
     finally:
         await db.close()
+
+
+async def execute(statement: str) -> None:
+    db = await asyncpg.connect(POSTGRES_URL, timeout=2)
+    try:
+        await db.execute(statement)
+    finally:
+        await db.close()
+
+
+async def refuse_inserts(table: str, error: str) -> None:
+    """Make every insert into `table` fail with `error` (as a full disk would)."""
+    await execute(
+        f"CREATE FUNCTION {table}_refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION"
+        f" '{error}'; END $$ LANGUAGE plpgsql; CREATE TRIGGER {table}_refuse BEFORE INSERT"
+        f" ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_refuse()"
+    )
+
+
+async def accept_inserts(table: str) -> None:
+    await execute(f"DROP TRIGGER {table}_refuse ON {table}; DROP FUNCTION {table}_refuse()")

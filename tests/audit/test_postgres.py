@@ -6,14 +6,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
 from gateway.audit import DecisionQuery
 from gateway.audit.postgres import PostgresTrail
 from gateway.errors import AuditUnavailable
 from tests.audit.test_trail import opted_out, record
-from tests.postgres_support import POSTGRES_URL, drop_table, new_table, require_postgres
+from tests.postgres_support import (
+    POSTGRES_URL,
+    accept_inserts,
+    drop_table,
+    execute,
+    new_table,
+    refuse_inserts,
+    require_postgres,
+)
 
 
 @pytest.fixture
@@ -22,14 +29,6 @@ async def table() -> AsyncIterator[str]:
     name = new_table()
     yield name
     await drop_table(name)
-
-
-async def sql(statement: str, *args: object) -> None:
-    db = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await db.execute(statement, *args)
-    finally:
-        await db.close()
 
 
 async def filled(table: str) -> None:
@@ -81,7 +80,7 @@ async def test_each_writer_has_a_chain_that_goes_on_after_a_restart(table: str) 
 )
 async def test_an_altered_table_is_found(table: str, change: str, reason: str) -> None:
     await filled(table)
-    await sql(change.format(t=table))
+    await execute(change.format(t=table))
     found = await reports(table)
     assert found[""]["intact"] is False and found["host:b"]["problem"] is None
     problem = found["host:a"]["problem"]
@@ -92,7 +91,7 @@ async def test_an_altered_table_is_found(table: str, change: str, reason: str) -
 async def test_rows_cut_off_the_end_are_found_by_a_kept_head(table: str) -> None:
     await filled(table)
     kept = (await reports(table))["host:b"]["head"]
-    await sql(f"DELETE FROM {table} WHERE writer = 'host:b' AND n = 4")
+    await execute(f"DELETE FROM {table} WHERE writer = 'host:b' AND n = 4")
     found = await reports(table, str(kept))
     assert found["host:b"]["problem"] is None  # what is left is a whole chain ...
     assert found[""]["intact"] is False and found[""]["head_found"] is False  # ... but shorter
@@ -102,15 +101,10 @@ async def test_writes_fail_closed_and_come_back(table: str) -> None:
     trail = await PostgresTrail.open(POSTGRES_URL, table, writer="host:a")
     try:
         await trail.append(record(1), 1)
-        await sql(
-            f"CREATE FUNCTION {table}_full() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION"
-            " 'could not extend file: No space left on device'; END $$ LANGUAGE plpgsql;"
-            f" CREATE TRIGGER {table}_full BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION"
-            f" {table}_full()"
-        )
+        await refuse_inserts(table, "could not extend file: No space left on device")
         with pytest.raises(AuditUnavailable, match=r"PostgreSQL.*No space left"):
             await trail.append(record(2), 2)
-        await sql(f"DROP TRIGGER {table}_full ON {table}; DROP FUNCTION {table}_full()")
+        await accept_inserts(table)
         await trail.append(record(3), 3)
         assert [r["decision_id"] for r in (await trail.query(DecisionQuery()))[0]] == [
             "id003",

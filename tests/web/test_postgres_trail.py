@@ -12,7 +12,14 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.cli.test_cli import run
-from tests.postgres_support import POSTGRES_URL, drop_table, new_table, require_postgres
+from tests.postgres_support import (
+    POSTGRES_URL,
+    accept_inserts,
+    drop_table,
+    new_table,
+    refuse_inserts,
+    require_postgres,
+)
 from tests.web.conftest import Make, sms
 from tests.web.test_export import send_some
 
@@ -66,35 +73,15 @@ def test_the_audit_commands_read_the_same_table(
 def test_a_trail_that_cannot_be_written_sends_nothing(make_client: Make, table: str) -> None:
     client = on_postgres(make_client, table)
     assert client.post("/v1/messages", json=sms(to="+12125550100")).status_code == 201
-    asyncio.run(_break(table))
+    asyncio.run(refuse_inserts(table, "read-only"))
     try:
         refused = client.post("/v1/messages", json=sms(to="+12125550101"))
         assert refused.status_code == 503
         sent = client.get("/v1/sandbox/messages").json()
         assert len(sent["messages"]) == 1  # only the first one went out
     finally:
-        asyncio.run(_mend(table))
+        asyncio.run(accept_inserts(table))
     assert client.post("/v1/messages", json=sms(to="+12125550102")).status_code == 201
-
-
-async def _break(table: str) -> None:
-    import asyncpg
-
-    db = await asyncpg.connect(POSTGRES_URL)
-    await db.execute(
-        f"CREATE FUNCTION {table}_no() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'read-only';"
-        f" END $$ LANGUAGE plpgsql; CREATE TRIGGER {table}_no BEFORE INSERT ON {table}"
-        f" FOR EACH ROW EXECUTE FUNCTION {table}_no()"
-    )
-    await db.close()
-
-
-async def _mend(table: str) -> None:
-    import asyncpg
-
-    db = await asyncpg.connect(POSTGRES_URL)
-    await db.execute(f"DROP TRIGGER {table}_no ON {table}; DROP FUNCTION {table}_no()")
-    await db.close()
 
 
 DOWN = "postgresql://postgres@127.0.0.1:1/test"
