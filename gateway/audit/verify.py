@@ -107,6 +107,17 @@ def summary(reports: list[Report], head: str | None) -> dict[str, Any]:
     return out
 
 
+def with_more(answer: dict[str, Any], more: list[Report], head: str | None) -> dict[str, Any]:
+    """`summary`'s answer for some trails, with more trails' reports added."""
+    trails = [*answer["trails"], *(r.as_json() for r in more)]
+    out: dict[str, Any] = {"intact": all(t["intact"] for t in trails), "trails": trails}
+    if head is not None:
+        found = bool(answer.get("head_found")) or any(head in r.heads_found for r in more)
+        out["head_found"] = found
+        out["intact"] = out["intact"] and found
+    return out
+
+
 class _Broken(Exception):
     def __init__(self, problem: Problem) -> None:
         self.problem = problem

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -13,11 +15,18 @@ from starlette.responses import Response
 from gateway import optouts
 from gateway.adapters.base import lone_surrogate
 from gateway.adapters.native import decode_json, field_errors
-from gateway.audit import chain
+from gateway.audit import chain, reader, verify
 from gateway.audit.base import DecisionQuery
-from gateway.errors import AuditUnavailable, InputError, PolicyError, StoreUnavailable
+from gateway.errors import (
+    AuditUnavailable,
+    GatewayError,
+    InputError,
+    PolicyError,
+    StoreUnavailable,
+)
 from gateway.model import iso
 from gateway.recipients import hint, normalize_address
+from gateway.runtime import Runtime
 from gateway.store.base import DeferredMessage, DeferStatus, OptOutEntry
 from gateway.web import export
 from gateway.web.http import json_response, query_int, read_body, whole_number
@@ -211,7 +220,28 @@ async def audit_verify(request: Request) -> Response:
                 "head: not a link of the trail (64 hexadecimal digits, as `head` answers)",
                 {"head": "64 hexadecimal digits"},
             )
-    return json_response(await runtime(request).trail.verify(head))
+    rt = runtime(request)
+    answer = await rt.trail.verify(head)
+    others = _other_workers_trails(rt)
+    if others:
+        # Shared mode: the other workers' trails are in the same data folder.
+        heads = () if head is None else (head,)
+        more = await asyncio.to_thread(lambda: [verify.trail(path, heads) for path in others])
+        answer = verify.with_more(answer, more, head)
+    return json_response(answer)
+
+
+def _other_workers_trails(rt: Runtime) -> list[Path]:
+    """In shared mode with trails in the data folder, the other workers' ones."""
+    settings = rt.settings
+    if not settings.shared or settings.audit.url is not None or rt.folder is None:
+        return []
+    own = (rt.folder / "audit.db").resolve()
+    try:
+        found = reader.index_files(settings.data_dir)
+    except GatewayError:
+        return []
+    return [path for path in found if path.resolve() != own]
 
 
 async def decision(request: Request) -> Response:

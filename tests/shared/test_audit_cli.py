@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx2 as httpx
+
 from tests.shared.conftest import Launch, Shared, command, post, sms, two_workers
 
 
@@ -39,6 +41,14 @@ def test_verify_checks_every_workers_trail(launch: Launch, shared: Shared, tmp_p
     first, second = two_workers(launch, shared, data)
     for n in range(4):
         assert post((first, second)[n % 2], sms(to=f"+1212555010{n}")).status_code == 201
+    # Any worker answers for every worker's trail in the folder.
+    answer = httpx.get(first.url + "/v1/audit/verify").json()
+    assert answer["intact"] is True
+    assert sorted(Path(t["trail"]).parent.name for t in answer["trails"]) == [
+        "worker-1",
+        "worker-2",
+    ]
+    assert sum(t["decisions"] for t in answer["trails"]) == 4
     first.stop()
     second.stop()
     done = command(shared, "audit", "verify", "--data-dir", str(data), "--json")
