@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +46,6 @@ class Problem:
     offset: int
     reason: str
     decision_id: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "line": self.line,
-            "offset": self.offset,
-            "decision_id": self.decision_id,
-            "reason": self.reason,
-        }
 
 
 @dataclass(slots=True)
@@ -78,19 +69,10 @@ class Report:
         return self.problem is None
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "trail": self.trail,
-            "intact": self.intact,
-            "files": self.files,
-            "entries": self.entries,
-            "decisions": self.decisions,
-            "amendments": self.amendments,
-            "unchained": self.unchained,
-            "torn": self.torn,
-            "pruned": self.pruned,
-            "head": self.head,
-            "problem": None if self.problem is None else self.problem.as_json(),
-        }
+        """The trail's part of the answer: its counts, head and problem (or null)."""
+        out = {"trail": self.trail, "intact": self.intact} | asdict(self)
+        del out["heads_found"]  # the heads asked about are answered once, in `summary`
+        return out
 
 
 def summary(reports: list[Report], head: str | None) -> dict[str, Any]:

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from tests.web.conftest import Make, sms
-from tests.web.test_auth import bearer, keys
+from tests.web.conftest import sms
 from tests.web.test_export import send_some
 
 
@@ -54,10 +53,3 @@ def test_bad_parameters_are_400(client: TestClient, params: dict[str, str], fiel
     answer = client.get("/v1/audit/verify", params=params)
     assert answer.status_code == 400
     assert field in answer.json()["fields"]
-
-
-def test_verify_is_for_auditors(make_client: Make) -> None:
-    client = make_client(env={"GATEWAY_API_KEYS": keys(s3cret="sender", aud1t="auditor")})
-    assert client.get("/v1/audit/verify").status_code == 401
-    assert client.get("/v1/audit/verify", headers=bearer("s3cret")).status_code == 403
-    assert client.get("/v1/audit/verify", headers=bearer("aud1t")).status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
 from starlette.testclient import TestClient
 
 from tests.web.conftest import Make, sms
@@ -53,3 +54,11 @@ def test_roles(make_client: Make) -> None:
     assert client.put("/v1/opt-outs/global/+12125550100", headers=bearer("r00t")).status_code == 201
     opted_out = client.post("/v1/messages", json=sms(), headers=bearer("r00t"))
     assert opted_out.json()["reasons"][0]["code"] == "opted_out"
+
+
+@pytest.mark.parametrize("path", ["/v1/decisions", "/v1/decisions/export", "/v1/audit/verify"])
+def test_the_trail_is_for_auditors(make_client: Make, path: str) -> None:
+    client = make(make_client)
+    assert client.get(path).status_code == 401
+    assert client.get(path, headers=bearer("s3cret")).status_code == 403
+    assert client.get(path, headers=bearer("aud1t")).status_code == 200

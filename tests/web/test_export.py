@@ -21,8 +21,7 @@ from gateway.audit.memory import MemoryTrail
 from gateway.errors import AuditUnavailable
 from gateway.web import export
 from tests.adapters.conftest import Server
-from tests.web.conftest import Make, app_with, sms
-from tests.web.test_auth import bearer, keys
+from tests.web.conftest import app_with, sms
 
 
 def send_some(client: TestClient) -> None:
@@ -109,13 +108,6 @@ def test_bad_requests_are_400(client: TestClient, params: dict[str, str], field:
     answer = client.get("/v1/decisions/export", params=params)
     assert answer.status_code == 400
     assert field in answer.json()["fields"]
-
-
-def test_export_is_for_auditors(make_client: Make) -> None:
-    client = make_client(env={"GATEWAY_API_KEYS": keys(s3cret="sender", aud1t="auditor")})
-    assert client.get("/v1/decisions/export").status_code == 401
-    assert client.get("/v1/decisions/export", headers=bearer("s3cret")).status_code == 403
-    assert client.get("/v1/decisions/export", headers=bearer("aud1t")).status_code == 200
 
 
 class SlowTrail(MemoryTrail):
