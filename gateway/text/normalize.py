@@ -50,6 +50,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import regex
+
 from gateway.text._t2s import table as _t2s_table
 
 __all__ = ["Normalized", "normalize", "normalize_term"]
@@ -207,8 +209,52 @@ _FOLD: Final = _Fold()
 _SENTINELS: Final = re.compile(_SENTINEL)
 
 
+def _may_fold() -> re.Pattern[str]:
+    """A run of characters that the fold table changes.
+
+    Translating only these keeps most text out of the per-character lookups
+    (Chinese text is mostly characters that stay as they are, but for its
+    full-width punctuation). The `regex` module's Unicode properties give
+    the candidates in the BMP at C speed, each then checked against the
+    table; its Unicode data may be newer than `unicodedata`'s, which only
+    adds candidates. Characters beyond the BMP are all taken (emoji,
+    mathematical letters: rare enough). A test checks the whole BMP.
+    """
+    props = regex.compile(
+        r"[\p{Changes_When_Casefolded}\p{NFKC_QC=N}\p{NFKC_QC=M}\p{Cc}\p{Cf}\p{Cs}"
+        r"\p{Default_Ignorable_Code_Point}\s]"
+    )
+    bmp = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x10000)))
+    candidates = {ord(ch) for ch in props.findall(bmp)} | set(_T2S)
+    # Exactly the ones that change (a space must not split ordinary text),
+    # in the BMP: the class becomes a bitmap there, while each range beyond
+    # it would be one more test per character.
+    points = sorted(cp for cp in candidates if cp < 0x10000 and _FOLD[cp] != chr(cp))
+    ranges: list[list[int]] = []
+    for cp in points:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    body = "".join(re.escape(chr(low)) + "-" + re.escape(chr(high)) for low, high in ranges)
+    # Plus what the property leaves out: characters whose full case folding
+    # is longer (U+01F0 -> j and a combining caron) and the rare invisibles.
+    extra = _CASEFOLD_EXPANDS.pattern[1:-1] + _RARE_INVISIBLE.pattern[1:-1]
+    return re.compile(f"([{body}{extra}\U00010000-\U0010ffff\ud800-\udfff]+)")
+
+
+_MAY_FOLD: Final = _may_fold()
+
+
 def _fold(text: str, origin: list[int] | None) -> tuple[str, list[int] | None]:
-    folded = text.translate(_FOLD)
+    # split with a group gives the text that stays and the runs that change,
+    # alternately; only the runs go through the table.
+    if text.isascii():
+        folded = text.translate(_FOLD)  # CPython translates ASCII at C speed
+    else:
+        parts = _MAY_FOLD.split(text)
+        parts[1::2] = [run.translate(_FOLD) for run in parts[1::2]]
+        folded = "".join(parts)
     if _SENTINEL not in folded:
         return folded, origin
     special = _FOLD.special
@@ -224,8 +270,7 @@ _SINGLES_RUN: Final = re.compile(
     rf"(?<!{_SINGLE}){_SINGLE}(?:[{_SEP}]{{1,3}}{_SINGLE}(?!{_SINGLE})){{2,}}"
 )
 # Every run above holds a hint (its second letter, what surrounds it and its
-# third letter). Ordinary text has few single letters between separators, so
-# looking for those first, and checking the hint only there, is cheap.
+# third letter): one scan for the hint rules most texts out.
 _SINGLES_HINT: Final = re.compile(rf"[{_SEP}]{_SINGLE}[{_SEP}]{{1,3}}{_SINGLE}(?!{_SINGLE})")
 _SINGLE_BETWEEN_SEPS: Final = re.compile(rf"[{_SEP}]{_SINGLE}(?=[{_SEP}])")
 _SEP_RUN: Final = re.compile(rf"[{_SEP}]+")
@@ -284,7 +329,7 @@ def _written_starts(text: str, origin: list[int] | None) -> list[int] | None:
 
 
 def _has_singles_run(text: str) -> bool:
-    return any(_SINGLES_HINT.match(text, m.start()) for m in _SINGLE_BETWEEN_SEPS.finditer(text))
+    return _SINGLES_HINT.search(text) is not None
 
 
 def _han_gaps(text: str) -> Iterable[tuple[int, int, str]]:
@@ -344,4 +389,7 @@ def _apply(
 
 
 def _origins(origin: list[int] | None, start: int, end: int) -> Iterable[int]:
-    return range(start, end) if origin is None else origin[start:end]
+    if origin is None:
+        # Offsets from the ready tuple: no new int objects (see _identity).
+        return _IDENTITY[start:end] if end <= _IDENTITY_SIZE else range(start, end)
+    return origin[start:end]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.text.normalize import Normalized, normalize, normalize_term
+from gateway.text.normalize import _FOLD, _MAY_FOLD, Normalized, normalize, normalize_term
 
 
 @pytest.mark.parametrize(
@@ -135,3 +135,12 @@ def test_bad_input_does_not_raise(text: str) -> None:
 
 def test_lone_surrogates_and_controls_are_removed() -> None:
     assert normalize("fr\ud800e\x00e").text == "free"
+
+
+def test_characters_left_out_of_the_fold_table_fold_to_themselves() -> None:
+    # Folding looks up only the characters _MAY_FOLD matches; every other
+    # character of the BMP must be one the table maps to itself.
+    bmp = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x10000)))
+    skipped = _MAY_FOLD.sub("", bmp)
+    assert len(skipped) > 50_000  # most characters stay as they are
+    assert skipped.translate(_FOLD) == skipped
