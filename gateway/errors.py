@@ -69,13 +69,22 @@ class ConflictError(GatewayError):
     pass
 
 
-class StoreUnavailable(GatewayError):
-    """`decision_id` names the refusal's record, when the trail could keep one."""
+class Unavailable(GatewayError):
+    """The store or the trail cannot be reached: nothing was sent.
+
+    `decision_id` names the refusal's record, when the trail could keep one;
+    `decision` is the refusal as the native API shows it (section 5's JSON),
+    when the message got that far."""
 
     decision_id: str | None = None
+    decision: dict[str, Any] | None = None
 
 
-class AuditUnavailable(GatewayError):
+class StoreUnavailable(Unavailable):
+    pass
+
+
+class AuditUnavailable(Unavailable):
     pass
 
 

@@ -400,10 +400,40 @@ class Gateway:
         # crash in the next moment loses the upstream's answer.
         self.trail.amend(decision.decision_id, changes)
 
-    async def record_store_failure(self, message: Message, error: StoreUnavailable) -> str | None:
-        """Best effort: leave a trace of a message refused because the store was down."""
+    async def refuse_unparsed(
+        self, head: dict[str, Any], reason: Reason, *, record: bool
+    ) -> Decision:
+        """A refusal of a message that could not become a `Message` (its
+        recipient is not a valid address): `head` holds the route, sender,
+        channel, category and the address as given. Recorded like any decision
+        when `record` (a send, not a check): durable before the answer."""
         now = self.clock.now()
+        address = head["address"]
         decision = Decision(
+            decision_id=new_id(ms(now)),
+            decision=Verdict.REJECT,
+            at=now,
+            policy_version=self._bundle().version,
+            route=head["route"],
+            sender=head["sender"],
+            channel=head["channel"],
+            category=head["category"],
+            recipient=self.pseudonyms.token(address),
+            recipient_hint=hint(address),
+            reasons=[reason],
+            trace=[],
+            trace_id=trace_id(),
+        )
+        if record:
+            await self.trail.append(decision.to_json(), ms(now))
+            self.metrics.decided(decision)
+        return decision
+
+    def unavailable(self, message: Message, error: Exception) -> Decision:
+        """The refusal of a message because the store or the trail is down."""
+        now = self.clock.now()
+        part = "store" if isinstance(error, StoreUnavailable) else "trail"
+        return Decision(
             decision_id=new_id(ms(now)),
             decision=Verdict.REJECT,
             at=now,
@@ -414,12 +444,20 @@ class Gateway:
             category=message.category,
             recipient=self.pseudonyms.token(message.recipient.address),
             recipient_hint=hint(message.recipient.address),
-            reasons=[Reason("store", Code.STORE_UNAVAILABLE, str(error))],
+            reasons=[Reason(part, Code.STORE_UNAVAILABLE, str(error))],
             trace=[],
             trace_id=trace_id(),
         )
+
+    async def record_refusal(self, decision: Decision) -> bool:
+        """Best effort: leave a trace of a refusal; False if the trail is down too."""
         try:
-            await self.trail.append(decision.to_json(), ms(now))
+            await self.trail.append(decision.to_json(), ms(decision.at))
         except AuditUnavailable:
-            return None
-        return decision.decision_id
+            return False
+        return True
+
+    async def record_store_failure(self, message: Message, error: StoreUnavailable) -> str | None:
+        """Best effort: the id of the recorded refusal of a message the store could not judge."""
+        decision = self.unavailable(message, error)
+        return decision.decision_id if await self.record_refusal(decision) else None

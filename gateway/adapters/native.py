@@ -53,7 +53,7 @@ class NativeMessage(BaseModel):
     recipient_timezone: str | None = None
     idempotency_key: Annotated[str | None, Field(min_length=1, max_length=255)] = None
 
-    _texts = field_validator("body", "subject", "title")(_text_ok)
+    _texts = field_validator("body", "subject", "title", "from_")(_text_ok)
 
     @field_validator("recipient_timezone")
     @classmethod
@@ -72,6 +72,15 @@ LATEST_AT = datetime(9000, 1, 1, tzinfo=UTC)
 
 class CheckRequest(NativeMessage):
     at: datetime | None = Field(default=None, strict=False)
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        # Not strict, so that a string parses; but a number would be taken as
+        # seconds since 1970, which no sender means here.
+        if value is not None and not isinstance(value, str):
+            raise ValueError("give an ISO 8601 time, e.g. 2026-06-02T11:00:00-04:00")
+        return value
 
     @field_validator("at")
     @classmethod

@@ -14,19 +14,33 @@ from gateway.errors import (
     ConflictError,
     InputError,
     StoreUnavailable,
+    Unavailable,
 )
 from gateway.web.http import json_response
 
 log = logging.getLogger("gateway")
 
 
+# The native API's message paths: every answer there says what became of
+# the message, even one that never became a decision (malformed, 409).
+_MESSAGE_PATHS = frozenset({"/v1/messages", "/v1/check"})
+
+
+def _refused(request: Request) -> dict[str, str]:
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    if root and path.startswith(root):  # starlette keeps the root path in it
+        path = path[len(root) :]
+    return {"X-Gateway-Decision": "reject"} if path in _MESSAGE_PATHS else {}
+
+
 async def input_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, InputError)
-    return json_response({"error": str(exc), "fields": exc.fields}, exc.status)
+    body = {"error": str(exc), "fields": exc.fields}
+    return json_response(body, exc.status, _refused(request))
 
 
 async def conflict(request: Request, exc: Exception) -> Response:
-    return json_response({"error": str(exc)}, 409)
+    return json_response({"error": str(exc)}, 409, _refused(request))
 
 
 async def unavailable(request: Request, exc: Exception) -> Response:
@@ -35,13 +49,16 @@ async def unavailable(request: Request, exc: Exception) -> Response:
     rt = getattr(request.app.state, "runtime", None)
     if rt is not None:
         rt.gateway.metrics.refused_unavailable("store" if what == "state store" else "trail")
+    assert isinstance(exc, Unavailable)
     body = {
         "error": f"the {what} is unreachable; nothing was sent",
         "code": "store_unavailable",
         "detail": str(exc),
     }
+    if exc.decision is not None:  # a message: the answer is its refusal (section 5)
+        body = exc.decision | body
     headers = {"Retry-After": "1", "X-Gateway-Decision": "reject"}
-    decision_id = getattr(exc, "decision_id", None)
+    decision_id = exc.decision_id or (exc.decision or {}).get("decision_id")
     if decision_id:
         headers["X-Gateway-Decision-Id"] = decision_id
         body["decision_id"] = decision_id

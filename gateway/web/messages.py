@@ -9,6 +9,7 @@ from datetime import UTC
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,10 +20,9 @@ from gateway.adapters.native import (
     parse_native,
     to_message,
 )
-from gateway.errors import ConfigError, InvalidRecipient, StoreUnavailable
+from gateway.errors import AuditUnavailable, InvalidRecipient, StoreUnavailable
 from gateway.jsonio import dumps
-from gateway.model import Channel, Code, Decision, Message, Reason, Verdict
-from gateway.recipients import hint
+from gateway.model import Channel, Code, Message, Reason, Verdict
 from gateway.runtime import Runtime
 from gateway.service import Sent
 from gateway.settings import Route
@@ -40,42 +40,45 @@ def runtime(request: Request) -> Runtime:
 
 def native_route(rt: Runtime) -> Route:
     route = rt.settings.native_route()
-    if route is None:
-        raise ConfigError("no route with adapter: native is configured")
+    if route is None:  # as for any other adapter's path without a route
+        raise HTTPException(404, "no route with adapter: native is configured")
     return route
 
 
-def build_message(rt: Runtime, item: NativeMessage, route: Route) -> Message:
+def sender_and_category(rt: Runtime, item: NativeMessage, route: Route) -> tuple[str, str]:
+    """The message's sender and category, with the route's and sender's defaults."""
     sender = item.sender or route.default_sender or "default"
     configured = rt.settings.senders.get(sender)
     category = (
-        route.default_category
+        item.category
+        or route.default_category
         or (configured.default_category if configured else None)
         or "marketing"
     )
+    return sender, category
+
+
+def build_message(rt: Runtime, item: NativeMessage, route: Route) -> Message:
+    sender, category = sender_and_category(rt, item, route)
     return to_message(item, route=route.name, sender=sender, category=category)
 
 
-def invalid_recipient(rt: Runtime, item: NativeMessage, exc: InvalidRecipient) -> Response:
-    """400 with a decision that rejects with invalid_recipient (nothing stored)."""
-    now = rt.clock.now()
-    decision = Decision(
-        decision_id="",
-        decision=Verdict.REJECT,
-        at=now,
-        policy_version=rt.policies.current().version,
-        route=native_route(rt).name,
-        sender=item.sender or "default",
-        channel=Channel(item.channel),
-        category=item.category or "",
-        recipient=rt.gateway.pseudonyms.token(item.to),
-        recipient_hint=hint(item.to),
-        reasons=[Reason("recipient", Code.INVALID_RECIPIENT, str(exc))],
-        trace=[],
-    )
+async def invalid_recipient(
+    rt: Runtime, item: NativeMessage, route: Route, exc: InvalidRecipient, *, record: bool
+) -> Response:
+    """400 with a decision that rejects with invalid_recipient; a send records it."""
+    sender, category = sender_and_category(rt, item, route)
+    head = {
+        "route": route.name,
+        "sender": sender,
+        "channel": Channel(item.channel),
+        "category": category,
+        "address": item.to,
+    }
+    reason = Reason("recipient", Code.INVALID_RECIPIENT, str(exc))
+    decision = await rt.gateway.refuse_unparsed(head, reason, record=record)
     body = decision.to_json() | {"error": str(exc), "fields": exc.fields}
-    body.pop("decision_id")
-    return JsonAnswer(dumps(body), 400, [_REJECT])
+    return JsonAnswer(dumps(body), 400, decision_headers(decision))
 
 
 async def check(request: Request) -> Response:
@@ -92,11 +95,16 @@ async def check_body(rt: Runtime, raw: bytes) -> Response:
     """`POST /v1/check` once its body is in; shared by starlette's route and
     the plain ASGI one (gateway/web/direct.py)."""
     item = parse_native(decode_json(raw), CheckRequest)
+    route = native_route(rt)
     try:
-        message = build_message(rt, item, native_route(rt))
+        message = build_message(rt, item, route)
     except InvalidRecipient as exc:
-        return invalid_recipient(rt, item, exc)
-    decision = await rt.gateway.check(message, item.at.astimezone(UTC) if item.at else None)
+        return await invalid_recipient(rt, item, route, exc, record=False)
+    try:
+        decision = await rt.gateway.check(message, item.at.astimezone(UTC) if item.at else None)
+    except StoreUnavailable as exc:
+        exc.decision = rt.gateway.unavailable(message, exc).to_json()
+        raise
     return JsonAnswer(dumps(decision.to_json()), 200, decision_headers(decision))
 
 
@@ -107,7 +115,7 @@ async def send_body(rt: Runtime, raw: bytes) -> Response:
     try:
         message = build_message(rt, item, route)
     except InvalidRecipient as exc:
-        return invalid_recipient(rt, item, exc)
+        return await invalid_recipient(rt, item, route, exc, record=True)
     if message.idempotency_key is None:
         return await _send(rt, item, message, route, raw)
     key = scope_key(message.sender, message.idempotency_key)
@@ -129,8 +137,12 @@ async def _send(
 
     try:
         sent = await rt.gateway.submit(message, outbound, rt.upstream(route), payload)
-    except StoreUnavailable as exc:
-        exc.decision_id = await rt.gateway.record_store_failure(message, exc)
+    except (StoreUnavailable, AuditUnavailable) as exc:
+        # The answer is the refusal as a decision, with an id when the trail kept it.
+        refusal = rt.gateway.unavailable(message, exc)
+        kept = isinstance(exc, StoreUnavailable) and await rt.gateway.record_refusal(refusal)
+        exc.decision_id = refusal.decision_id if kept else None
+        exc.decision = refusal.to_json() | {"decision_id": exc.decision_id}
         raise
     return render(sent)
 

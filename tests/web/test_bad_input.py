@@ -74,12 +74,14 @@ def test_malformed_bodies(client: TestClient, raw: bytes, error: str) -> None:
     answer = client.post("/v1/messages", content=raw, headers={"content-type": "application/json"})
     assert answer.status_code == 400
     assert answer.json()["error"] == error
+    assert answer.headers["X-Gateway-Decision"] == "reject"
     assert_nothing_happened(client)
 
 
 def test_huge_body_is_413(client: TestClient) -> None:
     answer = client.post("/v1/messages", json=sms(body="x" * 300_000))
     assert answer.status_code == 413
+    assert answer.headers["X-Gateway-Decision"] == "reject"
     assert answer.json()["error"] == "the body is over the 262144 byte limit"
     assert_nothing_happened(client)
 
@@ -190,3 +192,20 @@ def test_a_list_name_with_a_final_newline_is_a_400(client: TestClient) -> None:
     answer = client.put("/v1/opt-outs/global%0A/+12125550100")
     assert answer.status_code == 400
     assert answer.json()["fields"] == {"list": "letters, digits, . _ : @ -"}
+
+
+@pytest.mark.parametrize("at", [12345, 1.5e9, True, ["2026-06-02T11:00:00Z"]])
+def test_check_at_must_be_a_written_time(client: TestClient, at: object) -> None:
+    # A number would have been read as seconds since 1970.
+    answer = client.post("/v1/check", json=sms(at=at))
+    assert answer.status_code == 400
+    assert answer.json()["fields"]["at"] == (
+        "give an ISO 8601 time, e.g. 2026-06-02T11:00:00-04:00"
+    )
+
+
+def test_a_control_character_in_from_is_a_400(client: TestClient) -> None:
+    answer = client.post("/v1/messages", json=sms(**{"from": "+1415\x01"}))
+    assert answer.status_code == 400
+    assert answer.json()["fields"] == {"from": "control character U+0001 at offset 5"}
+    assert_nothing_happened(client)

@@ -24,6 +24,15 @@ def test_store_unreachable_fails_closed(make_client: Make) -> None:
     refused = client.get("/v1/decisions", params={"code": "store_unavailable"}).json()
     assert len(refused["decisions"]) == 1
     assert answer.headers["X-Gateway-Decision-Id"] == refused["decisions"][0]["decision_id"]
+    # The answer is the refusal as a decision, as the record keeps it.
+    body = answer.json()
+    assert body["decision_id"] == refused["decisions"][0]["decision_id"]
+    assert body["decision"] == "reject" and body["recipient_hint"] == "+1212…0100"
+    assert [r["code"] for r in body["reasons"]] == ["store_unavailable"]
+    checked = client.post("/v1/check", json=sms())
+    assert checked.status_code == 503
+    assert checked.json()["decision"] == "reject"
+    assert checked.headers["X-Gateway-Decision-Id"] == checked.json()["decision_id"]
 
 
 def routes(url: str) -> str:
@@ -102,6 +111,11 @@ def test_trail_whose_index_cannot_be_written_fails_closed(
             answer = client.post("/v1/messages", json=sms())
             assert answer.status_code == 503
             assert answer.json()["error"] == "the audit trail is unreachable; nothing was sent"
+            # A refusal the trail could not keep: a decision without an id.
+            assert answer.json()["decision"] == "reject"
+            assert answer.json()["reasons"][0]["rule"] == "trail"
+            assert answer.json()["decision_id"] is None
+            assert "X-Gateway-Decision-Id" not in answer.headers
             assert len(stub.received) == 1
             # the gateway goes on answering what needs no trail
             assert client.get("/healthz").status_code == 200

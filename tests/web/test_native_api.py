@@ -129,6 +129,7 @@ def test_idempotency_key_returns_the_first_answer(client: TestClient) -> None:
     assert len(client.get("/v1/sandbox/messages").json()["messages"]) == 1
     other = client.post("/v1/messages", json=sms(idempotency_key="k1", body="different"))
     assert other.status_code == 409
+    assert other.headers["X-Gateway-Decision"] == "reject"
     # One counted send: a second distinct message still fits under the cap of 2.
     assert client.post("/v1/messages", json=sms(body="x")).status_code == 201
 
@@ -145,6 +146,20 @@ def test_invalid_recipient_is_a_400_decision(client: TestClient) -> None:
     )
     assert bad_mail.status_code == 400
     assert bad_mail.json()["reasons"][0]["code"] == "invalid_recipient"
+    # Both are decisions with an id, in the trail like any other refusal.
+    ids = [answer.headers["X-Gateway-Decision-Id"], bad_mail.headers["X-Gateway-Decision-Id"]]
+    assert ids == [body["decision_id"], bad_mail.json()["decision_id"]]
+    listed = client.get("/v1/decisions").json()["decisions"]
+    assert [d["decision_id"] for d in listed] == ids[::-1]
+    assert listed[0]["reasons"][0]["code"] == "invalid_recipient"
+    # The category and sender take their defaults, as for a valid message.
+    assert body["category"] == "marketing" and body["sender"] == "default"
+
+
+def test_an_invalid_recipient_checked_is_not_recorded(client: TestClient) -> None:
+    answer = client.post("/v1/check", json=sms(to="+1 555"))
+    assert answer.status_code == 400
+    assert answer.headers["X-Gateway-Decision-Id"] == answer.json()["decision_id"]
     assert client.get("/v1/decisions").json()["decisions"] == []
 
 
@@ -202,3 +217,11 @@ def test_health(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["policy_version"].startswith("sha256:")
+
+
+def test_without_a_native_route_the_native_paths_are_404(make_client: Make) -> None:
+    client = make_client(env={"GATEWAY_ROUTES": "[{name: tw, adapter: twilio, upstream: sandbox}]"})
+    for path in ("/v1/messages", "/v1/check"):
+        answer = client.post(path, json=sms())
+        assert answer.status_code == 404
+        assert answer.json()["error"] == "no route with adapter: native is configured"
