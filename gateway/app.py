@@ -133,6 +133,8 @@ def create_app(
             tasks.append(asyncio.create_task(scheduler.loop(rt, settings.scheduler_interval)))
         if rt.worker is not None and rt.folder is not None:
             tasks.append(asyncio.create_task(_snapshots(rt.gateway.metrics, rt.folder)))
+        if rt.gateway.pseudonyms.missing:
+            tasks.append(asyncio.create_task(runtime_module.load_key_later(rt)))
         try:
             yield {}
         finally:

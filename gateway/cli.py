@@ -140,7 +140,9 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.shared:
         from gateway.runtime import check_shared_store
 
-        asyncio.run(check_shared_store(settings))
+        warning = asyncio.run(check_shared_store(settings))
+        if warning:
+            print(f"gateway: {warning}", file=sys.stderr)
     app = None if args.workers > 1 else _claiming_app(settings, policies)
     if not settings.api_keys:
         print(

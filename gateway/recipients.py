@@ -14,7 +14,7 @@ import regex
 from phonenumbers import phonenumberutil as pnu
 from phonenumbers.phonemetadata import PhoneMetadata
 
-from gateway.errors import InvalidRecipient
+from gateway.errors import InvalidRecipient, StoreUnavailable
 from gateway.model import Channel, Recipient, RecipientKind
 from gateway.schedule.zones import zones_for_type
 
@@ -308,19 +308,39 @@ def normalize_address(text: str) -> str:
 
 
 class Pseudonymizer:
-    """Keyed HMAC of normalized addresses: stable, not reversible without the key."""
+    """Keyed HMAC of normalized addresses: stable, not reversible without the key.
 
-    def __init__(self, key: bytes) -> None:
+    The key may come later (`key` None: a process started while the shared
+    store that keeps it was unreachable); until `set_key`, every use raises
+    StoreUnavailable, so what needs it is refused with a 503.
+    """
+
+    def __init__(self, key: bytes | None) -> None:
         self._key = key
 
+    @property
+    def missing(self) -> bool:
+        return self._key is None
+
+    def set_key(self, key: bytes) -> None:
+        self._key = key
+
+    def _known(self) -> bytes:
+        if self._key is None:
+            raise StoreUnavailable(
+                "the pseudonymization key is not loaded: the shared store that keeps it"
+                " has not answered since this process started"
+            )
+        return self._key
+
     def token(self, address: str) -> str:
-        digest = hmac.new(self._key, address.encode("utf-8"), hashlib.sha256).hexdigest()
+        digest = hmac.new(self._known(), address.encode("utf-8"), hashlib.sha256).hexdigest()
         return f"hmac:{digest[:40]}"
 
     def derived(self, purpose: bytes) -> bytes:
         """A key for another purpose (signing unsubscribe links), derived from
         this one so that it is kept and shared as this one is."""
-        return hmac.new(self._key, b"derived:" + purpose, hashlib.sha256).digest()
+        return hmac.new(self._known(), b"derived:" + purpose, hashlib.sha256).digest()
 
 
 def hint(address: str) -> str:

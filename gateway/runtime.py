@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import secrets
 import socket
@@ -27,6 +29,8 @@ from gateway.upstream.base import Upstream
 from gateway.upstream.http import HttpUpstream
 from gateway.upstream.sandbox import Sandbox
 
+log = logging.getLogger("gateway")
+
 
 @dataclass
 class Runtime:
@@ -49,7 +53,14 @@ class Runtime:
 
     async def store_ready(self) -> None:
         """Raise unless the store answers (and, in shared mode, still holds the
-        pseudonymization key: one lost with Redis's data is put back)."""
+        pseudonymization key: one lost with Redis's data is put back). A key
+        not loaded yet (the store was down at start) is loaded now."""
+        pseudonyms = self.gateway.pseudonyms
+        if pseudonyms.missing:
+            self.kept_key = await audit_key(self.settings, self.store)
+            pseudonyms.set_key(self.kept_key)
+            log.warning("the shared store answers: the pseudonymization key is loaded")
+            return
         if self.kept_key is None:
             await self.store.ping()
         else:
@@ -179,7 +190,7 @@ async def start(
         )
     store = store or await open_store(settings)
     trail = trail or MemoryTrail()
-    key = await audit_key(settings, store)
+    key = await _first_key(settings, store)
     clock = clock or SystemClock()
     senders = settings.senders
     gateway = Gateway(
@@ -204,6 +215,37 @@ async def start(
     return rt
 
 
+async def _first_key(settings: Settings, store: Store) -> bytes | None:
+    """The pseudonymization key; None when the shared store that keeps it is
+    unreachable (the process then refuses what needs it, and `load_key_later`
+    loads it once the store answers)."""
+    try:
+        return await audit_key(settings, store)
+    except StoreUnavailable as exc:
+        if not settings.shared or settings.audit.key:
+            raise
+        log.warning(
+            "the shared store is unreachable (%s): messages are refused with 503 until it"
+            " answers and the pseudonymization key it keeps is loaded",
+            exc,
+        )
+        return None
+
+
+async def load_key_later(rt: Runtime, every: float = 1.0) -> None:
+    """Until the pseudonymization key is loaded: try again every `every` seconds."""
+    while rt.gateway.pseudonyms.missing:
+        try:
+            await rt.store_ready()
+        except StoreUnavailable:
+            pass
+        except ConfigError as exc:  # the store holds another key: stay refused, and say so
+            log.error("%s", exc)
+            every = max(every, 30.0)
+        if rt.gateway.pseudonyms.missing:
+            await asyncio.sleep(every)
+
+
 def writer_name(claim: tuple[Path, IO[str]] | None) -> str:
     """Who writes to a shared trail: this host and the data folder it owns
     (one process at a time), so a restart takes up its chain where it stopped."""
@@ -222,18 +264,21 @@ async def audit_key(settings: Settings, store: Store) -> bytes:
     return await store.secret(pseudonym_key.NAME, lambda: secrets.token_bytes(32))
 
 
-async def check_shared_store(settings: Settings) -> None:
+async def check_shared_store(settings: Settings) -> str | None:
     """Before serving in shared mode without a configured key: the store must
-    answer and hold the key this machine used before (one clear line if not)."""
+    hold the key this machine used before (ConfigError, one clear line, if
+    not). Returns a warning when the store does not answer: the process may
+    start, refusing messages until it does."""
     if not settings.shared or settings.audit.key:
-        return
+        return None
     store = await open_store(settings)
     try:
         await audit_key(settings, store)
     except StoreUnavailable as exc:
-        raise StoreUnavailable(
-            f"the shared store is unreachable ({exc}); it keeps the pseudonymization key: "
-            "start Redis first, or set GATEWAY_AUDIT_KEY"
-        ) from None
+        return (
+            f"the shared store is unreachable ({exc}); it keeps the pseudonymization key, so"
+            " messages are refused with 503 until it answers"
+        )
     finally:
         await store.close()
+    return None

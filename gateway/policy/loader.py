@@ -23,8 +23,8 @@ _FILE_KEYS = ("rules",)
 
 
 def rule_files(folder: Path, packs: Sequence[str] = ()) -> tuple[list[Path], list[str]]:
-    """The files of a bundle: `*.yaml` directly in the folder (not `*.test.yaml`),
-    then those of each pack switched on. Returns (files, problems)."""
+    """The files of a bundle: `*.yaml` directly in the folder (not `*.test.yaml`
+    nor hidden ones), then those of each pack switched on. Returns (files, problems)."""
     problems: list[str] = []
     if not folder.is_dir():
         return [], [f"{folder}: no such policies folder"]
@@ -48,6 +48,8 @@ def _yaml_in(folder: Path, shown_from: Path, problems: list[str]) -> list[Path]:
     files = []
     for p in sorted(folder.iterdir()):
         if p.suffix not in (".yaml", ".yml") or p.name.endswith((".test.yaml", ".test.yml")):
+            continue
+        if p.name.startswith("."):  # hidden: an editor's lock or backup (`.#rules.yaml`)
             continue
         name = p.relative_to(shown_from)
         if p.is_file():
@@ -221,11 +223,12 @@ def _compile_rule(
     try:
         return COMPILERS[item["type"]](spec, ctx)
     except RuleConfigError as exc:
-        loc = tuple(
-            int(p) if p.isdigit() else p
-            for p in exc.field.replace("[", ".").replace("]", "").split(".")
-        )
-        problems.append(where.problem(loc, str(exc)))
+        for each in (exc, *exc.others):
+            loc = tuple(
+                int(p) if p.isdigit() else p
+                for p in each.field.replace("[", ".").replace("]", "").split(".")
+            )
+            problems.append(where.problem(loc, str(each)))
         return None
 
 
@@ -245,8 +248,15 @@ def _explain(
     exc: ValidationError, model: type[RuleBase]
 ) -> list[tuple[tuple[str | int, ...], str]]:
     out = []
+    seen: set[str] = set()
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
+        # A value-or-list field fails once per form it may take: one problem
+        # (the first form's) is enough for one mistake.
+        field = _field_name(loc)
+        if field in seen:
+            continue
+        seen.add(field)
         out.append((loc, _message(error, loc, model)))
     return out
 

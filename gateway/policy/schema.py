@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
@@ -82,11 +82,16 @@ class RuleBase(Strict):
     action: Action = Action.REJECT
     description: str | None = None
 
-    @model_validator(mode="after")
-    def _defer_only_for_windows(self) -> RuleBase:
-        if self.action is Action.DEFER and getattr(self, "type", None) != "time_window":
-            raise ValueError("action 'defer' is only for time_window rules")
-        return self
+    defers: ClassVar[bool] = False  # may hold a message (action: defer)
+
+    @field_validator("action")
+    @classmethod
+    def _defer_only_for_windows(cls, action: Action) -> Action:
+        # A field's own check (cls is the rule type's model), so the problem
+        # names `action` and its line.
+        if action is Action.DEFER and not cls.defers:
+            raise ValueError("'defer' is only for time_window rules")
+        return action
 
 
 class ListsRule(RuleBase):
@@ -198,9 +203,11 @@ class Allow(Strict):
 
 
 class TimeWindowRule(RuleBase):
+    defers: ClassVar[bool] = True
+
     type: Literal["time_window"]
     allow: Allow
-    exclude_holidays: bool = False
+    exclude_holidays: Annotated[bool, Field(strict=True)] = False
     holiday_calendar: str | None = None
     fallback_timezone: str | None = None
 

@@ -6,7 +6,7 @@ stateful rules (opt-outs, caps) name the facts they need and `judge` them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,11 +20,21 @@ from gateway.text.normalize import Normalized, normalize
 
 
 class RuleConfigError(ValueError):
-    """A rule that passed the schema but cannot be compiled; `field` names where."""
+    """A rule that passed the schema but cannot be compiled; `field` names where,
+    and `others` holds the rule's further problems, so an author sees them all."""
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
+        self.others: list[RuleConfigError] = []
         super().__init__(message)
+
+    @staticmethod
+    def raise_all(problems: Sequence[RuleConfigError]) -> None:
+        """Raise the first of `problems` carrying the rest; nothing if there are none."""
+        if problems:
+            first, *rest = problems
+            first.others = [*first.others, *rest]
+            raise first
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,8 +89,17 @@ class BannedTerms(PureRule):
     @classmethod
     def compile(cls, spec: BannedTermsRule, ctx: CompileContext) -> BannedTerms:
         terms = list(spec.terms)
-        matcher = _compile(terms, "terms")
-        file_terms = _file_terms(spec, ctx)
+        # Both parts are checked, so an author sees the problems of each.
+        problems: list[RuleConfigError] = []
+        try:
+            matcher = _compile(terms, "terms")
+        except RuleConfigError as exc:
+            problems.append(exc)
+        try:
+            file_terms = _file_terms(spec, ctx)
+        except RuleConfigError as exc:
+            problems.append(exc)
+        RuleConfigError.raise_all(problems)
         if file_terms:
             matcher = _compile(terms + file_terms, "terms_file")
         return cls(

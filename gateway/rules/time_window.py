@@ -26,6 +26,8 @@ class TimeWindow(PureRule):
 
     @classmethod
     def compile(cls, spec: TimeWindowRule, ctx: CompileContext) -> TimeWindow:
+        problems: list[RuleConfigError] = []
+        window = None
         try:
             window = Window.parse(
                 spec.allow.hours,
@@ -34,12 +36,14 @@ class TimeWindow(PureRule):
                 holiday_calendar=spec.holiday_calendar,
             )
         except WindowError as exc:
-            raise RuleConfigError(_window_field(exc.field), str(exc)) from None
+            problems += [
+                RuleConfigError(_window_field(e.field), str(e)) for e in (exc, *exc.others)
+            ]
         fallback = spec.fallback_timezone
         if fallback is not None and not valid_zone(fallback):
-            raise RuleConfigError(
-                "fallback_timezone", f"'{fallback}' is not an IANA time zone like America/New_York"
-            )
+            why = f"'{fallback}' is not an IANA time zone like America/New_York"
+            problems.append(RuleConfigError("fallback_timezone", why))
+        RuleConfigError.raise_all(problems)
         return cls(**cls.base_args(spec), window=window, fallback_timezone=fallback)
 
     def zones(self, message: Message) -> tuple[str, ...]:

@@ -27,14 +27,15 @@ Every instant must be timezone-aware; a naive one raises ValueError.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -50,6 +51,9 @@ _RANGE = re.compile(r"\s*([0-9]{2}:[0-9]{2})\s*-\s*([0-9]{2}:[0-9]{2})\s*")
 _EXAMPLE = '"08:00-21:00"'
 
 
+T = TypeVar("T")
+
+
 class WindowError(ValueError):
     """A window definition a policy author must fix.
 
@@ -60,6 +64,7 @@ class WindowError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         self.message = message
+        self.others: list[WindowError] = []  # further problems of the same window
         super().__init__(message)
 
 
@@ -82,19 +87,38 @@ class Window:
         holiday_calendar: str | None = None,
     ) -> Window:
         """Parse `hours` ("08:00-21:00" or a list of such), `days` (mon..sun, default
-        every day) and the holiday options; raise WindowError on the first problem."""
-        ranges: tuple[tuple[int, int], ...]
+        every day) and the holiday options; raise WindowError on the first
+        problem, with the problems of the other parts in its `others`."""
+        problems: list[WindowError] = []
+
+        def part(parse: Callable[[], T]) -> T | None:
+            try:
+                return parse()
+            except WindowError as exc:
+                problems.append(exc)
+                return None
+
         if isinstance(hours, str):
-            ranges = (_parse_range("hours", hours),)
+            found = [part(lambda: _parse_range("hours", hours))]
+        elif not hours:
+            problems.append(WindowError("hours", f"needs at least one range (e.g. {_EXAMPLE})"))
+            found = []
         else:
-            if not hours:
-                raise WindowError("hours", f"needs at least one range (e.g. {_EXAMPLE})")
-            ranges = tuple(_parse_range(f"hours[{i}]", text) for i, text in enumerate(hours))
+            found = [
+                part(functools.partial(_parse_range, f"hours[{i}]", text))
+                for i, text in enumerate(hours)
+            ]
+        parsed_days = part(lambda: _parse_days(days))
+        calendar = part(lambda: _parse_calendar(holiday_calendar, exclude_holidays))
+        if problems:
+            problems[0].others = problems[1:]
+            raise problems[0]
+        assert parsed_days is not None
         return cls(
-            ranges=ranges,
-            days=_parse_days(days),
+            ranges=tuple(r for r in found if r is not None),
+            days=parsed_days,
             exclude_holidays=exclude_holidays,
-            holiday_calendar=_parse_calendar(holiday_calendar, exclude_holidays),
+            holiday_calendar=calendar,
         )
 
     def describe(self) -> str:

@@ -103,7 +103,7 @@ async def check_body(rt: Runtime, raw: bytes) -> Response:
     try:
         decision = await rt.gateway.check(message, item.at.astimezone(UTC) if item.at else None)
     except StoreUnavailable as exc:
-        exc.decision = rt.gateway.unavailable(message, exc).to_json()
+        await _explain(rt, message, exc, record=False)
         raise
     return JsonAnswer(dumps(decision.to_json()), 200, decision_headers(decision))
 
@@ -138,13 +138,28 @@ async def _send(
     try:
         sent = await rt.gateway.submit(message, outbound, rt.upstream(route), payload)
     except (StoreUnavailable, AuditUnavailable) as exc:
-        # The answer is the refusal as a decision, with an id when the trail kept it.
-        refusal = rt.gateway.unavailable(message, exc)
-        kept = isinstance(exc, StoreUnavailable) and await rt.gateway.record_refusal(refusal)
-        exc.decision_id = refusal.decision_id if kept else None
-        exc.decision = refusal.to_json() | {"decision_id": exc.decision_id}
+        await _explain(rt, message, exc, record=isinstance(exc, StoreUnavailable))
         raise
     return render(sent)
+
+
+async def _explain(
+    rt: Runtime, message: Message, exc: StoreUnavailable | AuditUnavailable, *, record: bool
+) -> None:
+    """Give a 503 its body: the message's refusal as a decision, recorded
+    (best effort) when `record`, and then with its id (`/v1/check` keeps its
+    unrecorded id, as its decisions always do)."""
+    try:
+        refusal = rt.gateway.unavailable(message, exc)
+    except StoreUnavailable:  # not even the pseudonymization key is loaded yet
+        return
+    exc.decision = refusal.to_json()
+    if record:
+        kept = await rt.gateway.record_refusal(refusal)
+        exc.decision_id = refusal.decision_id if kept else None
+        exc.decision["decision_id"] = exc.decision_id
+    elif isinstance(exc, AuditUnavailable):
+        exc.decision["decision_id"] = None
 
 
 def render(sent: Sent) -> Response:

@@ -338,17 +338,6 @@ def test_serve_refuses_a_data_folder_that_is_a_file(
     assert err == "gateway: data_dir: cannot use data as the data folder (File exists)\n"
 
 
-def test_serve_claims_no_data_folder_when_the_shared_store_is_down(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    env = {"GATEWAY_REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing listens on port 1
-    argv = ["serve", "--policies", str(REPO / "policies"), "--data-dir", "data"]
-    code, out, err = gateway(argv, capsys, monkeypatch, tmp_path, env=env)
-    assert (code, out) == (2, "")
-    assert err.startswith("gateway: the shared store is unreachable") and err.count("\n") == 1
-    assert list(tmp_path.iterdir()) == []
-
-
 @pytest.mark.parametrize(
     ("at", "error"),
     [

@@ -131,7 +131,57 @@ def test_defer_only_for_time_windows(write_policies: Writer) -> None:
             "    action: defer\n"
         }
     )
-    assert problems(root) == ["a.yaml:2: len: action 'defer' is only for time_window rules"]
+    assert problems(root) == ["a.yaml:5: len: action: 'defer' is only for time_window rules"]
+
+
+def test_every_problem_of_one_rule_is_listed(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules:\n"
+            "  - id: w\n"
+            "    type: time_window\n"
+            "    allow: {hours: '8-9', days: [mon, xyz]}\n"
+            "    fallback_timezone: Mars/Base\n"
+            "  - id: t\n"
+            "    type: banned_terms\n"
+            "    terms: ['ok', '']\n"
+            "    terms_file: missing.txt\n"
+        }
+    )
+    found = problems(root)
+    assert [p.split(": ")[:3] for p in found] == [
+        ["a.yaml:4", "w", "allow.hours"],
+        ["a.yaml:4", "w", "allow.days[1]"],
+        ["a.yaml:5", "w", "fallback_timezone"],
+        ["a.yaml:8", "t", "terms[1]"],
+        ["a.yaml:9", "t", "terms_file"],
+    ]
+    assert "'Mars/Base' is not an IANA time zone" in found[2]
+
+
+def test_one_mistake_in_a_value_or_list_field_is_one_problem(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules:\n  - id: c\n    type: content_length\n    max_chars: 5\n"
+            "    match: {channel: SMS}\n"
+        }
+    )
+    found = problems(root)
+    assert len(found) == 1 and found[0].startswith("a.yaml:5: c: match.channel: ")
+    assert "'SMS'" in found[0]
+
+
+@pytest.mark.parametrize(("value", "shown"), [("'true'", "'true'"), ("off", "'off'"), ("1", "1")])
+def test_exclude_holidays_is_a_yaml_boolean(write_policies: Writer, value: str, shown: str) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules:\n  - id: w\n    type: time_window\n"
+            f"    allow: {{hours: '08:00-21:00'}}\n    exclude_holidays: {value}\n"
+        }
+    )
+    assert problems(root) == [
+        f"a.yaml:5: w: exclude_holidays: input should be a valid boolean, got {shown}"
+    ]
 
 
 @pytest.mark.parametrize("kind", ["opt_out", "consent"])
@@ -190,6 +240,13 @@ def test_a_dangling_link_is_named_not_skipped(write_policies: Writer) -> None:
         f"b.yaml: a symbolic link to {root / 'moved-away.yaml'}, which does not exist",
         "c.yml: not a regular file, so it cannot hold rules",
     ]
+
+
+def test_hidden_files_are_not_rule_files(write_policies: Writer) -> None:
+    # Emacs keeps a dangling link `.#name` while a file is being edited.
+    root = write_policies({"a.yaml": "rules: []\n", ".draft.yaml": "not: [valid"})
+    (root / ".#a.yaml").symlink_to("user@host.1234:1700000000")
+    assert load_bundle(root).rules == ()
 
 
 def test_a_link_to_a_rule_file_loads(write_policies: Writer) -> None:

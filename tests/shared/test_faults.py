@@ -4,6 +4,7 @@ sent, not ready) and recovers by itself when Redis is back."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import httpx2 as httpx
@@ -99,3 +100,34 @@ def test_a_redis_that_stops_answering_gives_503(
             redis_server.resume()
         assert stub.received == []
         assert post(gateway, sms()).status_code == 201
+
+
+def test_a_gateway_started_before_redis_refuses_then_serves(
+    launch: Launch, tmp_path: Path, stub: StubUpstream
+) -> None:
+    """No key configured: the key lives in Redis. Started while Redis is down,
+    the gateway listens, refuses every message with 503 and is not ready;
+    once Redis answers it loads the key and serves, no restart."""
+    redis_server = RedisServer(tmp_path / "redis")  # its port: nothing listens yet
+    gateway = launch(redis_server.url, wait=False, env={"GATEWAY_REDIS_TIMEOUT": "0.3"})
+    try:
+        deadline = time.monotonic() + BOUND
+        while True:
+            try:
+                ready = httpx.get(gateway.url + "/readyz", timeout=BOUND)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, gateway.output()
+                time.sleep(0.1)
+        assert ready.status_code == 503
+        refused = post(gateway, sms())
+        assert_refused(refused)
+        assert "X-Gateway-Decision-Id" not in refused.headers  # nothing could be recorded
+        assert stub.received == []
+        assert "the shared store is unreachable" in gateway.output()
+        redis_server.start()
+        gateway.wait_ready()
+        assert post(gateway, sms()).status_code == 201
+        assert len(stub.received) == 1
+    finally:
+        redis_server.stop()
