@@ -267,6 +267,9 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     for name, field in Settings.model_fields.items():
         nested = field.annotation if isinstance(field.annotation, type) else None
         if nested is not None and issubclass(nested, BaseModel):
+            whole = env.get(f"GATEWAY_{name}".upper())
+            if whole is not None:  # the whole section, {key: value, ...}
+                data[name] = _scalar(f"GATEWAY_{name}".upper(), whole)
             for sub in nested.model_fields:
                 var = f"GATEWAY_{name}_{sub}".upper()
                 value = env.get(var)

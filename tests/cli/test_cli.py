@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
+from gateway.settings import load_settings
 from tests.conftest import REPO
 
 # One rule, for the tests of `policy test`: a text of more than three characters fails.
@@ -267,6 +268,16 @@ def test_an_empty_config_section_takes_environment_overrides(
     env = {"GATEWAY_AUDIT_KEY": "k"}
     code, out, err = gateway(["policy", "check"], capsys, monkeypatch, tmp_path, env=env)
     assert code == 0 and err == "" and "7 rules" in out
+
+
+def test_a_whole_section_comes_from_one_variable() -> None:
+    env = {
+        "GATEWAY_AUDIT": "{key: section-key-of-16+, store_bodies: true}",
+        "GATEWAY_AUDIT_STORE_BODIES": "false",  # one key of it, given apart, wins
+    }
+    settings = load_settings(None, env)
+    assert settings.audit.key == "section-key-of-16+"
+    assert settings.audit.store_bodies is False
 
 
 def test_check_refuses_standard_input_that_is_not_utf8(
