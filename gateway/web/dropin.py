@@ -64,6 +64,10 @@ async def handle(request: Request, name: str) -> Response:
     route = rt.settings.adapter_route(name)
     if route is None:
         return respond(adapter.error(404, f"no {name} route is configured on this gateway"))
+    if any(value in (".", "..") for value in request.path_params.values()):
+        # The upstream's client would fold `Accounts/../Messages.json` into
+        # another path: no provider names an account or project so.
+        return respond(adapter.error(404, f"no such path: {request.url.path}"))
     try:
         return await _handle(rt, request, adapter, route)
     except InputError as exc:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from twilio.base.exceptions import TwilioRestException
@@ -255,3 +257,25 @@ def test_huge_body_is_413_in_twilio_shape(live: Live) -> None:
     answer = live.http.post(PATH, content=b"Body=" + b"a" * 300_000)
     assert answer.status_code == 413
     assert answer.json()["code"] == 20413
+
+
+@pytest.mark.parametrize("account", ["..", "."])
+def test_a_dot_segment_for_the_account_is_404(live: Live, account: str) -> None:
+    # Sent as written (http.client leaves dot segments alone): the upstream's
+    # client would have folded them into another path.
+    url = urlsplit(live.url)
+    connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+    try:
+        connection.request(
+            "POST",
+            f"/2010-04-01/Accounts/{account}/Messages.json",
+            body=b"To=%2B12125550100&From=%2B12125550199&Body=hi",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        answer = connection.getresponse()
+        status, body = answer.status, json.loads(answer.read())
+    finally:
+        connection.close()
+    assert status == 404
+    assert body["message"] == f"no such path: /2010-04-01/Accounts/{account}/Messages.json"
+    assert live.stub.received == []
