@@ -210,8 +210,8 @@ def run_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _many(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+def _many(n: int, noun: str, nouns: str | None = None) -> str:
+    return f"{n:,} {noun if n == 1 else nouns or noun + 's'}"
 
 
 def _verdict(report: verify.Report, data_dir: Path) -> str:
@@ -220,8 +220,8 @@ def _verdict(report: verify.Report, data_dir: Path) -> str:
     with contextlib.suppress(ValueError):
         name = name.relative_to(data_dir)
     counts = (
-        f"{report.entries:,} entries ({report.decisions:,} decisions,"
-        f" {report.amendments:,} amendments) in {_many(report.files, 'file')}"
+        f"{_many(report.entries, 'entry', 'entries')} ({_many(report.decisions, 'decision')},"
+        f" {_many(report.amendments, 'amendment')}) in {_many(report.files, 'file')}"
     )
     if not report.files:  # a writer of the PostgreSQL trail
         counts = counts.rsplit(" in ", 1)[0]
@@ -293,8 +293,14 @@ async def _kept_key(settings: Settings) -> bytes:
         raise GatewayError(f"{settings.data_dir}: no state here, so no pseudonymization key")
 
     def missing() -> bytes:
+        where = (
+            f"Redis under the prefix '{settings.redis_prefix}' (is it the gateway's?"
+            " set GATEWAY_REDIS_PREFIX)"
+            if settings.shared
+            else str(settings.data_dir)
+        )
         raise GatewayError(
-            "no pseudonymization key has been kept yet, so no recipient can be looked up"
+            f"no pseudonymization key is kept in {where}, so no recipient can be looked up"
         )
 
     store = await open_store(settings) if settings.shared else None

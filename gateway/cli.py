@@ -150,6 +150,14 @@ def _serve(args: argparse.Namespace) -> int:
             f"loopback only ({settings.host})",
             file=sys.stderr,
         )
+    store = "Redis (shared mode)" if settings.shared else f"embedded, in {settings.data_dir}"
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
+    print(
+        f"gateway: serving http://{settings.host}:{settings.port}{workers}; policies"
+        f" {policies.current().version[:19]}…, {len(policies.current().rules)} rules;"
+        f" store {store}; Ctrl-C stops it",
+        file=sys.stderr,
+    )
     if args.workers > 1:
         _export(settings)
         uvicorn.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -13,10 +14,13 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from gateway import audit_cli
 from gateway.audit import reader
-from gateway.errors import AuditUnavailable
+from gateway.errors import AuditUnavailable, GatewayError
+from gateway.settings import load_settings
 from gateway.web.export import COLUMNS
 from tests.cli.test_cli import run
+from tests.redis_support import REDIS_URL, new_prefix
 from tests.server import Server
 
 RULES = "rules:\n  - {id: stop, type: opt_out, lists: [global]}\n"
@@ -219,3 +223,19 @@ def test_verify_bad_arguments_are_one_line(tmp_path: Path) -> None:
     )
     done = run("audit", "verify", "--data-dir", str(tmp_path))
     assert done.returncode == 2 and "no audit trail here" in done.stderr
+
+
+def test_a_prefix_with_no_key_is_named(tmp_path: Path) -> None:
+    # Shared mode under another prefix than the gateway's: say where it looked.
+    prefix = new_prefix()
+    settings = load_settings(
+        None,
+        {"GATEWAY_REDIS_URL": REDIS_URL, "GATEWAY_REDIS_PREFIX": prefix},
+        data_dir=tmp_path,
+    )
+    with pytest.raises(GatewayError) as caught:
+        asyncio.run(audit_cli._kept_key(settings))
+    assert str(caught.value) == (
+        f"no pseudonymization key is kept in Redis under the prefix '{prefix}' (is it the"
+        " gateway's? set GATEWAY_REDIS_PREFIX), so no recipient can be looked up"
+    )
