@@ -70,14 +70,23 @@ class HttpUpstream:
                 message_id = _message_id(body) or response.headers.get("x-message-id")
                 return Reply(response.status, pairs, body, latency, message_id)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise UpstreamUnreachable(f"cannot connect to the upstream: {exc}") from exc
+            raise UpstreamUnreachable(f"cannot connect to the upstream: {_described(exc)}") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             # The request may have reached the upstream: never retried blindly.
-            raise UpstreamTimeout(f"no answer from the upstream: {exc!r}") from exc
+            raise UpstreamTimeout(f"no answer from the upstream: {_described(exc)}") from exc
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _described(exc: BaseException) -> str:
+    """What went wrong, for the answer and the trail. Never the exception's
+    repr: aiohttp's response errors carry the request they failed on, and
+    with it the sender's credentials (an Authorization header)."""
+    text = exc.message if isinstance(exc, aiohttp.ClientResponseError) else str(exc)
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
 
 
 def _message_id(body: bytes) -> str | None:

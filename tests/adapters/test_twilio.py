@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -192,6 +195,45 @@ def test_timeout_is_504_and_keeps_the_count(start_live: StartLive) -> None:
     with pytest.raises(TwilioRestException) as capped:
         send(client)
     assert capped.value.code == 20429
+
+
+def test_an_answer_that_is_not_http_never_shows_the_credentials(start_live: StartLive) -> None:
+    """The client's error for a garbled answer carries the request it failed
+    on; neither the sender's answer nor the trail may repeat its Authorization."""
+    with not_http() as url:
+        live = start_live(upstream=url)
+        client = twilio(live)
+        with pytest.raises(TwilioRestException) as raised:
+            send(client)
+    assert (raised.value.status, raised.value.code) == (504, 20504)
+    assert isinstance(client.http_client, HeaderClient)
+    answer = client.http_client.answer
+    record = live.decision(last_headers(client)["x-gateway-decision-id"])
+    assert record["reasons"][-1]["code"] == "upstream_unknown"
+    assert "no answer from the upstream" in record["reasons"][-1]["message"]
+    for text in (answer.text, json.dumps(record)):
+        assert TOKEN not in text and last_basic().split()[1] not in text
+
+
+@contextlib.contextmanager
+def not_http() -> Iterator[str]:
+    """A server that reads a request and answers a line that is not HTTP."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
 
 
 def test_sender_is_known_by_credential_hash(start_live: StartLive) -> None:
