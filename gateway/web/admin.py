@@ -153,6 +153,9 @@ def _time_param(request: Request, name: str) -> int | None:
 
 
 _FILTERS = frozenset({"recipient", "sender", "decision", "rule", "code", "since", "until"})
+# What a decision record can say: "partial" describes a request of several
+# recipients, each of which has a decision of its own.
+_VERDICTS = frozenset({"allow", "reject", "defer"})
 
 
 def _decision_query(request: Request, allowed: frozenset[str], limit: int) -> DecisionQuery:
@@ -164,11 +167,17 @@ def _decision_query(request: Request, allowed: frozenset[str], limit: int) -> De
         raise InputError(
             f"unknown filter: {', '.join(sorted(unknown))}", dict.fromkeys(unknown, "unknown")
         )
+    decision = params.get("decision")
+    if decision is not None and decision not in _VERDICTS:
+        raise InputError(
+            f"decision: '{decision}' is not allow, reject or defer",
+            {"decision": "allow, reject or defer"},
+        )
     recipient = params.get("recipient")
     return DecisionQuery(
         recipient=rt.gateway.pseudonyms.token(normalize_address(recipient)) if recipient else None,
         sender=params.get("sender"),
-        decision=params.get("decision"),
+        decision=decision,
         rule=params.get("rule"),
         code=params.get("code"),
         since_ms=_time_param(request, "since"),

@@ -96,6 +96,10 @@ def test_bad_query_parameters(client: TestClient) -> None:
     assert client.get("/v1/decisions", params={"limit": "lots"}).status_code == 400
     assert client.get("/v1/decisions", params={"since": "yesterday"}).status_code == 400
     assert client.get("/v1/decisions", params={"colour": "red"}).status_code == 400
+    for path in ("/v1/decisions", "/v1/decisions/export"):
+        answer = client.get(path, params={"decision": "bogus"})
+        assert answer.status_code == 400
+        assert answer.json()["fields"] == {"decision": "allow, reject or defer"}
     assert client.get("/v1/deferred", params={"status": "lost"}).status_code == 400
 
 
