@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from gateway.errors import InputError, InvalidRecipient
-from gateway.recipients import Pseudonymizer, hint, normalize_address
+from gateway.recipients import STORED_RECIPIENT, Pseudonymizer, hint, normalize_address
 from gateway.store.base import OptOutEntry, Store
 
 YIELD_EVERY = 256  # rows between turns of the event loop: messages go on during an import
 MAX_PROBLEMS = 20  # listed in an error; the rest are counted
 MAX_NOTE = 1000
-_TOKEN = re.compile(r"hmac:[0-9a-f]{40}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +83,12 @@ class Parsing:
                 if columns is not None:
                     continue
                 columns = (0, None)
+                if _HEADER_WORDS.intersection(f.strip().lower() for f in fields):
+                    self.problems.append(
+                        f"row {number} looks like a header but names no 'address'"
+                        " (or 'recipient') column"
+                    )
+                    continue
             row = _row(number, fields, columns, self.problems)
             if row is not None:
                 self.rows.append(row)
@@ -101,6 +105,14 @@ class Parsing:
         if not self.rows:
             raise InputError("the import holds no address", {"rows": "empty"})
         return self.rows
+
+
+# Column names of contact lists: a first row holding one, without an address
+# column, is a header the import would otherwise take for push tokens.
+_HEADER_WORDS = frozenset(
+    {"email", "e-mail", "phone", "phone_number", "number", "mobile", "msisdn", "to", "token"}
+    | {"name", "contact", "id", "list", "notes", "comment"}
+)
 
 
 def _header(fields: list[str]) -> tuple[int, int | None] | None:
@@ -126,7 +138,7 @@ def _row(
     if note is not None and len(note) > MAX_NOTE:
         problems.append(f"row {number}: the note is longer than {MAX_NOTE} characters")
         return None
-    if _TOKEN.fullmatch(raw):
+    if STORED_RECIPIENT.fullmatch(raw):
         return Row(number, raw, note)
     try:
         return Row(number, normalize_address(raw), note)

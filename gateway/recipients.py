@@ -298,13 +298,30 @@ def parse_recipient(channel: Channel, text: str) -> Recipient:
     return parse_push(text)
 
 
+# A recipient as the trail and the store keep it (`Pseudonymizer.token`).
+STORED_RECIPIENT = re.compile(r"hmac:[0-9a-f]{40}")
+
+
 def normalize_address(text: str) -> str:
     """Any address as the opt-out endpoints take it: phone, email or push token."""
+    if text.startswith("hmac:"):  # never a push token: a stored recipient, mistyped
+        raise InvalidRecipient(
+            f"'{text[:80]}' is not a stored recipient (hmac: and 40 hex digits)",
+            {"address": "not a stored recipient"},
+        )
     if "@" in text:
         return parse_email(text).address
     if _PHONEISH.match(text):
         return parse_phone(text).address
     return parse_push(text).address
+
+
+def stored_form(pseudonyms: Pseudonymizer, text: str) -> str:
+    """How the store and the trail know a recipient: a stored recipient (copied
+    from an export or a decision) as it is, any other address pseudonymized."""
+    if STORED_RECIPIENT.fullmatch(text):
+        return text
+    return pseudonyms.token(normalize_address(text))
 
 
 class Pseudonymizer:

@@ -25,7 +25,7 @@ from gateway.errors import (
     StoreUnavailable,
 )
 from gateway.model import iso
-from gateway.recipients import hint, normalize_address
+from gateway.recipients import hint, normalize_address, stored_form
 from gateway.runtime import Runtime
 from gateway.store.base import DeferredMessage, DeferStatus, OptOutEntry
 from gateway.web import export
@@ -73,9 +73,12 @@ def _list_name(request: Request) -> str:
 
 
 def _list_and_recipient(request: Request) -> tuple[str, str, str]:
+    """(list, address, stored recipient); a stored recipient (`hmac:…`, as
+    an export gives it) stands for itself, its address unknown."""
     name = _list_name(request)
-    address = normalize_address(request.path_params["address"])
-    return name, address, runtime(request).gateway.pseudonyms.token(address)
+    text = request.path_params["address"]
+    token = stored_form(runtime(request).gateway.pseudonyms, text)
+    return name, (text if token == text else normalize_address(text)), token
 
 
 async def opt_out_put(request: Request) -> Response:
@@ -89,7 +92,8 @@ async def opt_out_put(request: Request) -> Response:
         except ValidationError as exc:
             raise InputError("the opt-out is not valid", field_errors(exc)) from None
     at_ms = int(rt.clock.now().timestamp() * 1000)
-    entry = OptOutEntry(name, token, hint(address), at_ms, body.source, body.note)
+    shown = "…" if address == token else hint(address)  # a stored recipient hides it
+    entry = OptOutEntry(name, token, shown, at_ms, body.source, body.note)
     created = await rt.store.opt_out_put(entry)
     stored = await rt.store.opt_out_get(name, token)
     return json_response(_entry_json(stored or entry), 201 if created else 200)
@@ -175,7 +179,7 @@ def _decision_query(request: Request, allowed: frozenset[str], limit: int) -> De
         )
     recipient = params.get("recipient")
     return DecisionQuery(
-        recipient=rt.gateway.pseudonyms.token(normalize_address(recipient)) if recipient else None,
+        recipient=stored_form(rt.gateway.pseudonyms, recipient) if recipient else None,
         sender=params.get("sender"),
         decision=decision,
         rule=params.get("rule"),

@@ -87,6 +87,21 @@ def test_many_bad_rows_are_counted(client: TestClient) -> None:
         (b"address,note\n\n", "the import holds no address"),
         (b"\xff\xfe+1212", "the import is not UTF-8 text (byte 0)"),
         (b"address,note\n,why\n", "the import was refused, nothing was added: row 2: no address"),
+        (
+            b"name,phone\nann,+12125550100\n",
+            "the import was refused, nothing was added: row 1 looks like a header"
+            " but names no 'address' (or 'recipient') column",
+        ),
+        (
+            b"email\nann@example.com\n",
+            "the import was refused, nothing was added: row 1 looks like a header"
+            " but names no 'address' (or 'recipient') column",
+        ),
+        (
+            b"recipient\nhmac:zzz\n",
+            "the import was refused, nothing was added: row 2: 'hmac:zzz' is not a stored"
+            " recipient (hmac: and 40 hex digits)",
+        ),
     ],
 )
 def test_bad_bodies(client: TestClient, body: bytes, error: str) -> None:
@@ -109,6 +124,25 @@ def test_stored_recipients_import_as_they_are(client: TestClient) -> None:
     token = client.get("/v1/opt-outs/global/+12125550100").json()["recipient"]
     assert post_import(client, f"address\n{token}\n", name="sender:acme")["added"] == 1
     assert client.get("/v1/opt-outs/sender:acme/+12125550100").json()["recipient"] == token
+
+
+def test_one_entry_by_its_stored_recipient(client: TestClient) -> None:
+    """A recipient copied from an export or a decision names its entry
+    (the address behind it is not known), and is never hashed again."""
+    client.put("/v1/opt-outs/global/+12125550100")
+    token = client.get("/v1/opt-outs/global/+12125550100").json()["recipient"]
+    assert client.get(f"/v1/opt-outs/global/{token}").json()["recipient_hint"] == "+1212…0100"
+    added = client.put(f"/v1/opt-outs/sender:acme/{token}")
+    assert added.status_code == 201
+    assert (added.json()["recipient"], added.json()["recipient_hint"]) == (token, "…")
+    assert client.post("/v1/messages", json=sms(sender="acme")).status_code == 403
+    assert client.delete(f"/v1/opt-outs/global/{token}").status_code == 204
+    assert client.get("/v1/opt-outs/global/+12125550100").status_code == 404
+    mistyped = client.put("/v1/opt-outs/global/hmac:" + "0" * 39)
+    assert mistyped.status_code == 400
+    assert "is not a stored recipient" in mistyped.json()["error"]
+    found = client.get("/v1/decisions", params={"recipient": token}).json()["decisions"]
+    assert [d["recipient"] for d in found] == [token]
 
 
 def test_import_is_for_admins(make_client: Make) -> None:
