@@ -230,7 +230,8 @@ def _verdict(report: verify.Report, data_dir: Path) -> str:
     problem = report.problem
     if problem is None:
         return f"{name}: intact, {counts}; head {report.head or 'none (nothing chained yet)'}"
-    where = f"{problem.file} line {problem.line} (byte {problem.offset})" if problem.file else ""
+    line = f" line {problem.line}" if problem.line is not None else ""
+    where = f"{problem.file}{line} (byte {problem.offset})" if problem.file else ""
     about = f" decision {problem.decision_id}" if problem.decision_id else ""
     return f"{name}: ALTERED at {where}{about}: {problem.reason} (checked {counts})"
 

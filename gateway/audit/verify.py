@@ -42,7 +42,7 @@ _RowFacts = tuple[Any, ...]
 @dataclass(slots=True)
 class Problem:
     file: str
-    line: int
+    line: int | None  # None: the problem is not at an entry (a missing file, a cut end)
     offset: int
     reason: str
     decision_id: str | None = None
@@ -202,16 +202,15 @@ class _Walk:
             wanted.add(at_file)
         for number in sorted(wanted - set(self.numbers)):
             name = journal.path_of(self.folder, number).name
-            raise _Broken(
-                Problem(name, 0, 0, "the journal file is missing; the index holds entries from it")
-            )
+            reason = "the journal file is missing; the index holds entries from it"
+            raise _Broken(Problem(name, None, 0, reason))
         if at_offset > self.sizes.get(at_file, at_offset):
             name = journal.path_of(self.folder, at_file).name
             reason = (
                 f"the file ends at byte {self.sizes[at_file]}, before byte {at_offset} that"
                 " the index has read up to: entries were cut off its end"
             )
-            raise _Broken(Problem(name, 0, self.sizes[at_file], reason))
+            raise _Broken(Problem(name, None, self.sizes[at_file], reason))
 
     def _file(self, number: int) -> None:
         path = journal.path_of(self.folder, number)
@@ -233,7 +232,7 @@ class _Walk:
             self.read += size - offset
         for left in sorted(rows):
             reason = "the index points here, where no entry starts"
-            raise _Broken(Problem(path.name, 0, left, reason, str(rows[left][1])))
+            raise _Broken(Problem(path.name, None, left, reason, str(rows[left][1])))
 
     def _entry(
         self,
@@ -326,7 +325,7 @@ class _Walk:
                 continue  # an answer for a decision of no row: nothing to filter on
             if not wanted <= have.get(decision_id, set()):
                 reason = "the index has lost failed rules of this decision: they are hidden"
-                raise _Broken(Problem("", 0, 0, reason, decision_id))
+                raise _Broken(Problem("", None, 0, reason, decision_id))
 
     def _rows_without_journal(self) -> int:
         """Rows from before the documents stayed in the journal: not chained."""

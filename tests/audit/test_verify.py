@@ -82,7 +82,7 @@ async def test_a_removed_file_is_found(tmp_path: Path) -> None:
     gone = files(path)[1]
     gone.unlink()
     found = problem(path)
-    assert found.file == gone.name and "missing" in found.reason
+    assert found.file == gone.name and "missing" in found.reason and found.line is None
 
 
 async def test_a_removed_file_and_its_index_rows_still_break_the_chain(tmp_path: Path) -> None:
@@ -102,7 +102,8 @@ async def test_a_cut_off_end_is_found_against_the_index(tmp_path: Path) -> None:
     lines = lines_of(last)
     last.write_bytes(b"".join(lines[:-2]))
     found = problem(path)
-    assert found.file == last.name
+    assert (found.file, found.line) == (last.name, None)  # at no entry: no line to name
+    assert found.offset == sum(len(line) for line in lines[:-2])
     assert "points here, where no entry starts" in found.reason
 
 
