@@ -18,8 +18,17 @@ from gateway.errors import InvalidRecipient, StoreUnavailable
 from gateway.model import Channel, Recipient, RecipientKind
 from gateway.schedule.zones import zones_for_type
 
-# Deliberately plain: one @, a dotted domain, no spaces or control characters.
-_EMAIL = regex.compile(r"^[^@\s\p{Cc}]{1,64}@(?:[^@\s\p{Cc}.]{1,63}\.)+[^@\s\p{Cc}.]{2,63}$")
+# Deliberately plain: one @, a dotted domain, no spaces or control characters,
+# none of the characters that only a quoted local part may hold, no empty or
+# leading/trailing dot in the local part, no label that starts or ends with "-".
+_EMAIL_CHAR = r'[^@\s\p{Cc}"(),:;<>\[\]\\]'
+_LABEL_CHAR = r'[^@\s\p{Cc}"(),:;<>\[\]\\.]'
+_LABEL_EDGE = r'[^@\s\p{Cc}"(),:;<>\[\]\\.\-]'
+_EMAIL = regex.compile(
+    rf"(?=[^@]{{1,64}}@)(?!\.)(?!.*\.\.)(?!.*\.@){_EMAIL_CHAR}+"
+    rf"@(?:{_LABEL_EDGE}(?:{_LABEL_CHAR}{{0,61}}{_LABEL_EDGE})?\.)+"
+    rf"{_LABEL_EDGE}{_LABEL_CHAR}{{0,61}}{_LABEL_EDGE}"
+)
 _TOKEN = regex.compile(r"^[A-Za-z0-9_:\-.]{1,4096}$")
 _PHONEISH = regex.compile(r"^[\d\s+().\-]+$")
 _TOPIC = regex.compile(r"^[A-Za-z0-9_\-.~%]{1,900}$")
@@ -270,7 +279,7 @@ def _region_of(
 
 def parse_email(text: str) -> Recipient:
     address = text.strip()
-    if not _EMAIL.match(address):
+    if not _EMAIL.fullmatch(address):
         raise InvalidRecipient(
             f"'{text}' is not an email address", {"to": "not a valid email address"}
         )

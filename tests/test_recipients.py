@@ -37,6 +37,28 @@ def test_email_and_opt_out_addresses() -> None:
     assert normalize_address("a@EXAMPLE.com") == "a@example.com"
     with pytest.raises(InvalidRecipient):
         parse_email("not-an-address")
+    assert parse_email("用户@例子.中国").address == "用户@例子.中国"
+    assert parse_email("a+b@sub.ex-ample.org").address == "a+b@sub.ex-ample.org"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a@-example.com",
+        "a@example-.com",
+        'a"b@example.com',
+        "a<b@example.com",
+        ".a@b.com",
+        "a..b@example.com",
+        "a.@example.com",
+        "a@b.c",
+        "a@example..com",
+        "a@b@example.com",
+    ],
+)
+def test_not_email_addresses(text: str) -> None:
+    with pytest.raises(InvalidRecipient):
+        parse_email(text)
 
 
 def test_pseudonyms_and_hints() -> None:
