@@ -171,13 +171,9 @@ def decide(plan: Plan, now: datetime, pure: dict[str, RuleResult], facts: Facts)
         return Outcome(Verdict.REJECT, reasons, trace, None, retry_at)
     deliver_at = _deliver_at(plan, now)
     if deliver_at is None:
-        reasons.append(
-            Reason(
-                failures[0].rule,
-                Code.OUTSIDE_TIME_WINDOW,
-                f"no moment in the next {HORIZON.days} days is inside every window",
-            )
-        )
+        # Still one reason per failed rule: each says why it cannot wait either.
+        never = f"no moment in the next {HORIZON.days} days is inside every window"
+        reasons = [Reason(r.rule, r.code, f"{r.message}; {never}") for r in reasons]
         return Outcome(Verdict.REJECT, reasons, trace, None, None)
     return Outcome(Verdict.DEFER, reasons, trace, deliver_at, None)
 
