@@ -30,6 +30,7 @@ MESSAGE_FIELDS = frozenset(
     {"name", "data", "notification", "android", "webpush", "apns", "fcm_options"}
     | {"token", "topic", "condition"}
 )
+NOTIFICATION_FIELDS = frozenset({"title", "body", "image"})
 RPC_STATUS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -100,6 +101,7 @@ class FcmAdapter(SingleRecipient):
         _unknown(message, MESSAGE_FIELDS, "message")
         name, target = _target(message)
         notification = _strings(message.get("notification"), "message.notification")
+        _unknown(notification, NOTIFICATION_FIELDS, "message.notification")
         _strings(message.get("data"), "message.data")
         try:
             recipient = parse_push(target)

@@ -96,6 +96,7 @@ def test_idempotency_key_returns_the_first_answer(live: Live) -> None:
         (b"{nope", "not valid JSON"),
         (json.dumps({"message": {"token": TOKEN}, "extra": 1}).encode(), 'Unknown name "extra"'),
         (json.dumps({"message": {"token": TOKEN, "tokens": []}}).encode(), 'Unknown name "tokens"'),
+        (json.dumps(push(notification={"foo": "x"})).encode(), 'Unknown name "foo"'),
         (json.dumps({"message": {"condition": "'a' in topics"}}).encode(), "token or topic only"),
         (json.dumps({"message": {"token": TOKEN, "topic": "a"}}).encode(), "exactly one"),
         (json.dumps({"message": {"token": TOKEN, "data": {"n": 1}}}).encode(), "string values"),
