@@ -25,7 +25,7 @@ from gateway.errors import (
     StoreUnavailable,
     UpstreamTimeout,
 )
-from gateway.model import Decision, Verdict
+from gateway.model import Action, Decision, Reason, Verdict
 from gateway.relay import (
     ADAPTERS,
     IDEMPOTENCY_HEADERS,
@@ -155,14 +155,27 @@ def gateway_headers(items: Sequence[Item], decisions: Sequence[Decision]) -> Hea
         ("X-Gateway-Decision-Id", ",".join(d.decision_id for d in decisions)),
     ]
     if summary == Verdict.PARTIAL.value:
-        dropped = [
-            f"{d.decision_id};decision={d.decision.value};field={item.where}"
-            f";code={d.reasons[0].code.value};rule={d.reasons[0].rule}"
-            for item, d in zip(items, decisions, strict=True)
-            if d.decision is not Verdict.ALLOW and d.reasons
-        ]
+        dropped = []
+        for item, d in zip(items, decisions, strict=True):
+            if d.decision is not Verdict.ALLOW and d.reasons:
+                why = _why(d)
+                dropped.append(
+                    f"{d.decision_id};decision={d.decision.value};field={item.where}"
+                    f";code={why.code.value};rule={why.rule}"
+                )
         headers.append(("X-Gateway-Dropped", ", ".join(dropped)))
     return headers
+
+
+def _why(decision: Decision) -> Reason:
+    """The reason to name for a dropped recipient: for a refusal, the first
+    that refuses rather than defers (reject beats defer)."""
+    if decision.decision is Verdict.REJECT:
+        deferring = {r.rule for r in decision.trace if r.action is Action.DEFER}
+        for reason in decision.reasons:
+            if reason.rule not in deferring:
+                return reason
+    return decision.reasons[0]
 
 
 def respond(answer: Answer) -> Response:

@@ -17,7 +17,7 @@ from python_http_client.exceptions import (
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Mail
 
-from tests.adapters.conftest import Live, StartLive, header
+from tests.adapters.conftest import RULES, Live, StartLive, header
 
 KEY = "SG.test-key"
 
@@ -112,6 +112,31 @@ def test_refused_and_held_recipients_send_nothing_now(live: Live) -> None:
     assert "decision=reject;field=personalizations.0.to.0.email;code=opted_out" in dropped
     assert "decision=defer;field=personalizations.0.to.1.email;code=outside_time_window" in dropped
     assert live.stub.received == []
+
+
+def test_a_dropped_recipient_is_named_by_what_refused_it(start_live: StartLive) -> None:
+    """Opted out and outside a deferring window that comes first: the header
+    names the opt-out, which refused the recipient, not the window."""
+    window_first = (
+        "rules:\n"
+        "  - id: email-quiet-first\n"
+        "    type: time_window\n"
+        "    match: {channel: email}\n"
+        '    allow: {hours: "08:00-21:00"}\n'
+        "    action: defer\n" + RULES.split("rules:\n", 1)[1]
+    )
+    live = start_live(rules=window_first)
+    live.opt_out("ann@example.com")
+    data = mail({"to": to("ann@example.com", "bob@example.com")})
+    answer = post(live, data, **{"X-Recipient-Timezone": "Asia/Tokyo"})
+    assert answer.headers["X-Gateway-Decision"] == "partial"
+    ann, bob = answer.headers["X-Gateway-Dropped"].split(", ")
+    assert "decision=reject;field=personalizations.0.to.0.email;code=opted_out" in ann
+    assert "rule=global-opt-out" in ann
+    assert "decision=defer;field=personalizations.0.to.1.email;code=outside_time_window" in bob
+    record = live.decision(ann.split(";")[0])
+    codes = [r["code"] for r in record["reasons"]]
+    assert codes[0] == "outside_time_window" and "opted_out" in codes  # the window first
 
 
 def test_all_refused_is_a_400_errors_list(live: Live) -> None:
