@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -253,27 +254,29 @@ def _check(args: argparse.Namespace) -> int:
     settings = _settings(args, data_dir=args.data_dir)
     bundle = load_bundle(settings.policies, settings.packs)
     at = _parse_at(args.at) if args.at else None
-    text = read_text(args.file)
+    # Undecodable bytes stay in the text as lone surrogates: each line that
+    # holds some answers with its own error, and the others are checked.
+    text = read_text(args.file, errors="surrogateescape").removeprefix("\ufeff")
     return asyncio.run(
         _check_lines(settings, bundle, _lines(text), at, live=args.data_dir is not None)
     )
 
 
-def read_text(name: str) -> str:
+def read_text(name: str, errors: str = "strict") -> str:
     """A file's text, or standard input's for '-', as UTF-8 (one-line errors)."""
-    return _read_stdin() if name == "-" else _read(name)
+    return _read_stdin(errors) if name == "-" else _read(name, errors)
 
 
-def _read(name: str) -> str:
+def _read(name: str, errors: str = "strict") -> str:
     try:
-        return Path(name).read_text(encoding="utf-8")
+        return Path(name).read_bytes().decode("utf-8", errors)
     except OSError as exc:
         raise GatewayError(f"{name}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise GatewayError(f"{name}: not UTF-8 text (byte {exc.start})") from None
 
 
-def _read_stdin() -> str:
+def _read_stdin(errors: str = "strict") -> str:
     """Standard input as UTF-8, decoded here so that other bytes give the same
     one-line error as a file (the stream's own decoding raises mid-read)."""
     buffer = getattr(sys.stdin, "buffer", None)
@@ -281,14 +284,19 @@ def _read_stdin() -> str:
         return sys.stdin.read()
     raw: bytes = buffer.read()
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8", errors)
     except UnicodeDecodeError as exc:
         raise GatewayError(f"standard input: not UTF-8 text (byte {exc.start})") from None
 
 
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
+
+
 def _lines(text: str) -> Iterator[tuple[int, str]]:
     stripped = text.strip()
-    if stripped.startswith("{") and "\n" in stripped:
+    # One message over several lines; not one with bytes that are not UTF-8,
+    # whose lines then answer each for itself.
+    if stripped.startswith("{") and "\n" in stripped and not _UNDECODED.search(stripped):
         try:
             json.loads(stripped)  # one pretty-printed message
             yield 1, stripped
@@ -298,6 +306,16 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             yield number, line
+
+
+def _utf8(line: str) -> bytes:
+    """A line of `gateway check`'s input as read, or InputError where it held
+    bytes that are not UTF-8 (kept as lone surrogates by surrogateescape)."""
+    try:
+        return line.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        at = len(line[: exc.start].encode("utf-8", "surrogateescape"))
+        raise InputError(f"not UTF-8 text (byte {at} of the line)") from None
 
 
 def _parse_at(text: str) -> datetime:
@@ -347,7 +365,7 @@ async def _check_lines(
     try:
         for number, line in lines:
             try:
-                item = parse_native(decode_json(line.encode("utf-8")), CheckRequest)
+                item = parse_native(decode_json(_utf8(line)), CheckRequest)
                 message = to_message(
                     item,
                     route=route.name if route else "native",

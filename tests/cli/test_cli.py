@@ -280,12 +280,17 @@ def test_a_whole_section_comes_from_one_variable() -> None:
     assert settings.audit.store_bodies is False
 
 
-def test_check_refuses_standard_input_that_is_not_utf8(
+def test_check_answers_a_line_that_is_not_utf8_and_checks_the_others(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    good = b'{"channel": "sms", "to": "+12125550100", "body": "b", "category": "transactional"}'
+    stdin = b"\xef\xbb\xbf" + good + b'\n{"body": "\xff"}\n' + good + b"\n"
     argv = ["check", "--policies", str(REPO / "policies"), "-"]
-    code, out, err = gateway(argv, capsys, monkeypatch, tmp_path, stdin=b'{"body": "\xff"}\n')
-    assert (code, out, err) == (2, "", "gateway: standard input: not UTF-8 text (byte 10)\n")
+    code, out, err = gateway(argv, capsys, monkeypatch, tmp_path, stdin=stdin)
+    assert (code, err) == (1, "")
+    first, bad, last = (json.loads(line) for line in out.splitlines())
+    assert first["decision"] == last["decision"] == "allow"  # the BOM is not part of line 1
+    assert bad == {"line": 2, "error": "not UTF-8 text (byte 10 of the line)"}
 
 
 def test_check_answers_each_line_of_deeply_nested_json(

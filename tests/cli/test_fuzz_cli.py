@@ -179,12 +179,8 @@ def test_check_answers_every_line_or_refuses_the_input_in_one_line(
     raw = "\n".join(items).encode("utf-8") + b"\n" + tail
     with folder() as cwd:
         code, out, err = gateway(["check", "--policies", POLICIES, "-"], cwd, stdin=raw)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        assert code == 2 and out == ""
-        assert_refused_in_one_line(err)
-        return
+    # Bytes that are not UTF-8 make an error of their line only.
+    text = raw.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
     assert code in (0, 1) and err == ""
     answers = [json.loads(line) for line in out.splitlines()]
     numbers = [n for n, line in enumerate(text.splitlines(), 1) if line.strip()]
