@@ -112,14 +112,20 @@ async def send_body(rt: Runtime, raw: bytes) -> Response:
     """`POST /v1/messages` once its body is in (see `check_body`)."""
     item = parse_native(decode_json(raw), NativeMessage)
     route = native_route(rt)
+    if item.idempotency_key is None:
+        return await _decide_and_send(rt, item, route, raw)
+    # A refusal of the recipient is an answer too: repeated, it is replayed.
+    key = scope_key(sender_and_category(rt, item, route)[0], item.idempotency_key)
+    fingerprint = _fingerprint(item)
+    return await once(rt, key, fingerprint, lambda: _decide_and_send(rt, item, route, raw))
+
+
+async def _decide_and_send(rt: Runtime, item: NativeMessage, route: Route, raw: bytes) -> Response:
     try:
         message = build_message(rt, item, route)
     except InvalidRecipient as exc:
         return await invalid_recipient(rt, item, route, exc, record=True)
-    if message.idempotency_key is None:
-        return await _send(rt, item, message, route, raw)
-    key = scope_key(message.sender, message.idempotency_key)
-    return await once(rt, key, _fingerprint(item), lambda: _send(rt, item, message, route, raw))
+    return await _send(rt, item, message, route, raw)
 
 
 async def _send(

@@ -134,6 +134,16 @@ def test_idempotency_key_returns_the_first_answer(client: TestClient) -> None:
     assert client.post("/v1/messages", json=sms(body="x")).status_code == 201
 
 
+def test_a_refused_recipient_is_replayed_under_its_idempotency_key(client: TestClient) -> None:
+    first = client.post("/v1/messages", json=sms(to="+1415", idempotency_key="k3"))
+    again = client.post("/v1/messages", json=sms(to="+1415", idempotency_key="k3"))
+    assert first.status_code == again.status_code == 400
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["decision_id"] == first.json()["decision_id"]
+    refused = client.get("/v1/decisions", params={"code": "invalid_recipient"}).json()
+    assert len(refused["decisions"]) == 1  # one answer, one record
+
+
 def test_invalid_recipient_is_a_400_decision(client: TestClient) -> None:
     answer = client.post("/v1/messages", json=sms(to="+1 555"))
     assert answer.status_code == 400
