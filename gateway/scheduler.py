@@ -138,7 +138,14 @@ def _outgoing(rt: Runtime, item: DeferredMessage) -> tuple[Message, Outbound, Up
         message = to_message(native, route=route.name, sender=item.sender, category=category)
     except (InputError, ValidationError) as exc:
         raise Unsendable(DeferStatus.REJECTED, Code.INVALID_RECIPIENT, str(exc)) from None
-    body = native.model_dump_json(by_alias=True, exclude_none=True).encode()
+    # The request as the sender made it, byte for byte (held before it was
+    # kept: the message as read, written out again).
+    held = item.payload.get("body")
+    body = (
+        held.encode("utf-8")
+        if isinstance(held, str)
+        else native.model_dump_json(by_alias=True, exclude_none=True).encode()
+    )
     url = "sandbox" if route.upstream == "sandbox" else route.upstream
     outbound = Outbound("POST", url, (("content-type", "application/json"),), body)
     return message, outbound, rt.upstream(route)

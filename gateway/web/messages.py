@@ -139,6 +139,8 @@ async def _send(
             "kind": "native",
             "route": route.name,
             "message": item.model_dump(by_alias=True, exclude_none=True),
+            # What goes upstream when the window opens: the request as sent.
+            "body": raw.decode("utf-8"),  # valid UTF-8: decode_json took it
         }
 
     try:

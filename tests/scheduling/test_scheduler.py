@@ -144,6 +144,23 @@ def test_a_timed_out_send_is_not_tried_again(make_gateway: Make) -> None:
         assert len(stub.received) == 1
 
 
+def test_a_held_message_goes_upstream_byte_for_byte(make_gateway: Make) -> None:
+    with stub_upstream() as stub:
+        route = f"[{{name: native, adapter: native, upstream: '{stub.url}'}}]"
+        gw = make_gateway(env={"GATEWAY_ROUTES": route})
+        gw.at(NIGHT)
+        raw = (
+            '{"tags": ["x"],  "channel":"sms","to":"+12125550100",'
+            ' "body":"caf\\u00e9 \u00e9", "category": "marketing"}'
+        ).encode()
+        answer = gw.client.post("/v1/messages", content=raw)
+        assert answer.status_code == 202, answer.text
+        gw.at(MORNING)
+        assert gw.run_due() == 1
+        assert gw.fate(answer.json()["decision_id"])["status"] == "sent"
+        assert [r["body"] for r in stub.received] == [raw]
+
+
 def scheduler_lease(gw: Gateway) -> timedelta:
     return timedelta(milliseconds=scheduler.lease_ms(gw.runtime.settings) + 1)
 
