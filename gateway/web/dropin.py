@@ -178,13 +178,18 @@ def _why(decision: Decision) -> Reason:
     return decision.reasons[0]
 
 
+# The server writes these on every answer itself: the upstream's would make
+# a second Date (a field that holds one value) and a second Server.
+_SERVERS_OWN = frozenset({"content-length", "date", "server"})
+
+
 def respond(answer: Answer) -> Response:
     response = Response(answer.body, answer.status)
     # Raw pairs: the upstream's repeated headers stay repeated, its bytes unchanged.
     response.raw_headers += [
         (k.lower().encode("latin-1"), v.encode("utf-8", "surrogateescape"))
         for k, v in answer.headers
-        if k.lower() != "content-length"
+        if k.lower() not in _SERVERS_OWN
     ]
     return response
 

@@ -321,3 +321,26 @@ def test_a_dot_segment_for_the_account_is_404(live: Live, account: str) -> None:
     assert status == 404
     assert body["message"] == f"no such path: /2010-04-01/Accounts/{account}/Messages.json"
     assert live.stub.received == []
+
+
+def test_a_forwarded_answer_has_one_date_and_one_server(start_live: StartLive) -> None:
+    """The upstream's answer comes back with its own headers, but the server
+    writes Date and Server itself: the upstream's copies would repeat them."""
+    live = start_live()
+    url = urlsplit(live.url)
+    connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+    try:
+        connection.request(
+            "POST",
+            PATH,
+            body=b"To=%2B12125550100&From=%2B12125550199&Body=hi",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        answer = connection.getresponse()
+        answer.read()
+        names = [name.lower() for name, _ in answer.getheaders()]
+    finally:
+        connection.close()
+    assert answer.status == 201
+    assert "x-upstream" in names  # the upstream's own headers come back
+    assert (names.count("date"), names.count("server")) == (1, 1)
