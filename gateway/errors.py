@@ -53,7 +53,11 @@ class PolicyError(GatewayError):
 
 
 class InputError(GatewayError):
-    """Malformed input; `fields` maps a field path to what is wrong with it."""
+    """Malformed input; `fields` maps a field path to what is wrong with it.
+    `unparsed` is (channel, address as given) when the one thing wrong is the
+    recipient: the refusal is then a decision, recorded like any other."""
+
+    unparsed: tuple[str, str] | None = None
 
     def __init__(self, message: str, fields: dict[str, str] | None = None, status: int = 400):
         self.fields = fields or {}

@@ -106,7 +106,9 @@ class FcmAdapter(SingleRecipient):
         try:
             recipient = parse_push(target)
         except InvalidRecipient:
-            raise _fail(f"message.{name}", "not a valid registration token or topic") from None
+            error = _fail(f"message.{name}", "not a valid registration token or topic")
+            error.unparsed = (Channel.PUSH.value, target)
+            raise error from None
         normalized = Message(
             channel=Channel.PUSH,
             recipient=recipient,

@@ -83,9 +83,11 @@ class TwilioAdapter(SingleRecipient):
         try:
             recipient = parse_phone(to)
         except InvalidRecipient:
-            raise TwilioInputError(
+            error = TwilioInputError(
                 21211, f"The 'To' number {to} is not a valid phone number.", "To"
-            ) from None
+            )
+            error.unparsed = (Channel.SMS.value, to)
+            raise error from None
         message = Message(
             channel=Channel.SMS,
             recipient=recipient,

@@ -25,7 +25,7 @@ from gateway.errors import (
     StoreUnavailable,
     UpstreamTimeout,
 )
-from gateway.model import Action, Decision, Reason, Verdict
+from gateway.model import Action, Channel, Code, Decision, Reason, Verdict
 from gateway.relay import (
     ADAPTERS,
     IDEMPOTENCY_HEADERS,
@@ -43,6 +43,7 @@ from gateway.web.http import read_body
 from gateway.web.once import once, scope_key
 
 Headers = list[tuple[str, str]]
+_REJECT = ("X-Gateway-Decision", "reject")
 
 
 async def twilio(request: Request) -> Response:
@@ -63,17 +64,20 @@ async def handle(request: Request, name: str) -> Response:
     adapter = ADAPTERS[name]
     route = rt.settings.adapter_route(name)
     if route is None:
-        return respond(adapter.error(404, f"no {name} route is configured on this gateway"))
+        answer = adapter.error(404, f"no {name} route is configured on this gateway")
+        return respond(answer.with_headers([_REJECT]))
     if any(value in (".", "..") for value in request.path_params.values()):
         # The upstream's client would fold `Accounts/../Messages.json` into
         # another path: no provider names an account or project so.
-        return respond(adapter.error(404, f"no such path: {request.url.path}"))
+        return respond(
+            adapter.error(404, f"no such path: {request.url.path}").with_headers([_REJECT])
+        )
     try:
         return await _handle(rt, request, adapter, route)
     except InputError as exc:
-        return respond(adapter.bad_input(exc).with_headers([("X-Gateway-Decision", "reject")]))
+        return respond(adapter.bad_input(exc).with_headers([_REJECT]))
     except ConflictError as exc:
-        return respond(adapter.error(409, str(exc)))
+        return respond(adapter.error(409, str(exc)).with_headers([_REJECT]))
     except (StoreUnavailable, AuditUnavailable) as exc:
         what = "state store" if isinstance(exc, StoreUnavailable) else "audit trail"
         answer = adapter.error(503, f"the gateway's {what} is unreachable; nothing was sent")
@@ -95,15 +99,45 @@ async def _handle(rt: Runtime, request: Request, adapter: Adapter, route: Route)
     )
     sender = identify(rt.settings, route, incoming)
     ctx = context(rt.settings, route, sender, request.headers)
-    items = adapter.items(incoming, ctx)
+    try:
+        items = adapter.items(incoming, ctx)
+    except InputError as exc:
+        if exc.unparsed is None:
+            raise
+        refused = exc
 
-    async def act() -> Response:
-        return await _send(rt, adapter, route, incoming, ctx, items)
+        async def act() -> Response:
+            return await _refuse_recipient(rt, adapter, ctx, refused)
+    else:
+
+        async def act() -> Response:
+            return await _send(rt, adapter, route, incoming, ctx, items)
 
     key = next((v for v in map(incoming.header, IDEMPOTENCY_HEADERS) if v), None)
     if key is None:
         return await act()
     return await once(rt, scope_key(sender, key), _fingerprint(incoming, ctx), act)
+
+
+async def _refuse_recipient(
+    rt: Runtime, adapter: Adapter, ctx: Context, exc: InputError
+) -> Response:
+    """A recipient that is not one (a number that is not a number): the
+    provider's own error, and a decision rejecting with invalid_recipient,
+    recorded as the native API records it."""
+    assert exc.unparsed is not None
+    channel, address = exc.unparsed
+    head = {
+        "route": ctx.route,
+        "sender": ctx.sender,
+        "channel": Channel(channel),
+        "category": ctx.category,
+        "address": address,
+    }
+    reason = Reason("recipient", Code.INVALID_RECIPIENT, str(exc))
+    decision = await rt.gateway.refuse_unparsed(head, reason, record=True)
+    headers = [_REJECT, ("X-Gateway-Decision-Id", decision.decision_id)]
+    return respond(adapter.bad_input(exc).with_headers(headers))
 
 
 async def _send(

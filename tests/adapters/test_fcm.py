@@ -121,6 +121,14 @@ def test_bad_input_is_invalid_argument(live: Live, body: bytes, what: str) -> No
     assert (answer.status_code, rpc(answer)["status"]) == (400, "INVALID_ARGUMENT")
     assert what in rpc(answer)["message"]
     assert live.stub.received == []
+    assert answer.headers["x-gateway-decision"] == "reject"
+    # Only a recipient that is not one is a decision (invalid_recipient), recorded.
+    recorded = live.http.get("/v1/decisions").json()["decisions"]
+    if what == "registration token":
+        assert [d["decision_id"] for d in recorded] == [answer.headers["x-gateway-decision-id"]]
+        assert recorded[0]["reasons"][0]["code"] == "invalid_recipient"
+    else:
+        assert recorded == [] and "x-gateway-decision-id" not in answer.headers
 
 
 def test_huge_body_is_413(live: Live) -> None:

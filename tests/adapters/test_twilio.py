@@ -273,13 +273,13 @@ def test_raw_request_goes_byte_for_byte_and_repeats_answer_once(live: Live) -> N
     other = live.http.post(PATH, content=body + b"x", headers=headers)
     assert other.status_code == 409
     assert other.json()["code"] == 20409
+    assert other.headers["x-gateway-decision"] == "reject"
 
 
 @pytest.mark.parametrize(
     ("body", "code"),
     [
         (b"From=%2B12125550199&Body=hi", 21604),
-        (b"To=%2B1555&From=%2B12125550199&Body=hi", 21211),
         (b"To=%2B12125550100&Body=hi", 21603),
         (b"To=%2B12125550100&From=%2B12125550199", 21602),
         (b"To=%2B12125550100&To=%2B12125550101&From=x&Body=hi", 20400),
@@ -292,6 +292,28 @@ def test_bad_input_is_a_twilio_400_and_records_nothing(live: Live, body: bytes, 
     assert answer.json()["code"] == code
     assert answer.headers["x-gateway-decision"] == "reject"
     assert live.http.get("/v1/decisions").json()["decisions"] == []
+    assert live.stub.received == []
+
+
+def test_an_invalid_to_is_a_twilio_400_and_a_recorded_decision(live: Live) -> None:
+    """As the native API does: the refusal of a number that is not one is a
+    decision rejecting with invalid_recipient, and a repeat is replayed."""
+    body = b"To=%2B1555&From=%2B12125550199&Body=hi"
+    headers = {"I-Twilio-Idempotency-Token": "bad-1"}
+    answer = live.http.post(PATH, content=body, headers=headers)
+    again = live.http.post(PATH, content=body, headers=headers)
+    assert answer.status_code == again.status_code == 400
+    assert answer.json()["code"] == 21211
+    assert answer.headers["x-gateway-decision"] == "reject"
+    record = live.decision(answer.headers["x-gateway-decision-id"])
+    assert [r["code"] for r in record["reasons"]] == ["invalid_recipient"]
+    assert (record["route"], record["channel"], record["recipient_hint"]) == (
+        "twilio",
+        "sms",
+        "+15…",
+    )
+    assert again.headers["x-gateway-decision-id"] == answer.headers["x-gateway-decision-id"]
+    assert len(live.http.get("/v1/decisions").json()["decisions"]) == 1
     assert live.stub.received == []
 
 
