@@ -27,7 +27,9 @@ sender wrote it. The steps, in order:
      one separator run, the separator runs between them are removed. Text
      around the run is untouched, so ordinary word spacing survives.
    - Between two Han or Kana characters, a separator run is removed
-     (Chinese and Japanese are not written with spaces between words).
+     (Chinese and Japanese are not written with spaces between words); so
+     is one between a Han or Kana character and a lone Latin letter or digit
+     with Han or Kana beyond it (`回 T 退订` -> `回t退订`).
 
    Examples: `f r e e` -> `free`; `f.r.e.e` -> `free`; `F - R - E - E` ->
    `free`; `f_r_e_e money` -> `free money`; `free money` stays `free money`;
@@ -68,6 +70,9 @@ class Normalized:
 
     text: str
     origin: tuple[int, ...]
+    # (start, end) in `text` of each run of spaced-out single letters joined
+    # by step 5: inside one, where the sender's words began is not known.
+    joined: tuple[tuple[int, int], ...] = ()
 
 
 def normalize(text: str) -> Normalized:
@@ -83,8 +88,26 @@ def normalize(text: str) -> Normalized:
             # Combining marks composed differently in context than alone:
             # take the slower path that normalizes them with their base.
             folded, origin = _fold(*_casefold(*_nfkc_chunks(text)))
-    folded, origin = _apply(folded, origin, _collapse_spans(folded, origin))
-    return Normalized(folded, _identity(len(folded)) if origin is None else tuple(origin))
+    deletions, runs = _collapse_spans(folded, origin)
+    joined = _after(runs, deletions) if runs else ()
+    folded, origin = _apply(folded, origin, deletions)
+    return Normalized(folded, _identity(len(folded)) if origin is None else tuple(origin), joined)
+
+
+def _after(
+    runs: list[tuple[int, int]], deletions: list[tuple[int, int, str]]
+) -> tuple[tuple[int, int], ...]:
+    """Where `runs` lie once the sorted, disjoint `deletions` are made."""
+
+    def moved(at: int) -> int:
+        gone = 0
+        for start, end, _ in deletions:
+            if start >= at:
+                break
+            gone += min(end, at) - start
+        return at - gone
+
+    return tuple((moved(start), moved(end)) for start, end in runs)
 
 
 _IDENTITY_SIZE: Final = 1 << 16
@@ -279,33 +302,46 @@ _HAN_CHAR: Final = re.compile(
     "[\u3040-\u30fa\u30fc-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]"
 )
 _SPACES: Final = re.compile(r"  +")
+# A letter or digit of a script written with spaces (not Han or Kana).
+_IS_SINGLE: Final = re.compile(
+    "(?![\u3040-\u30fa\u30fc-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+    "\U00020000-\U0003134f])" + _SINGLE
+)
 _MAX_SEP_RUN: Final = 3
 
 
-def _collapse_spans(text: str, origin: list[int] | None) -> list[tuple[int, int, str]]:
+def _collapse_spans(
+    text: str, origin: list[int] | None
+) -> tuple[list[tuple[int, int, str]], list[tuple[int, int]]]:
+    """The deletions of step 5, and the runs of spaced-out letters they join."""
     starts = _written_starts(text, origin)
     if starts is None:
-        spans = _singles_spans(text)
+        spans, runs = _singles_spans(text)
     else:
         # Spaced-out letters as the sender wrote them: one character of the
         # original per letter, then the spans mapped back onto `text`.
         ends = [*starts, len(text)]
         proxy = "".join([text[i] for i in starts])
-        spans = [(ends[start], ends[end], "") for start, end, _ in _singles_spans(proxy)]
+        found, proxy_runs = _singles_spans(proxy)
+        spans = [(ends[start], ends[end], "") for start, end, _ in found]
+        runs = [(ends[start], ends[end]) for start, end in proxy_runs]
     if not text.isascii() and _HAN_CHAR.search(text):
         spans.extend(_han_gaps(text))
     if "  " in text:
         spans.extend((m.start() + 1, m.end(), "") for m in _SPACES.finditer(text))
-    return _merge(spans)
+    return _merge(spans), runs
 
 
-def _singles_spans(text: str) -> list[tuple[int, int, str]]:
-    """The separator runs between at least 3 spaced-out single letters."""
+def _singles_spans(text: str) -> tuple[list[tuple[int, int, str]], list[tuple[int, int]]]:
+    """The separator runs between at least 3 spaced-out single letters, and
+    the (start, end) of each run of such letters."""
     spans: list[tuple[int, int, str]] = []
+    runs: list[tuple[int, int]] = []
     if _has_singles_run(text):
         for run in _SINGLES_RUN.finditer(text):
+            runs.append(run.span())
             spans.extend((m.start(), m.end(), "") for m in _SEP_RUN.finditer(text, *run.span()))
-    return spans
+    return spans, runs
 
 
 def _written_starts(text: str, origin: list[int] | None) -> list[int] | None:
@@ -333,15 +369,43 @@ def _has_singles_run(text: str) -> bool:
 
 
 def _han_gaps(text: str) -> Iterable[tuple[int, int, str]]:
-    """Separator runs (1 to 3 characters) with a Han or Kana character on both sides."""
+    """Separator runs (1 to 3 characters) with a Han or Kana character on both
+    sides, or on one side with a lone letter or digit on the other that has
+    Han or Kana beyond it (`回 T退订`, `回T 退订`: the T belongs to the words)."""
     for m in _SEP_RUN.finditer(text, 1):
         start, end = m.span()
+        if end - start > _MAX_SEP_RUN or end == len(text):
+            continue
+        han_before = _HAN_CHAR.match(text, start - 1) is not None
+        han_after = _HAN_CHAR.match(text, end) is not None
         if (
-            end - start <= _MAX_SEP_RUN
-            and _HAN_CHAR.match(text, start - 1)
-            and _HAN_CHAR.match(text, end)
+            (han_before and han_after)
+            or (han_before and _lone(text, end) and _han_beyond(text, end + 1, 1))
+            or (han_after and _lone(text, start - 1) and _han_beyond(text, start - 2, -1))
         ):
             yield start, end, ""
+
+
+def _lone(text: str, i: int) -> bool:
+    """Is text[i] a letter or digit, not Han or Kana, with none beside it?"""
+
+    def latin(j: int) -> bool:
+        return 0 <= j < len(text) and _IS_SINGLE.match(text, j) is not None
+
+    return latin(i) and not latin(i - 1) and not latin(i + 1)
+
+
+def _han_beyond(text: str, i: int, step: int) -> bool:
+    """Is there a Han or Kana character at i, or past up to 3 separators from i?"""
+    for _ in range(_MAX_SEP_RUN + 1):
+        if not 0 <= i < len(text):
+            return False
+        if _HAN_CHAR.match(text, i):
+            return True
+        if text[i] not in _SEP:
+            return False
+        i += step
+    return False
 
 
 def _merge(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:

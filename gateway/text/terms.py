@@ -12,6 +12,12 @@ latin-1 string): pyahocorasick finds a node's child by a linear scan, and
 bytes keep every node's fan-out under 256 where thousands of distinct CJK
 first characters would make each step slow.
 
+Letters spaced out one by one (`f r e e`, `n o r i s k`) are joined by the
+normalization, which also says where; inside such a run, where the sender's
+words began is lost, so a term may begin or end at any of its letters (`a f
+r e e` -> `afree` holds `free`), and a term of several words also matches
+spelled out without its spaces (`norisk` for `no risk`).
+
 Word edges: in space-delimited scripts a term matches whole words only. A
 term whose first (last) character is a letter or digit of such a script
 needs a non-word character or the text's edge before (after) it: `ass`
@@ -70,6 +76,10 @@ class _Key:
     word_start: bool  # must start at a word edge
     word_end: bool  # must end at a word edge
     indices: tuple[int, ...]  # ascending
+    # Terms of several words, written out letter by letter ("n o r i s k"):
+    # this key is their letters without spaces, found only inside a run of
+    # spaced-out letters that normalization joined.
+    joined_only: tuple[int, ...] = ()
 
 
 class TermMatcher:
@@ -89,13 +99,18 @@ class TermMatcher:
         Raises TermError for an empty term or one that normalizes to nothing.
         """
         by_key: dict[str, list[int]] = {}
+        spelled: dict[str, list[int]] = {}
         for index, term in enumerate(terms):
-            by_key.setdefault(_term_key(index, term), []).append(index)
+            key = _term_key(index, term)
+            by_key.setdefault(key, []).append(index)
+            if " " in key:
+                spelled.setdefault(key.replace(" ", ""), []).append(index)
         if not by_key:
             return cls(tuple(terms), None)
         automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY, ahocorasick.KEY_STRING)
-        for key, indices in by_key.items():
-            automaton.add_word(_to_bytes(key), _make_key(key, indices))
+        for key in by_key.keys() | spelled.keys():
+            made = _make_key(key, by_key.get(key, []), spelled.get(key, []))
+            automaton.add_word(_to_bytes(key), made)
         automaton.make_automaton()
         return cls(tuple(terms), automaton)
 
@@ -112,37 +127,40 @@ class TermMatcher:
 
     def first_normalized(self, norm: Normalized) -> TermMatch | None:
         """`first` on a text normalized once for many rules."""
-        best: tuple[int, int, _Key] | None = None  # (start, -chars, key)
-        for end, start, key in self._matches(norm.text):
+        best: tuple[int, int, int] | None = None  # (start, -chars, index)
+        for end, start, key, indices in self._matches(norm.text, norm.joined):
             if best is not None and end - self._max_length + 1 > best[0]:
                 # Matches come in order of their end: no later one can start
                 # at or before the best start any more.
                 break
-            candidate = (start, -key.chars, key)
+            candidate = (start, -key.chars, indices[0])
             if best is None or candidate[:2] < best[:2]:
                 best = candidate
         if best is None:
             return None
-        start, _, key = best
-        index = key.indices[0]
+        start, _, index = best
         return TermMatch(self._terms[index], index, norm.origin[start])
 
     def found_normalized(self, norm: Normalized) -> dict[int, TermMatch]:
         """`found` on a text normalized once for many rules."""
         result: dict[int, TermMatch] = {}
-        for _, start, key in self._matches(norm.text):
-            for index in key.indices:
+        for _, start, _, indices in self._matches(norm.text, norm.joined):
+            for index in indices:
                 if index not in result:  # matches of one key come in text order
                     result[index] = TermMatch(self._terms[index], index, norm.origin[start])
         return result
 
-    def _matches(self, text: str) -> Iterator[tuple[int, int, _Key]]:
-        """(end, start, key) of each match at proper word edges, in order of end.
+    def _matches(
+        self, text: str, joined: tuple[tuple[int, int], ...] = ()
+    ) -> Iterator[tuple[int, int, _Key, tuple[int, ...]]]:
+        """(end, start, key, term indices) of each match at proper word edges,
+        in order of end.
 
         `end` (inclusive) is in the automaton's units (bytes, which are also
         characters for ASCII text) and `start` in characters of `text`;
         byte and character offsets grow together, so a caller may compare
-        `end` against the longest key to stop early.
+        `end` against the longest key to stop early. Inside a `joined` run
+        of spaced-out letters any letter may begin or end a word.
         """
         if self._automaton is None or not text:
             return
@@ -155,8 +173,14 @@ class TermMatcher:
                 start = start_byte
             else:
                 start, cursor = _char_offset(data, start_byte, cursor)
-            if _edges_ok(text, start, start + key.chars, key):
-                yield end, start, key
+            stop = start + key.chars
+            if not joined:
+                if key.indices and _edges_ok(text, start, stop, key):
+                    yield end, start, key, key.indices
+                continue
+            indices = _in_runs(text, start, stop, key, joined)
+            if indices:
+                yield end, start, key, indices
 
 
 def _term_key(index: int, term: str) -> str:
@@ -173,14 +197,32 @@ def _term_key(index: int, term: str) -> str:
     return key
 
 
-def _make_key(key: str, indices: list[int]) -> _Key:
+def _make_key(key: str, indices: list[int], joined_only: list[int]) -> _Key:
     return _Key(
         length=len(_to_bytes(key)),
         chars=len(key),
         word_start=_is_word(key[0]),
         word_end=_is_word(key[-1]),
         indices=tuple(indices),
+        joined_only=tuple(joined_only),
     )
+
+
+def _in_runs(
+    text: str, start: int, stop: int, key: _Key, joined: tuple[tuple[int, int], ...]
+) -> tuple[int, ...]:
+    """The term indices a match text[start:stop] counts for, given the runs of
+    joined spaced-out letters: an edge inside a run needs no word edge, and
+    a term spelled out without its spaces counts only within one run."""
+    free_start = any(low < start < high for low, high in joined)
+    free_stop = any(low < stop < high for low, high in joined)
+    if key.word_start and not free_start and start > 0 and _is_word(text[start - 1]):
+        return ()
+    if key.word_end and not free_stop and stop < len(text) and _is_word(text[stop]):
+        return ()
+    if key.joined_only and any(low <= start and stop <= high for low, high in joined):
+        return key.indices + key.joined_only
+    return key.indices
 
 
 def _to_bytes(text: str) -> str:

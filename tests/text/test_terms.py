@@ -34,6 +34,44 @@ def test_banned_word_found_with_offset(text: str, offset: int) -> None:
     assert first(["free"], text) == TermMatch("free", 0, offset)
 
 
+@pytest.mark.parametrize(
+    ("text", "offset"),
+    [
+        ("Get a f r e e gift", 6),  # a one-letter word joins the run: "afree"
+        ("Get a F.R.E.E gift", 6),
+        ("win a f-r-e-e phone", 6),
+        ("I f r e e", 2),
+    ],
+)
+def test_spaced_term_after_a_one_letter_word(text: str, offset: int) -> None:
+    assert first(["free"], text) == TermMatch("free", 0, offset)
+
+
+@pytest.mark.parametrize(
+    ("term", "text"),
+    [
+        ("no risk", "n o r i s k"),
+        ("get rich quick", "g.e.t r.i.c.h q.u.i.c.k"),
+        ("guaranteed returns", "G.U.A.R.A.N.T.E.E.D. R.E.T.U.R.N.S."),
+    ],
+)
+def test_several_words_spelled_out_letter_by_letter(term: str, text: str) -> None:
+    assert first([term], f"now {text}!") == TermMatch(term, 0, 4)
+
+
+def test_a_spelled_term_needs_a_run_of_spaced_letters() -> None:
+    # Without its spaces the term counts only where letters were spaced out.
+    assert first(["no risk"], "norisk") is None
+    assert first(["no risk"], "no riskier") is None
+    assert first(["free"], "a freed man") is None
+
+
+def test_cjk_and_a_lone_latin_letter_with_spaces_between() -> None:
+    for text in ("大促 回 T退订", "大促 回T 退订", "回 T 退订"):
+        assert first(["回T退订"], text) is not None, text
+    assert first(["回T退订"], "回 TD 退订") is None
+
+
 def test_spaced_term_with_a_letter_that_expands() -> None:
     # ß folds to ss: still one of the spaced-out letters the sender wrote.
     assert first(["jsßau"], "buy j.s.ß.a.u now") == TermMatch("jsßau", 0, 4)
