@@ -344,6 +344,7 @@ async def _check_lines(
     from gateway.adapters.native import CheckRequest, decode_json, parse_native, to_message
     from gateway.audit.memory import MemoryTrail
     from gateway.clock import SystemClock
+    from gateway.model import Channel, Code, Reason
     from gateway.policy.holder import Policies
     from gateway.runtime import start
     from gateway.store.base import Store
@@ -366,18 +367,26 @@ async def _check_lines(
         for number, line in lines:
             try:
                 item = parse_native(decode_json(_utf8(line)), CheckRequest)
-                message = to_message(
-                    item,
-                    route=route.name if route else "native",
-                    sender=item.sender or (route.default_sender if route else None) or "default",
-                    category=item.category
+                head = {
+                    "route": route.name if route else "native",
+                    "sender": item.sender or (route.default_sender if route else None) or "default",
+                    "category": item.category
                     or (route.default_category if route else None)
                     or "marketing",
-                )
+                }
+                try:
+                    message = to_message(item, **head)
+                except InvalidRecipient as exc:
+                    # As POST /v1/check answers: a decision rejecting the recipient.
+                    reason = Reason("recipient", Code.INVALID_RECIPIENT, str(exc))
+                    unparsed = head | {"channel": Channel(item.channel), "address": item.to}
+                    refused = await rt.gateway.refuse_unparsed(unparsed, reason, record=False)
+                    print(json.dumps(refused.to_json(), ensure_ascii=False))
+                    continue
                 when = item.at.astimezone(UTC) if item.at else at
                 decision = await rt.gateway.check(message, when)
                 print(json.dumps(decision.to_json(), ensure_ascii=False))
-            except (InputError, InvalidRecipient) as exc:
+            except InputError as exc:
                 failed += 1
                 print(json.dumps({"line": number, "error": str(exc)}, ensure_ascii=False))
     finally:

@@ -131,11 +131,16 @@ def test_check_json_lines_one_answer_per_line() -> None:
     assert out[0]["decision"] == "allow"
     assert out[1]["line"] == 2 and out[1]["error"].startswith("the body is not valid JSON")
     assert out[2]["decision"] == "defer" and out[2]["deliver_at"] == "2026-06-03T12:00:00Z"
-    assert out[3] == {
-        "line": 4,
-        "error": "'12' is not a phone number in international form (+ and country code)",
-    }
-    assert done.returncode == 1
+    # A number that is not one is a decision, as POST /v1/check answers it.
+    assert out[3]["decision"] == "reject"
+    assert out[3]["reasons"] == [
+        {
+            "rule": "recipient",
+            "code": "invalid_recipient",
+            "message": "'12' is not a phone number in international form (+ and country code)",
+        }
+    ]
+    assert done.returncode == 1  # line 2 was not a message
 
 
 def test_check_with_at_flag(tmp_path: Path) -> None:
