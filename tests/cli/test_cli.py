@@ -77,6 +77,26 @@ def test_policy_test_reports_a_failing_case(tmp_path: Path) -> None:
     )
 
 
+def test_policy_test_cases_with_bad_recipients_and_bad_messages(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(LENGTH_RULE)
+    (tmp_path / "a.test.yaml").write_text(
+        "cases:\n"
+        "  - name: not a number\n    at: '2026-06-02T11:00:00Z'\n"
+        "    message: {channel: sms, to: '+1 555', body: 'hi'}\n"
+        "    expect: {decision: reject, code: invalid_recipient}\n"
+        "  - name: no channel\n    at: '2026-06-02T11:00:00Z'\n"
+        "    message: {channel: fax, to: '+12125550100', body: 'hi'}\n"
+        "    expect: {decision: allow}\n"
+    )
+    done = run("policy", "test", str(tmp_path))
+    assert done.returncode == 1
+    [failure] = done.stdout.splitlines()  # the recipient case passes, as the API decides it
+    assert failure.endswith(
+        "a.test.yaml: no channel: expected allow, got an invalid case"
+        " (\"channel: Input should be 'sms', 'email' or 'push'\")"
+    )
+
+
 def test_policy_test_cases_with_consents(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(
         "rules:\n  - {id: opt-in, type: consent, lists: ['consent:{sender}']}\n"
