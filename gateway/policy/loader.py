@@ -109,15 +109,17 @@ def load_bundle(folder: Path, packs: Sequence[str] = ()) -> Bundle:
     sources: dict[str, tuple[str, int]] = {}
     for path in files:
         name = reader.name(path)
-        for rule, line in _load_file(path, name, reader, problems):
-            if rule.id in sources:
-                first = "{}:{}".format(*sources[rule.id])
-                problems.append(
-                    f"{name}:{line}: {rule.id}: id: '{rule.id}' is already used at {first}"
-                )
+        for rule_id, rule, line in _load_file(path, name, reader, problems):
+            # Also between rules with other problems: each is reported.
+            if rule_id in sources:
+                first = "{}:{}".format(*sources[rule_id])
+                shown = _shorten(rule_id)
+                problems.append(f"{name}:{line}: {shown}: id: '{shown}' is already used at {first}")
                 continue
-            sources[rule.id] = (name, line)
-            rules.append(rule)
+            if rule_id is not None:
+                sources[rule_id] = (name, line)
+            if rule is not None:
+                rules.append(rule)
     if problems:
         raise PolicyError(sorted(map(_one_line, problems), key=_reading_order))
     return Bundle(reader.version(), tuple(rules), tuple(reader.seen), sources, folder)
@@ -147,7 +149,9 @@ def _reading_order(problem: str) -> tuple[str, int]:
 
 def _load_file(
     path: Path, name: str, reader: _Reader, problems: list[str]
-) -> list[tuple[Rule, int]]:
+) -> list[tuple[str | None, Rule | None, int]]:
+    """(id, rule, line) of each rule of the file: the rule None where it has
+    problems (added to `problems`), the id None where it has none."""
     try:
         doc = parse(reader.read_text(path))
     except OSError as exc:
@@ -162,8 +166,8 @@ def _load_file(
     for index, item in enumerate(items):
         where = _Where(name, doc, ("rules", index), item)
         rule = _compile_rule(item, where, ctx, problems)
-        if rule is not None:
-            out.append((rule, where.line(())))
+        rule_id = item.get("id") if isinstance(item, dict) else None
+        out.append((rule_id if isinstance(rule_id, str) else None, rule, where.line(())))
     return out
 
 
@@ -251,6 +255,8 @@ def _explain(
     seen: set[str] = set()
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
+        if not loc and hasattr(model, "whole_rule_field"):
+            loc = (model.whole_rule_field,)  # "give terms, terms_file, or both": at terms
         # A value-or-list field fails once per form it may take: one problem
         # (the first form's) is enough for one mistake.
         field = _field_name(loc)

@@ -9,7 +9,15 @@ import re
 import string
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 from gateway.model import Action, Channel
 
@@ -94,34 +102,36 @@ class RuleBase(Strict):
         return action
 
 
+def _known_placeholders(name: str) -> str:
+    """A list name as str.format will fill it in for each message, so that a
+    name that passes here cannot fail there (a lone '{' or '}' would)."""
+    try:
+        parts = list(string.Formatter().parse(name))
+    except ValueError:
+        raise ValueError(
+            f"'{name}' has a '{{' or '}}' without its pair (write {{{{ or }}}} for one)"
+        ) from None
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        placeholder = field + (f"!{conversion}" if conversion else "")
+        placeholder += f":{spec}" if spec else ""
+        if placeholder not in ("sender", "route", "channel", "category"):
+            raise ValueError(
+                f"'{name}' uses {{{placeholder}}}; use {{sender}}, {{route}}, {{channel}} or"
+                " {category}"
+            )
+    return name
+
+
 class ListsRule(RuleBase):
     """A rule that reads the recipient's lists (opt-outs, consents)."""
 
-    lists: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
-
-    @field_validator("lists")
-    @classmethod
-    def _known_placeholders(cls, lists: list[str]) -> list[str]:
-        for name in lists:
-            # Parsed as str.format will fill it in for each message, so a name
-            # that passes here cannot fail there (a lone '{' or '}' would).
-            try:
-                parts = list(string.Formatter().parse(name))
-            except ValueError:
-                raise ValueError(
-                    f"'{name}' has a '{{' or '}}' without its pair (write {{{{ or }}}} for one)"
-                ) from None
-            for _, field, spec, conversion in parts:
-                if field is None:
-                    continue
-                placeholder = field + (f"!{conversion}" if conversion else "")
-                placeholder += f":{spec}" if spec else ""
-                if placeholder not in ("sender", "route", "channel", "category"):
-                    raise ValueError(
-                        f"'{name}' uses {{{placeholder}}}; "
-                        "use {sender}, {route}, {channel} or {category}"
-                    )
-        return lists
+    # Each name checked on its own, so that every bad one is reported.
+    lists: Annotated[
+        list[Annotated[str, Field(min_length=1), AfterValidator(_known_placeholders)]],
+        Field(min_length=1),
+    ]
 
 
 class OptOutRule(ListsRule):
@@ -158,6 +168,8 @@ LengthField = Literal["body", "subject", "title", "payload"]
 
 
 class ContentLengthRule(RuleBase):
+    # Where a problem of the rule as a whole is shown (the one field to add).
+    whole_rule_field: ClassVar[str] = "max_segments"
     type: Literal["content_length"]
     field: LengthField = "body"
     max_segments: Annotated[int, Field(ge=1, strict=True)] | None = None
@@ -172,6 +184,8 @@ class ContentLengthRule(RuleBase):
 
 
 class BannedTermsRule(RuleBase):
+    # Where a problem of the rule as a whole is shown (the one field to add).
+    whole_rule_field: ClassVar[str] = "terms"
     type: Literal["banned_terms"]
     terms: list[str] = []
     terms_file: str | None = None
@@ -185,6 +199,8 @@ class BannedTermsRule(RuleBase):
 
 
 class RequiredTextRule(RuleBase):
+    # Where a problem of the rule as a whole is shown (the one field to add).
+    whole_rule_field: ClassVar[str] = "any_of"
     type: Literal["required_text"]
     any_of: Annotated[list[str], Field(min_length=1)] | None = None
     all_of: Annotated[list[str], Field(min_length=1)] | None = None

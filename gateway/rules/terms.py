@@ -11,7 +11,7 @@ from typing import ClassVar
 from gateway.model import Code, RuleResult
 from gateway.policy.schema import BannedTermsRule, RequiredTextRule
 from gateway.rules.base import CompileContext, PureRule, RuleConfigError, TextCache
-from gateway.text.terms import TermError, TermMatcher, load_terms_file
+from gateway.text.terms import TermError, TermMatcher, load_terms_file, term_problem
 
 # pyahocorasick stores a term as one trie node per UTF-8 byte and frees the
 # nodes recursively: a term of a few hundred thousand bytes overflows the
@@ -27,9 +27,11 @@ def _too_long(term: str) -> str | None:
 
 
 def _compile(terms: list[str], field: str) -> TermMatcher:
+    problems = []
     for index, term in enumerate(terms):
-        if (why := _too_long(term)) is not None:
-            raise RuleConfigError(f"{field}[{index}]", why)
+        if (why := _too_long(term) or term_problem(term)) is not None:
+            problems.append(RuleConfigError(f"{field}[{index}]", why))
+    RuleConfigError.raise_all(problems)  # every bad term, not the first only
     try:
         return TermMatcher.compile(terms)
     except TermError as exc:
@@ -71,9 +73,13 @@ def _file_terms(spec: BannedTermsRule, ctx: CompileContext) -> list[str]:
     except OSError as exc:  # as load_terms_file words its own
         why = exc.strerror or str(exc)
         raise RuleConfigError("terms_file", f"cannot read terms file '{path}': {why}") from None
-    for number, term in lines:
-        if (too_long := _too_long(term)) is not None:
-            raise RuleConfigError("terms_file", f"terms file '{path}' line {number}: {too_long}")
+    RuleConfigError.raise_all(
+        [
+            RuleConfigError("terms_file", f"terms file '{path}' line {number}: {too_long}")
+            for number, term in lines
+            if (too_long := _too_long(term)) is not None
+        ]
+    )
     return [term for _, term in lines]
 
 

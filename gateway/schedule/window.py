@@ -110,6 +110,7 @@ class Window:
             ]
         parsed_days = part(lambda: _parse_days(days))
         calendar = part(lambda: _parse_calendar(holiday_calendar, exclude_holidays))
+        problems = [each for problem in problems for each in (problem, *problem.others)]
         if problems:
             problems[0].others = problems[1:]
             raise problems[0]
@@ -172,13 +173,17 @@ def _parse_days(days: Sequence[str] | None) -> frozenset[int]:
             "days", "is empty, so the window would never open (leave it out to allow every day)"
         )
     parsed = set()
+    wrong: list[WindowError] = []
     for i, name in enumerate(days):
         key = name.strip().lower() if isinstance(name, str) else None
         if key not in DAY_NAMES:
-            raise WindowError(
-                f"days[{i}]", f"{_quote(name)} is not a day (use {', '.join(DAY_NAMES)})"
-            )
+            why = f"{_quote(name)} is not a day (use {', '.join(DAY_NAMES)})"
+            wrong.append(WindowError(f"days[{i}]", why))
+            continue
         parsed.add(DAY_NAMES.index(key))
+    if wrong:
+        wrong[0].others = wrong[1:]
+        raise wrong[0]
     return frozenset(parsed)
 
 

@@ -39,7 +39,7 @@ import ahocorasick
 
 from gateway.text.normalize import Normalized, normalize, normalize_term
 
-__all__ = ["TermError", "TermMatch", "TermMatcher", "load_terms_file"]
+__all__ = ["TermError", "TermMatch", "TermMatcher", "load_terms_file", "term_problem"]
 
 
 class TermError(ValueError):
@@ -183,17 +183,22 @@ class TermMatcher:
                 yield end, start, key, indices
 
 
-def _term_key(index: int, term: str) -> str:
+def term_problem(term: str) -> str | None:
+    """Why `term` cannot be matched (empty, or nothing left once normalized), or None."""
     if not term:
-        raise TermError(index, term, "term is empty")
-    key = normalize_term(term)
-    if not key:
-        raise TermError(
-            index,
-            term,
-            f"term {term!r} normalizes to nothing (only spaces, separators"
-            " or invisible characters)",
+        return "term is empty"
+    if not normalize_term(term):
+        return (
+            f"term {term!r} normalizes to nothing (only spaces, separators or invisible characters)"
         )
+    return None
+
+
+def _term_key(index: int, term: str) -> str:
+    key = normalize_term(term) if term else ""
+    if not key:
+        why = term_problem(term)
+        raise TermError(index, term, why or "term is empty")
     return key
 
 

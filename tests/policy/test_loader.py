@@ -190,7 +190,8 @@ def test_placeholders_in_lists(write_policies: Writer, kind: str) -> None:
         {"a.yaml": f'rules:\n  - id: o\n    type: {kind}\n    lists: ["x:{{foo}}"]\n'}
     )
     assert problems(root) == [
-        "a.yaml:4: o: lists: 'x:{foo}' uses {foo}; use {sender}, {route}, {channel} or {category}"
+        "a.yaml:4: o: lists[0]: 'x:{foo}' uses {foo}; use {sender}, {route}, {channel} or"
+        " {category}"
     ]
 
 
@@ -436,7 +437,9 @@ def test_cap_windows_are_at_most_ten_years(write_policies: Writer) -> None:
         found[0] == "a.yaml:2: c: limits[0].per: '999999999999d' is longer than 3650d (ten years)"
     )
     assert found[1].endswith("d' is longer than 3650d (ten years)")
-    assert len(found) == 2 and len(found[1]) < 700
+    assert len(found[1]) < 700
+    # Two rules with problems, and the same id: reported too.
+    assert len(found) == 3 and found[2].startswith("b.yaml:2: c: id: 'c' is already used at ")
     ok = write_policies({"a.yaml": rule % "3650d"}, folder="ok")
     assert load_bundle(ok).rules[0].limits[0].per_ms == 3650 * 86_400_000  # type: ignore[attr-defined]
 
@@ -445,8 +448,10 @@ def test_opt_out_list_braces_must_pair(write_policies: Writer) -> None:
     root = write_policies(
         {"a.yaml": "rules:\n  - {id: o, type: opt_out, lists: ['a}', 'sender:{sender']}\n"}
     )
-    assert problems(root) == [
-        "a.yaml:2: o: lists: 'a}' has a '{' or '}' without its pair (write {{ or }} for one)"
+    assert problems(root) == [  # every bad name, each at its place
+        "a.yaml:2: o: lists[0]: 'a}' has a '{' or '}' without its pair (write {{ or }} for one)",
+        "a.yaml:2: o: lists[1]: 'sender:{sender' has a '{' or '}' without its pair"
+        " (write {{ or }} for one)",
     ]
     ok = write_policies(
         {"a.yaml": "rules:\n  - {id: o, type: opt_out, lists: ['{{x}}:{sender}']}\n"},
@@ -575,3 +580,33 @@ def test_shipped_packs_with_terms_files_load() -> None:
     policies = Path(__file__).resolve().parents[2] / "policies"
     packs = sorted(p.name for p in (policies / "packs").iterdir() if p.is_dir())
     assert load_bundle(policies, packs).rules
+
+
+def test_every_bad_item_of_a_list_and_every_duplicate_id(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules:\n"
+            "  - {id: x, type: opt_out, lists: []}\n"
+            "  - {id: x, type: opt_out, lists: [global]}\n"
+            "  - id: w\n"
+            "    type: time_window\n"
+            '    allow: {hours: "08:00-21:00", days: [mon, funday, xday]}\n'
+            '  - {id: t, type: banned_terms, terms: ["", "ok", "\u200b"]}\n'
+            "  - {id: t3, type: banned_terms}\n"
+            "  - {id: r, type: required_text}\n"
+            "  - {id: c, type: content_length}\n"
+        }
+    )
+    found = problems(root)
+    assert found[1].startswith("a.yaml:3: x: id: 'x' is already used at ")
+    assert found[2:] == [
+        "a.yaml:6: w: allow.days[1]: 'funday' is not a day (use mon, tue, wed, thu, fri, sat, sun)",
+        "a.yaml:6: w: allow.days[2]: 'xday' is not a day (use mon, tue, wed, thu, fri, sat, sun)",
+        "a.yaml:7: t: terms[0]: term is empty",
+        "a.yaml:7: t: terms[2]: term '\\u200b' normalizes to nothing (only spaces, separators"
+        " or invisible characters)",
+        # A rule missing its one needed field: the problem names that field.
+        "a.yaml:8: t3: terms: give terms, terms_file, or both",
+        "a.yaml:9: r: any_of: give exactly one of any_of, all_of",
+        "a.yaml:10: c: max_segments: give at least one of max_segments, max_chars, max_bytes",
+    ]
