@@ -26,15 +26,17 @@ from gateway.web import admin, dropin, inbound, messages, unsubscribe
 from gateway.web.direct import GatewayApp
 from gateway.web.errors import HANDLERS
 
+ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 ROUTES = [
     Route("/v1/messages", messages.send, methods=["POST"]),
     Route("/v1/check", messages.check, methods=["POST"]),
     Route("/v1/sandbox/messages", messages.sandbox_messages, methods=["GET"]),
     # Drop-in provider paths; each answers 404 unless a route with its adapter is configured.
-    Route("/2010-04-01/Accounts/{account}/Messages.json", dropin.twilio, methods=["POST"]),
-    Route("/v3/mail/send", dropin.sendgrid, methods=["POST"]),
+    # Drop-in paths take every method: a wrong one is answered in the provider's shape.
+    Route("/2010-04-01/Accounts/{account}/Messages.json", dropin.twilio, methods=ANY),
+    Route("/v3/mail/send", dropin.sendgrid, methods=ANY),
     Route("/v1/inbound/twilio", inbound.twilio, methods=["POST"]),
-    Route("/v1/projects/{project}/messages:send", dropin.fcm, methods=["POST"]),
+    Route("/v1/projects/{project}/messages:send", dropin.fcm, methods=ANY),
     Route("/v1/unsubscribe", unsubscribe.one_click, methods=["POST"]),
     Route("/v1/unsubscribe", unsubscribe.confirm, methods=["GET"]),
     Route("/v1/unsubscribe/links", unsubscribe.make_link, methods=["POST"]),

@@ -68,9 +68,9 @@ class ApiKeys:
             role = self._role(_header(scope, b"authorization"))
         if role is None:
             where = "X-Gateway-Key" if path.startswith(DROP_IN) else "Authorization: Bearer ..."
-            return json_response({"error": f"an API key is needed ({where})"}, 401)
+            return _refused(path, 401, f"an API key is needed ({where})")
         if not allowed(role, method, path):
-            return json_response({"error": f"the {role} role may not {method} {path}"}, 403)
+            return _refused(path, 403, f"the {role} role may not {method} {path}")
         return None
 
     def _role(self, header: bytes) -> str | None:
@@ -97,6 +97,22 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         await response(scope, receive, send)
+
+
+# A drop-in sender's client reads errors in its provider's shape only.
+_PROVIDER_OF = {"/2010-04-01/": "twilio", "/v3/mail/send": "sendgrid", "/v1/projects/": "fcm"}
+
+
+def _refused(path: str, status: int, message: str) -> Response:
+    """The 401 or 403 answer: in the provider's shape on its drop-in paths."""
+    found = (name for prefix, name in _PROVIDER_OF.items() if path.startswith(prefix))
+    provider = next(found, None)
+    if provider is None:
+        return json_response({"error": message}, status)
+    from gateway.relay import ADAPTERS
+    from gateway.web.dropin import REJECT, respond
+
+    return respond(ADAPTERS[provider].error(status, message).with_headers([REJECT]))
 
 
 def _header(scope: Scope, name: bytes) -> bytes:

@@ -43,7 +43,7 @@ from gateway.web.http import read_body
 from gateway.web.once import once, scope_key
 
 Headers = list[tuple[str, str]]
-_REJECT = ("X-Gateway-Decision", "reject")
+REJECT = ("X-Gateway-Decision", "reject")
 
 
 async def twilio(request: Request) -> Response:
@@ -62,22 +62,25 @@ async def handle(request: Request, name: str) -> Response:
     """Every failure the gateway answers itself comes back in the provider's shape."""
     rt: Runtime = request.app.state.runtime
     adapter = ADAPTERS[name]
+    if request.method != "POST":
+        answer = adapter.error(405, f"{request.method} is not allowed here; send with POST")
+        return respond(answer.with_headers([("Allow", "POST"), REJECT]))
     route = rt.settings.adapter_route(name)
     if route is None:
         answer = adapter.error(404, f"no {name} route is configured on this gateway")
-        return respond(answer.with_headers([_REJECT]))
+        return respond(answer.with_headers([REJECT]))
     if any(value in (".", "..") for value in request.path_params.values()):
         # The upstream's client would fold `Accounts/../Messages.json` into
         # another path: no provider names an account or project so.
         return respond(
-            adapter.error(404, f"no such path: {request.url.path}").with_headers([_REJECT])
+            adapter.error(404, f"no such path: {request.url.path}").with_headers([REJECT])
         )
     try:
         return await _handle(rt, request, adapter, route)
     except InputError as exc:
-        return respond(adapter.bad_input(exc).with_headers([_REJECT]))
+        return respond(adapter.bad_input(exc).with_headers([REJECT]))
     except ConflictError as exc:
-        return respond(adapter.error(409, str(exc)).with_headers([_REJECT]))
+        return respond(adapter.error(409, str(exc)).with_headers([REJECT]))
     except (StoreUnavailable, AuditUnavailable) as exc:
         what = "state store" if isinstance(exc, StoreUnavailable) else "audit trail"
         answer = adapter.error(503, f"the gateway's {what} is unreachable; nothing was sent")
@@ -136,7 +139,7 @@ async def _refuse_recipient(
     }
     reason = Reason("recipient", Code.INVALID_RECIPIENT, str(exc))
     decision = await rt.gateway.refuse_unparsed(head, reason, record=True)
-    headers = [_REJECT, ("X-Gateway-Decision-Id", decision.decision_id)]
+    headers = [REJECT, ("X-Gateway-Decision-Id", decision.decision_id)]
     return respond(adapter.bad_input(exc).with_headers(headers))
 
 

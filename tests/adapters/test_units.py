@@ -143,9 +143,26 @@ def test_gateway_key_comes_in_its_own_header(make_client: Make) -> None:
     form = {"To": "+12125550100", "From": "+12125550199", "Body": "Hi"}
     basic = {"Authorization": "Basic " + base64.b64encode(b"AC1:tok").decode()}
     refused = client.post(TWILIO_PATH, data=form, headers=basic)
-    assert refused.status_code == 401 and "X-Gateway-Key" in refused.json()["error"]
+    # In Twilio's shape: the sender's SDK reads nothing else.
+    assert refused.status_code == 401 and "X-Gateway-Key" in refused.json()["message"]
+    assert refused.json()["code"] == 20401
+    assert refused.headers["x-gateway-decision"] == "reject"
+    fcm = client.post("/v1/projects/p/messages:send", json={})
+    assert fcm.status_code == 401 and fcm.json()["error"]["status"] == "UNAUTHENTICATED"
     allowed = client.post(TWILIO_PATH, data=form, headers=basic | {"X-Gateway-Key": "gw-key"})
     assert allowed.status_code == 201
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+def test_another_method_is_405_in_the_providers_shape(client: TestClient, method: str) -> None:
+    twilio = client.request(method, TWILIO_PATH)
+    assert (twilio.status_code, twilio.json()["code"]) == (405, 20405)
+    assert twilio.headers["allow"] == "POST"
+    assert twilio.headers["x-gateway-decision"] == "reject"
+    sendgrid = client.request(method, "/v3/mail/send")
+    assert sendgrid.status_code == 405 and "POST" in sendgrid.json()["errors"][0]["message"]
+    fcm = client.request(method, "/v1/projects/p/messages:send")
+    assert fcm.status_code == 405 and fcm.json()["error"]["code"] == 405
 
 
 def test_store_down_is_503_in_the_providers_shape_and_nothing_is_sent(make_client: Make) -> None:
