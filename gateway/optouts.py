@@ -37,6 +37,7 @@ class Row:
     number: int  # the row's line in the file, from 1
     address: str  # normalized; or a stored recipient (hmac:...)
     note: str | None
+    hint: str | None = None  # a stored recipient's, from an export's recipient_hint column
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,7 @@ class Parsing:
     def steps(self, text: str) -> Iterator[None]:
         """Read the file, pausing (yielding) after every YIELD_EVERY rows."""
         lines = csv.reader(text.removeprefix("\ufeff").splitlines())
-        columns: tuple[int, int | None] | None = None  # (address, note) positions
+        columns: tuple[int, int | None, int | None] | None = None  # address, note, hint
         for number, fields in enumerate(lines, 1):
             if number % YIELD_EVERY == 0:
                 yield
@@ -82,7 +83,7 @@ class Parsing:
                 columns = _header(fields)
                 if columns is not None:
                     continue
-                columns = (0, None)
+                columns = (0, None, None)
                 if _HEADER_WORDS.intersection(f.strip().lower() for f in fields):
                     self.problems.append(
                         f"row {number} looks like a header but names no 'address'"
@@ -115,19 +116,27 @@ _HEADER_WORDS = frozenset(
 )
 
 
-def _header(fields: list[str]) -> tuple[int, int | None] | None:
+def _header(fields: list[str]) -> tuple[int, int | None, int | None] | None:
     names = [field.strip().lower() for field in fields]
-    # "recipient": the column of an export, which holds stored recipients.
+    # "recipient": the column of an export, which holds stored recipients
+    # (and their masked hints in "recipient_hint").
     column = next((name for name in ("address", "recipient") if name in names), None)
     if column is None:
         return None
-    return names.index(column), names.index("note") if "note" in names else None
+
+    def at(name: str) -> int | None:
+        return names.index(name) if name in names else None
+
+    return names.index(column), at("note"), at("recipient_hint")
 
 
 def _row(
-    number: int, fields: list[str], columns: tuple[int, int | None], problems: list[str]
+    number: int,
+    fields: list[str],
+    columns: tuple[int, int | None, int | None],
+    problems: list[str],
 ) -> Row | None:
-    at, note_at = columns
+    at, note_at, hint_at = columns
     raw = fields[at].strip() if at < len(fields) else ""
     note = None
     if note_at is not None and note_at < len(fields):
@@ -139,7 +148,9 @@ def _row(
         problems.append(f"row {number}: the note is longer than {MAX_NOTE} characters")
         return None
     if STORED_RECIPIENT.fullmatch(raw):
-        return Row(number, raw, note)
+        given = hint_at is not None and hint_at < len(fields)
+        shown = fields[hint_at].strip()[:64] if hint_at is not None and given else ""
+        return Row(number, raw, note, shown or None)
     try:
         return Row(number, normalize_address(raw), note)
     except InvalidRecipient as exc:
@@ -160,7 +171,7 @@ async def add_all(
     for done, row in enumerate(rows, 1):
         stored = row.address.startswith("hmac:")
         recipient = row.address if stored else pseudonyms.token(row.address)
-        shown = "…" if stored else hint(row.address)
+        shown = (row.hint or "…") if stored else hint(row.address)
         entry = OptOutEntry(list_name, recipient, shown, at_ms, "import", row.note)
         added += await store.opt_out_put(entry)
         if progress is not None:
