@@ -44,7 +44,14 @@ class TwilioInputError(InputError):
 
 def parse_form(raw: bytes) -> dict[str, list[str]]:
     try:
-        pairs = parse_qsl(decode_text(raw), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+        # strict: a percent-escape that is not UTF-8 would be judged as U+FFFD
+        # while its bytes go upstream as they are.
+        pairs = parse_qsl(
+            decode_text(raw), keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="strict"
+        )
+    except UnicodeDecodeError:
+        why = "the form cannot be read: a value is not UTF-8 text once its %-escapes are decoded"
+        raise TwilioInputError(20400, why, "body") from None
     except ValueError as exc:
         raise TwilioInputError(20400, f"the form cannot be read: {exc}", "body") from None
     form: dict[str, list[str]] = {}

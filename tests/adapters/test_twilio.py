@@ -284,6 +284,8 @@ def test_raw_request_goes_byte_for_byte_and_repeats_answer_once(live: Live) -> N
         (b"To=%2B12125550100&From=%2B12125550199", 21602),
         (b"To=%2B12125550100&To=%2B12125550101&From=x&Body=hi", 20400),
         (b"\xff\xfe", 20400),
+        (b"To=%2B12125550100&From=%2B12125550199&Body=fr%FFee", 20400),
+        (b"To=%2B12125550100&From=%2B12125550199&Body=%ED%A0%80", 20400),
     ],
 )
 def test_bad_input_is_a_twilio_400_and_records_nothing(live: Live, body: bytes, code: int) -> None:
