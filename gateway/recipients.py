@@ -283,8 +283,10 @@ def parse_email(text: str) -> Recipient:
         raise InvalidRecipient(
             f"'{text}' is not an email address", {"to": "not a valid email address"}
         )
-    local, domain = address.rsplit("@", 1)
-    return Recipient(f"{local}@{domain.lower()}", RecipientKind.EMAIL)
+    # The whole address in lower case: RFC 5321 lets a server tell local parts
+    # apart by case, but mail providers deliver B@ and b@ to one mailbox, and an
+    # opt-out given as one must stop mail sent to the other.
+    return Recipient(address.lower(), RecipientKind.EMAIL)
 
 
 def parse_push(text: str) -> Recipient:

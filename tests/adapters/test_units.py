@@ -40,7 +40,7 @@ def test_sendgrid_reads_every_recipient_with_its_subject() -> None:
     )
     items = SENDGRID.items(incoming, CTX)
     assert [i.message.recipient.address for i in items] == [
-        "A@example.com",
+        "a@example.com",  # the address as one mailbox: lower case
         "b@example.com",
         "c@example.com",
     ]
