@@ -213,11 +213,11 @@ def app_from_env() -> Any:
 
 
 def _policy_folder(args: argparse.Namespace) -> tuple[Path, list[str]]:
-    if args.dir is not None:
-        settings = load_settings(args.config) if args.config else None
-        return args.dir, settings.packs if settings else []
+    """The folder to read (the argument, else the config's) and the packs the
+    config switches on (the config file, else ./gateway.yaml, and GATEWAY_PACKS),
+    so that what is checked or tested is the bundle `serve` would run."""
     settings = load_settings(args.config)
-    return settings.policies, settings.packs
+    return (args.dir if args.dir is not None else settings.policies), settings.packs
 
 
 def _policy_check(args: argparse.Namespace) -> int:
@@ -374,16 +374,18 @@ async def _check_lines(
                     or (route.default_category if route else None)
                     or "marketing",
                 }
+                when = item.at.astimezone(UTC) if item.at else at
                 try:
                     message = to_message(item, **head)
                 except InvalidRecipient as exc:
                     # As POST /v1/check answers: a decision rejecting the recipient.
                     reason = Reason("recipient", Code.INVALID_RECIPIENT, str(exc))
                     unparsed = head | {"channel": Channel(item.channel), "address": item.to}
-                    refused = await rt.gateway.refuse_unparsed(unparsed, reason, record=False)
+                    refused = await rt.gateway.refuse_unparsed(
+                        unparsed, reason, record=False, at=when
+                    )
                     print(json.dumps(refused.to_json(), ensure_ascii=False))
                     continue
-                when = item.at.astimezone(UTC) if item.at else at
                 decision = await rt.gateway.check(message, when)
                 print(json.dumps(decision.to_json(), ensure_ascii=False))
             except InputError as exc:

@@ -35,6 +35,23 @@ def run(*args: str, stdin: str | None = None, cwd: Path = REPO) -> subprocess.Co
     )
 
 
+def test_policy_check_of_a_folder_takes_the_configs_packs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundle checked is the one `serve` would run: the folder given, with
+    the packs that ./gateway.yaml or GATEWAY_PACKS switch on."""
+    folder = str(REPO / "policies")
+    code, plain, _ = gateway(["policy", "check", folder], capsys, monkeypatch, tmp_path)
+    (tmp_path / "gateway.yaml").write_text("packs: [us-tcpa]\n")
+    code, packed, _ = gateway(["policy", "check", folder], capsys, monkeypatch, tmp_path)
+    (tmp_path / "gateway.yaml").unlink()
+    env = {"GATEWAY_PACKS": "[us-tcpa]"}
+    code, from_env, _ = gateway(["policy", "check", folder], capsys, monkeypatch, tmp_path, env=env)
+    assert code == 0 and ": 7 rules in 4 files" in plain
+    assert ": 8 rules in 5 files" in packed and ": 8 rules in 5 files" in from_env
+    assert packed.split("version ")[1] == from_env.split("version ")[1]
+
+
 def test_policy_check_on_the_sample_bundle() -> None:
     done = run("policy", "check", "policies")
     assert done.returncode == 0, done.stderr
@@ -142,7 +159,9 @@ def test_check_json_lines_one_answer_per_line() -> None:
                     "at": "2026-06-02T22:00:00-04:00",
                 }
             ),
-            json.dumps({"channel": "sms", "to": "12", "body": "hi"}),
+            json.dumps(
+                {"channel": "sms", "to": "12", "body": "hi", "at": "2026-06-02T22:00:00-04:00"}
+            ),
         ]
     )
     done = run("check", "--policies", "policies", "-", stdin=lines + "\n")
@@ -153,6 +172,7 @@ def test_check_json_lines_one_answer_per_line() -> None:
     assert out[2]["decision"] == "defer" and out[2]["deliver_at"] == "2026-06-03T12:00:00Z"
     # A number that is not one is a decision, as POST /v1/check answers it.
     assert out[3]["decision"] == "reject"
+    assert out[3]["at"] == "2026-06-03T02:00:00Z"  # judged at the moment asked (--at)
     assert out[3]["reasons"] == [
         {
             "rule": "recipient",
