@@ -401,13 +401,14 @@ class Gateway:
         self.trail.amend(decision.decision_id, changes)
 
     async def refuse_unparsed(
-        self, head: dict[str, Any], reason: Reason, *, record: bool
+        self, head: dict[str, Any], reason: Reason, *, record: bool, at: datetime | None = None
     ) -> Decision:
         """A refusal of a message that could not become a `Message` (its
         recipient is not a valid address): `head` holds the route, sender,
         channel, category and the address as given. Recorded like any decision
-        when `record` (a send, not a check): durable before the answer."""
-        now = self.clock.now()
+        when `record` (a send, not a check): durable before the answer. `at`:
+        the moment a check asks about (default now)."""
+        now = at or self.clock.now()
         address = head["address"]
         decision = Decision(
             decision_id=new_id(ms(now)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -64,7 +64,13 @@ def build_message(rt: Runtime, item: NativeMessage, route: Route) -> Message:
 
 
 async def invalid_recipient(
-    rt: Runtime, item: NativeMessage, route: Route, exc: InvalidRecipient, *, record: bool
+    rt: Runtime,
+    item: NativeMessage,
+    route: Route,
+    exc: InvalidRecipient,
+    *,
+    record: bool,
+    at: datetime | None = None,
 ) -> Response:
     """400 with a decision that rejects with invalid_recipient; a send records it."""
     sender, category = sender_and_category(rt, item, route)
@@ -76,7 +82,7 @@ async def invalid_recipient(
         "address": item.to,
     }
     reason = Reason("recipient", Code.INVALID_RECIPIENT, str(exc))
-    decision = await rt.gateway.refuse_unparsed(head, reason, record=record)
+    decision = await rt.gateway.refuse_unparsed(head, reason, record=record, at=at)
     body = decision.to_json() | {"error": str(exc), "fields": exc.fields}
     return JsonAnswer(dumps(body), 400, decision_headers(decision))
 
@@ -96,12 +102,13 @@ async def check_body(rt: Runtime, raw: bytes) -> Response:
     the plain ASGI one (gateway/web/direct.py)."""
     item = parse_native(decode_json(raw), CheckRequest)
     route = native_route(rt)
+    at = item.at.astimezone(UTC) if item.at else None
     try:
         message = build_message(rt, item, route)
     except InvalidRecipient as exc:
-        return await invalid_recipient(rt, item, route, exc, record=False)
+        return await invalid_recipient(rt, item, route, exc, record=False, at=at)
     try:
-        decision = await rt.gateway.check(message, item.at.astimezone(UTC) if item.at else None)
+        decision = await rt.gateway.check(message, at)
     except StoreUnavailable as exc:
         await _explain(rt, message, exc, record=False)
         raise

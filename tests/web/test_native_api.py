@@ -171,6 +171,8 @@ def test_an_invalid_recipient_checked_is_not_recorded(client: TestClient) -> Non
     assert answer.status_code == 400
     assert answer.headers["X-Gateway-Decision-Id"] == answer.json()["decision_id"]
     assert client.get("/v1/decisions").json()["decisions"] == []
+    asked = client.post("/v1/check", json=sms(to="+1 555", at="2026-06-02T22:00:00-04:00"))
+    assert asked.json()["at"] == "2026-06-03T02:00:00Z"  # the moment asked about
 
 
 def test_decisions_are_recorded_and_filtered(client: TestClient) -> None:
