@@ -8,10 +8,15 @@ out, cancel, unsubscribe" in a reply, and other wording a reasonable person
 reads as revocation: a reply that is one of the short phrases below
 ("please stop", "stop texting me") counts too.
 
-A reply is read whole: trimmed, case-folded (NFKC, so full-width letters
-fold too), with spaces, hyphens and underscores read as one space and the
-punctuation around it dropped. "Stop
-by our store" is not a keyword; "STOP!" and "Stop please" are.
+A reply is trimmed, case-folded (NFKC, so full-width letters fold too),
+with spaces, hyphens and underscores read as one space and the punctuation
+around it dropped. FCC 24-18's words count wherever they stand in the reply,
+as whole words ("Stop sending me these", "Cancel my subscription", even
+"stop by our store"): the gateway sends no clarifying question, and a
+revocation missed is a violation where one too many is a lost contact.
+So does 退订 anywhere in a reply. The other keywords count as the whole
+reply only: T, R and TD are letters of many replies, and consent (START,
+YES) is never read into a longer text.
 """
 
 from __future__ import annotations
@@ -41,6 +46,12 @@ _POLITE = regex.compile(
     r"remove me(?: from (?:this|your|the) list)?|take me off(?: (?:this|your|the) list)?)"
     r"(?: please)?(?: thanks| thank you)?"
 )
+# The FCC words as whole words anywhere in the reply (letters or digits around
+# a word make another word: "stopwatch", "backend").
+_REVOKES = regex.compile(
+    r"(?<![\p{L}\p{N}])(?:stop(?:all)?|quit|end|revoke|opt ?out|optout|cancel|unsubscribe)"
+    r"(?![\p{L}\p{N}])|退订"
+)
 _EDGES = regex.compile(r"^[\p{P}\p{S}\s]+|[\p{P}\p{S}\s]+$")
 _SPACES = regex.compile(r"[\s_-]+")  # "opt-out" reads as "opt out"
 
@@ -48,7 +59,7 @@ _SPACES = regex.compile(r"[\s_-]+")  # "opt-out" reads as "opt out"
 def read(reply: str) -> Ask | None:
     """What the reply asks for, or None when it is not a keyword."""
     text = _SPACES.sub(" ", _EDGES.sub("", unicodedata.normalize("NFKC", reply).casefold()))
-    if text in OPT_OUT or _POLITE.fullmatch(text):
+    if text in OPT_OUT or _POLITE.fullmatch(text) or _REVOKES.search(text):
         return Ask.OPT_OUT
     if text in OPT_IN:
         return Ask.OPT_IN

@@ -13,7 +13,12 @@ from gateway.keywords import Ask, read
      "quit", "REVOKE", "OPTOUT", "opt out", "Opt-Out", "ARRET", "arrêt", "TD", "T", "R",
      "退订", "回T退订", "Ｓｔｏｐ", "please stop", "Stop please", "Please stop texting me",
      "stop messaging me", "Unsubscribe me.", "remove me from your list", "take me off the list",
-     "opt me out", "stop sending me messages", "STOP thank you"],
+     "opt me out", "stop sending me messages", "STOP thank you",
+     # FCC 24-18: its words count wherever they stand in a reply.
+     "Stop sending me these", "Revoke consent", "Cancel my subscription", "Stop now",
+     "STOP STOP", "stop by our store", "I want to end this", "cancel my appointment",
+     "Don't stop", "yes, stop", "please unsubscribe me from all of this", "I opt-out",
+     "我要退订", "不要再发了，退订"],
 )  # fmt: skip
 def test_opt_out(text: str) -> None:
     assert read(text) is Ask.OPT_OUT
@@ -31,8 +36,8 @@ def test_help(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "no", "ok", "stop by our store", "I want to end this", "cancel my appointment",
-     "Don't stop", "stopwatch", "the end is near", "help me find the store", "yes please"],
+    ["", "no", "ok", "stopwatch", "the backend", "endless", "help me find the store",
+     "yes please", "Thanks, see you at 5", "T-shirt sizes?", "R u there", "I'll start tomorrow"],
 )  # fmt: skip
 def test_not_a_keyword(text: str) -> None:
     assert read(text) is None
