@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,8 @@ from gateway.recipients import Pseudonymizer, hint
 from gateway.store.base import DeferredMessage, Facts, Store
 from gateway.telemetry import current_trace_id
 from gateway.upstream.base import Outbound, Reply, Upstream
+
+log = logging.getLogger(__name__)
 
 
 def trace_id() -> str | None:
@@ -120,7 +123,14 @@ class Gateway:
         if deferred_from is not None:
             decision.extra["deferred_from"] = deferred_from
         if hold and decision.decision is Verdict.DEFER:
-            await self._hold(decision, message, payload(), now)
+            try:
+                await self._hold(decision, message, payload(), now)
+            except StoreUnavailable:
+                # The hold may still land (a write that timed out): the 503
+                # says nothing will be sent, so it is taken back (best effort).
+                with contextlib.suppress(StoreUnavailable):
+                    await self.store.defer_cancel(decision.decision_id)
+                raise
         try:
             await self._record(decision, message, now, plan, facts)
         except AuditUnavailable:
@@ -370,7 +380,7 @@ class Gateway:
         self.metrics.answered(decision.route, reply.status, reply.latency_ms)
         if not reply.accepted:
             if facts.counted:
-                await self.store.refund(plan.request, decision.decision_id)
+                await self._refund_after_send(plan, decision)
             decision.reasons.append(
                 Reason("upstream", Code.UPSTREAM_ERROR, f"the upstream answered {reply.status}")
             )
@@ -384,12 +394,22 @@ class Gateway:
         else:
             code = Code.UPSTREAM_ERROR
             if facts.counted:
-                await self.store.refund(plan.request, decision.decision_id)
+                await self._refund_after_send(plan, decision)
         decision.upstream = {"status": None, "error": str(exc)}
         self.metrics.answered(decision.route, None, None)
         decision.reasons.append(Reason("upstream", code, str(exc)))
         self._amend(decision)
         return Sent(decision, None, exc)
+
+    async def _refund_after_send(self, plan: engine.Plan, decision: Decision) -> None:
+        """Give back the count of a message the upstream refused or never got.
+        Once the upstream has been called its answer is the sender's, so a
+        store that fails now leaves the count in place (the stricter error)
+        rather than turning the answer into a 503."""
+        try:
+            await self.store.refund(plan.request, decision.decision_id)
+        except StoreUnavailable as exc:
+            log.warning("decision %s: its count was not given back: %s", decision.decision_id, exc)
 
     def _amend(self, decision: Decision) -> None:
         changes = {

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.responses import Response
 
-from gateway.errors import ConflictError
+from gateway.errors import ConflictError, StoreUnavailable
 from gateway.runtime import Runtime
 from gateway.service import ms
 from gateway.store.base import IdempotencyStatus
 
 IN_FLIGHT_WAIT = 30.0  # seconds a duplicate waits for the first request's answer
+log = logging.getLogger(__name__)
 
 
 def scope_key(sender: str, key: str) -> str:
@@ -46,12 +49,19 @@ async def once(
     try:
         response = await act()
     except BaseException:
-        await rt.store.idempotency_abandon(key)
+        with contextlib.suppress(StoreUnavailable):  # the act's own error is the answer
+            await rt.store.idempotency_abandon(key)
         raise
-    if response.status_code in (502, 503):
-        await rt.store.idempotency_abandon(key)
-    else:
-        await rt.store.idempotency_finish(key, _stored(response), ms(rt.clock.now()), ttl_ms)
+    try:
+        if response.status_code in (502, 503):
+            await rt.store.idempotency_abandon(key)
+        else:
+            await rt.store.idempotency_finish(key, _stored(response), ms(rt.clock.now()), ttl_ms)
+    except StoreUnavailable as exc:
+        # The message is decided, maybe sent: its answer is the sender's even
+        # when it cannot be kept for repeats (a repeat then waits, and is told
+        # the key is still in flight, until the key expires).
+        log.warning("idempotency key %s: the answer was not kept: %s", key, exc)
     return response
 
 

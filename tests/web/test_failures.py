@@ -7,9 +7,16 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from starlette.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.errors import StoreUnavailable
+from gateway.settings import load_settings
+from gateway.store.memory import MemoryStore
 from tests.stub_upstream import stub_upstream
-from tests.web.conftest import Make, sms
+from tests.web.conftest import BASE_RULES, Make, sms
 
 
 def test_store_unreachable_fails_closed(make_client: Make) -> None:
@@ -139,3 +146,43 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the trail's state never changed"
         time.sleep(0.1)
+
+
+class StoreGoneAfterTheDecision(MemoryStore):
+    """A store that answers the decision's fetch and then is gone: every
+    write that follows (the refund, the idempotency answer, a hold) fails."""
+
+    gone = False
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        facts = await super().fetch(*args, **kwargs)
+        self.gone = True
+        return facts
+
+    async def refund(self, *args: Any, **kwargs: Any) -> None:
+        if self.gone:
+            raise StoreUnavailable("the store went away")
+        await super().refund(*args, **kwargs)
+
+    async def idempotency_finish(self, *args: Any, **kwargs: Any) -> None:
+        if self.gone:
+            raise StoreUnavailable("the store went away")
+        await super().idempotency_finish(*args, **kwargs)
+
+
+def test_a_store_lost_after_the_send_leaves_the_upstreams_answer(
+    tmp_path: Path, write_policies: Callable[..., Path]
+) -> None:
+    """Once the upstream has been called its answer is the sender's: a store
+    that fails afterwards (giving the count back, keeping the answer for
+    repeats) is logged, and never turns the answer into a 503."""
+    store = StoreGoneAfterTheDecision()
+    with stub_upstream() as stub:
+        environ = {"GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_ROUTES": routes(stub.url)}
+        settings = load_settings(None, environ, policies=write_policies({"rules.yaml": BASE_RULES}))
+        with TestClient(create_app(settings, store=store, run_scheduler=False)) as client:
+            stub.status, stub.answer = 500, {"error": "boom"}
+            answer = client.post("/v1/messages", json=sms(idempotency_key="k-lost"))
+            assert answer.status_code == 500
+            assert answer.json()["upstream"]["body"] == {"error": "boom"}
+            assert len(stub.received) == 1
