@@ -6,12 +6,14 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
+from gateway.clock import FixedClock
 from gateway.errors import StoreUnavailable
 from gateway.settings import load_settings
 from gateway.store.memory import MemoryStore
@@ -186,3 +188,27 @@ def test_a_store_lost_after_the_send_leaves_the_upstreams_answer(
             assert answer.status_code == 500
             assert answer.json()["upstream"]["body"] == {"error": "boom"}
             assert len(stub.received) == 1
+
+
+class HoldTimesOutButLands(MemoryStore):
+    """A hold whose write reaches the store while its caller times out."""
+
+    async def defer_put(self, message: Any) -> None:
+        await super().defer_put(message)
+        raise StoreUnavailable("no reply in time")
+
+
+def test_a_hold_that_timed_out_is_taken_back(
+    tmp_path: Path, write_policies: Callable[..., Path]
+) -> None:
+    """The 503 says nothing will be sent: a hold that landed all the same is
+    cancelled, so the scheduler never sends it."""
+    store = HoldTimesOutButLands()
+    environ = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
+    settings = load_settings(None, environ, policies=write_policies({"rules.yaml": BASE_RULES}))
+    night = FixedClock(datetime(2026, 6, 3, 3, 0, tzinfo=UTC))  # 23:00 in New York
+    with TestClient(create_app(settings, store=store, clock=night, run_scheduler=False)) as client:
+        answer = client.post("/v1/messages", json=sms())
+        assert answer.status_code == 503
+        held = client.get("/v1/deferred").json()["deferred"]
+        assert [item["status"] for item in held] == ["cancelled"]
