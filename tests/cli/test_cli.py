@@ -80,14 +80,21 @@ def test_policy_test_passes_on_the_sample_cases() -> None:
     assert done.stdout.strip().endswith("passed, 0 failed")
 
 
+def run_policy_test(folder: Path, rules: str, cases: str) -> subprocess.CompletedProcess[str]:
+    """`gateway policy test` on a folder holding `rules` (a.yaml) and `cases` (a.test.yaml)."""
+    (folder / "a.yaml").write_text(rules)
+    (folder / "a.test.yaml").write_text("cases:\n" + cases)
+    return run("policy", "test", str(folder))
+
+
 def test_policy_test_reports_a_failing_case(tmp_path: Path) -> None:
-    (tmp_path / "a.yaml").write_text(LENGTH_RULE)
-    (tmp_path / "a.test.yaml").write_text(
-        "cases:\n  - name: short is fine\n    at: '2026-06-02T11:00:00Z'\n"
+    done = run_policy_test(
+        tmp_path,
+        LENGTH_RULE,
+        "  - name: short is fine\n    at: '2026-06-02T11:00:00Z'\n"
         "    message: {channel: sms, to: '+12125550100', body: 'hello'}\n"
-        "    expect: {decision: allow}\n"
+        "    expect: {decision: allow}\n",
     )
-    done = run("policy", "test", str(tmp_path))
     assert done.returncode == 1
     assert done.stdout.splitlines()[0].endswith(
         "a.test.yaml: short is fine: expected allow, got reject"
@@ -95,17 +102,16 @@ def test_policy_test_reports_a_failing_case(tmp_path: Path) -> None:
 
 
 def test_policy_test_cases_with_bad_recipients_and_bad_messages(tmp_path: Path) -> None:
-    (tmp_path / "a.yaml").write_text(LENGTH_RULE)
-    (tmp_path / "a.test.yaml").write_text(
-        "cases:\n"
+    done = run_policy_test(
+        tmp_path,
+        LENGTH_RULE,
         "  - name: not a number\n    at: '2026-06-02T11:00:00Z'\n"
         "    message: {channel: sms, to: '+1 555', body: 'hi'}\n"
         "    expect: {decision: reject, code: invalid_recipient}\n"
         "  - name: no channel\n    at: '2026-06-02T11:00:00Z'\n"
         "    message: {channel: fax, to: '+12125550100', body: 'hi'}\n"
-        "    expect: {decision: allow}\n"
+        "    expect: {decision: allow}\n",
     )
-    done = run("policy", "test", str(tmp_path))
     assert done.returncode == 1
     [failure] = done.stdout.splitlines()  # the recipient case passes, as the API decides it
     assert failure.endswith(
@@ -115,20 +121,17 @@ def test_policy_test_cases_with_bad_recipients_and_bad_messages(tmp_path: Path) 
 
 
 def test_policy_test_cases_with_consents(tmp_path: Path) -> None:
-    (tmp_path / "a.yaml").write_text(
-        "rules:\n  - {id: opt-in, type: consent, lists: ['consent:{sender}']}\n"
-    )
-    (tmp_path / "a.test.yaml").write_text(
-        "cases:\n"
+    done = run_policy_test(
+        tmp_path,
+        "rules:\n  - {id: opt-in, type: consent, lists: ['consent:{sender}']}\n",
         "  - name: no consent\n    at: '2026-06-02T11:00:00Z'\n"
         "    message: {channel: sms, to: '+12125550100', body: 'hi', sender: acme}\n"
         "    expect: {decision: reject, code: no_consent, rule: opt-in}\n"
         "  - name: consent on record\n    at: '2026-06-02T11:00:00Z'\n"
         "    consents: [{list: 'consent:acme', address: '+1 212 555 0100'}]\n"
         "    message: {channel: sms, to: '+12125550100', body: 'hi', sender: acme}\n"
-        "    expect: {decision: allow}\n"
+        "    expect: {decision: allow}\n",
     )
-    done = run("policy", "test", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith("2 passed, 0 failed")
 
