@@ -65,7 +65,10 @@ def add_parser(sub: Any) -> None:
 def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="config file (default ./gateway.yaml)")
     parser.add_argument("--data-dir", type=Path, help="the gateway's data folder")
-    parser.add_argument("--recipient", help="a plain address: phone, email or push token")
+    parser.add_argument(
+        "--recipient",
+        help="a plain address (phone, email or push token) or a stored recipient (hmac:...)",
+    )
     parser.add_argument("--sender")
     parser.add_argument("--decision", choices=("allow", "reject", "defer"))
     parser.add_argument("--rule", help="decisions in which this rule failed or was monitored")
@@ -275,8 +278,11 @@ def _time_ms(name: str, text: str | None) -> int | None:
 
 async def _pseudonym(settings: Settings, address: str) -> str:
     """The recipient as the trail stores it: hashed with the gateway's key."""
-    from gateway.recipients import Pseudonymizer, normalize_address
+    from gateway.recipients import Pseudonymizer, normalize_address, stored_recipient
 
+    stored = stored_recipient(address)  # copied from an export: stands for itself
+    if stored is not None:
+        return stored
     normalized = normalize_address(address)  # a bad address is an InputError
     return Pseudonymizer(await _kept_key(settings)).token(normalized)
 

@@ -18,7 +18,7 @@ from typing import IO, Any, TypeVar
 from gateway import optouts
 from gateway.console import Progress, output
 from gateway.errors import GatewayError, InputError
-from gateway.recipients import Pseudonymizer, hint, normalize_address
+from gateway.recipients import Pseudonymizer, hint, normalize_address, stored_recipient
 from gateway.settings import Settings, load_settings
 from gateway.store.base import OptOutEntry, Store
 
@@ -66,33 +66,50 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
 def _where(parser: argparse.ArgumentParser) -> None:
     _store_options(parser)
     parser.add_argument("list", help="the list's name, e.g. global or sender:acme")
-    parser.add_argument("address", help="a phone number, email address or push token")
+    parser.add_argument(
+        "address", help="a phone number, email address, push token or stored recipient (hmac:...)"
+    )
+
+
+class _Address:
+    """The address given, or a stored recipient (copied from an export or a
+    decision), which stands for itself and whose address is unknown."""
+
+    def __init__(self, text: str) -> None:
+        self.stored = stored_recipient(text)
+        self.address = None if self.stored else normalize_address(text)
+
+    def token(self, pseudonyms: Pseudonymizer) -> str:
+        return self.stored or pseudonyms.token(self.address or "")
+
+    @property
+    def shown(self) -> str:
+        return self.stored or hint(self.address or "")
 
 
 def run_add(args: argparse.Namespace) -> int:
-    name, address = _list(args.list), normalize_address(args.address)
+    name, given = _list(args.list), _Address(args.address)
     if args.note is not None and len(args.note) > optouts.MAX_NOTE:
         raise InputError(f"--note: longer than {optouts.MAX_NOTE} characters")
 
     async def add(store: Store, pseudonyms: Pseudonymizer) -> bool:
-        entry = OptOutEntry(
-            name, pseudonyms.token(address), hint(address), _now_ms(), "cli", args.note
-        )
+        shown = "…" if given.stored else given.shown  # as the API keeps a stored recipient
+        entry = OptOutEntry(name, given.token(pseudonyms), shown, _now_ms(), "cli", args.note)
         return await store.opt_out_put(entry)
 
     added = asyncio.run(_with_store(args, add))
-    print(f"{hint(address)} {'added to' if added else 'was already on'} {name}")
+    print(f"{given.shown} {'added to' if added else 'was already on'} {name}")
     return 0
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    name, address = _list(args.list), normalize_address(args.address)
+    name, given = _list(args.list), _Address(args.address)
 
     async def remove(store: Store, pseudonyms: Pseudonymizer) -> bool:
-        return await store.opt_out_delete(name, pseudonyms.token(address))
+        return await store.opt_out_delete(name, given.token(pseudonyms))
 
     removed = asyncio.run(_with_store(args, remove))
-    print(f"{hint(address)} {'removed from' if removed else 'was not on'} {name}")
+    print(f"{given.shown} {'removed from' if removed else 'was not on'} {name}")
     return 0
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from gateway.errors import InputError, InvalidRecipient
-from gateway.recipients import STORED_RECIPIENT, Pseudonymizer, hint, normalize_address
+from gateway.recipients import Pseudonymizer, hint, normalize_address, stored_recipient
 from gateway.store.base import OptOutEntry, Store
 
 YIELD_EVERY = 256  # rows between turns of the event loop: messages go on during an import
@@ -147,10 +147,11 @@ def _row(
     if note is not None and len(note) > MAX_NOTE:
         problems.append(f"row {number}: the note is longer than {MAX_NOTE} characters")
         return None
-    if STORED_RECIPIENT.fullmatch(raw):
+    stored = stored_recipient(raw)
+    if stored is not None:
         given = hint_at is not None and hint_at < len(fields)
         shown = fields[hint_at].strip()[:64] if hint_at is not None and given else ""
-        return Row(number, raw, note, shown or None)
+        return Row(number, stored, note, shown or None)
     try:
         return Row(number, normalize_address(raw), note)
     except InvalidRecipient as exc:

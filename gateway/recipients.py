@@ -313,9 +313,18 @@ def parse_recipient(channel: Channel, text: str) -> Recipient:
 STORED_RECIPIENT = re.compile(r"hmac:[0-9a-f]{40}")
 
 
+def stored_recipient(text: str) -> str | None:
+    """`text` as a stored recipient (`hmac:` and 40 hex digits, in any case,
+    as copied from an export or a decision), else None."""
+    if text[:5].lower() != "hmac:":
+        return None
+    lowered = text.lower()
+    return lowered if STORED_RECIPIENT.fullmatch(lowered) else None
+
+
 def normalize_address(text: str) -> str:
     """Any address as the opt-out endpoints take it: phone, email or push token."""
-    if text.startswith("hmac:"):  # never a push token: a stored recipient, mistyped
+    if text[:5].lower() == "hmac:":  # never a push token: a stored recipient, mistyped
         raise InvalidRecipient(
             f"'{text[:80]}' is not a stored recipient (hmac: and 40 hex digits)",
             {"address": "not a stored recipient"},
@@ -330,9 +339,7 @@ def normalize_address(text: str) -> str:
 def stored_form(pseudonyms: Pseudonymizer, text: str) -> str:
     """How the store and the trail know a recipient: a stored recipient (copied
     from an export or a decision) as it is, any other address pseudonymized."""
-    if STORED_RECIPIENT.fullmatch(text):
-        return text
-    return pseudonyms.token(normalize_address(text))
+    return stored_recipient(text) or pseudonyms.token(normalize_address(text))
 
 
 class Pseudonymizer:

@@ -25,7 +25,7 @@ from gateway.errors import (
     StoreUnavailable,
 )
 from gateway.model import iso
-from gateway.recipients import hint, normalize_address, stored_form
+from gateway.recipients import hint, normalize_address, stored_form, stored_recipient
 from gateway.runtime import Runtime
 from gateway.store.base import DeferredMessage, DeferStatus, OptOutEntry
 from gateway.web import export
@@ -77,8 +77,11 @@ def _list_and_recipient(request: Request) -> tuple[str, str, str]:
     an export gives it) stands for itself, its address unknown."""
     name = _list_name(request)
     text = request.path_params["address"]
-    token = stored_form(runtime(request).gateway.pseudonyms, text)
-    return name, (text if token == text else normalize_address(text)), token
+    stored = stored_recipient(text)
+    if stored is not None:
+        return name, stored, stored
+    address = normalize_address(text)
+    return name, address, runtime(request).gateway.pseudonyms.token(address)
 
 
 async def opt_out_put(request: Request) -> Response:
@@ -171,6 +174,20 @@ def _decision_query(request: Request, allowed: frozenset[str], limit: int) -> De
         raise InputError(
             f"unknown filter: {', '.join(sorted(unknown))}", dict.fromkeys(unknown, "unknown")
         )
+    # An empty value is a filter left unfilled (a script's empty variable), not
+    # "any": answered as an error rather than with the whole trail.
+    names = [name for name, _ in params.multi_items()]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(
+            f"{', '.join(twice)}: given more than once", dict.fromkeys(twice, "more than once")
+        )
+    empty = sorted(name for name, value in params.multi_items() if not value.strip())
+    if empty:
+        raise InputError(
+            f"{', '.join(empty)}: empty; leave a filter out to match every decision",
+            dict.fromkeys(empty, "empty"),
+        )
     decision = params.get("decision")
     if decision is not None and decision not in _VERDICTS:
         raise InputError(
@@ -258,7 +275,8 @@ def _other_workers_trails(rt: Runtime) -> list[Path]:
 
 
 async def decision(request: Request) -> Response:
-    record = await runtime(request).trail.get(request.path_params["id"])
+    # Ids are Crockford base32, written in capitals but case-insensitive.
+    record = await runtime(request).trail.get(request.path_params["id"].upper())
     if record is None:
         return json_response({"error": "no such decision"}, 404)
     return json_response(record)
@@ -292,7 +310,7 @@ async def deferred_list(request: Request) -> Response:
 
 
 async def deferred_get(request: Request) -> Response:
-    item = await runtime(request).store.defer_get(request.path_params["id"])
+    item = await runtime(request).store.defer_get(request.path_params["id"].upper())
     if item is None:
         return json_response({"error": "no such deferred message"}, 404)
     return json_response(_deferred_json(item))
@@ -301,7 +319,7 @@ async def deferred_get(request: Request) -> Response:
 async def deferred_cancel(request: Request) -> Response:
     """Cancel a pending message; 409 when it is already sent, refused or cancelled."""
     store = runtime(request).store
-    before = await store.defer_get(request.path_params["id"])
+    before = await store.defer_get(request.path_params["id"].upper())
     if before is None:
         return json_response({"error": "no such deferred message"}, 404)
     after = await store.defer_cancel(before.id) if before.status is DeferStatus.PENDING else None

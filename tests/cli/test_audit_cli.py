@@ -84,6 +84,7 @@ def test_query_filters(served: tuple[Server, Path]) -> None:
     assert [d["recipient_hint"] for d in refused] == ["+1212…0109"]
     one = query(data, "--recipient", "+1 (212) 555-0101")
     assert [d["recipient_hint"] for d in one] == ["+1212…0101"]
+    assert query(data, "--recipient", one[0]["recipient"].upper()) == one  # as an export shows it
     assert query(data, "--decision", "allow", "--since", "2000-01-01") == query(data)[1:]
     assert query(data, "--until", "2000-01-01T00:00:00Z") == []
 

@@ -42,6 +42,24 @@ def test_add_and_remove_take_effect_at_once(served: tuple[Server, Path]) -> None
     assert gone.stdout == "+1212…0100 was not on global\n"
 
 
+def test_add_and_remove_by_stored_recipient(served: tuple[Server, Path]) -> None:
+    """The recipient an export or a decision shows names the entry from the
+    shell too, in either case, and is never hashed again."""
+    server, data = served
+    httpx.put(server.url + "/v1/opt-outs/global/+12125550100")
+    token = httpx.get(server.url + "/v1/opt-outs/global/+12125550100").json()["recipient"]
+    added = run("opt-out", "add", "--data-dir", str(data), "elsewhere", token.upper())
+    assert (added.returncode, added.stdout) == (0, f"{token} added to elsewhere\n")
+    assert httpx.get(f"{server.url}/v1/opt-outs/elsewhere/{token}").json()["recipient"] == token
+    assert status(server, "+12125550100") == 403
+    gone = run("opt-out", "remove", "--data-dir", str(data), "global", token)
+    assert (gone.returncode, gone.stdout) == (0, f"{token} removed from global\n")
+    assert status(server, "+12125550100") == 201
+    wrong = run("opt-out", "remove", "--data-dir", str(data), "global", "hmac:" + "0" * 39)
+    assert wrong.returncode == 2
+    assert "is not a stored recipient" in wrong.stderr
+
+
 def test_import_a_file(served: tuple[Server, Path], tmp_path: Path) -> None:
     server, data = served
     csv = tmp_path / "old-system.csv"

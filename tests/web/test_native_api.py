@@ -152,10 +152,16 @@ def test_invalid_recipient_is_a_400_decision(client: TestClient) -> None:
     assert body["reasons"][0]["code"] == "invalid_recipient"
     bad_mail = client.post(
         "/v1/messages",
-        json={"channel": "email", "to": "not-an-address", "subject": "s", "body": "b"},
+        json={"channel": "email", "to": "john.smith.secret@gmail", "subject": "s", "body": "b"},
     )
     assert bad_mail.status_code == 400
     assert bad_mail.json()["reasons"][0]["code"] == "invalid_recipient"
+    # The answer quotes the address as given; the decision, kept in the trail,
+    # names it only by its hint, as it does every recipient.
+    assert bad_mail.json()["error"] == "'john.smith.secret@gmail' is not an email address"
+    kept = bad_mail.json()["reasons"][0]["message"]
+    assert kept == f"'{bad_mail.json()['recipient_hint']}' is not an email address"
+    assert "secret" not in kept
     # Both are decisions with an id, in the trail like any other refusal.
     ids = [answer.headers["X-Gateway-Decision-Id"], bad_mail.headers["X-Gateway-Decision-Id"]]
     assert ids == [body["decision_id"], bad_mail.json()["decision_id"]]
@@ -196,6 +202,22 @@ def test_decisions_are_recorded_and_filtered(client: TestClient) -> None:
     rest = client.get("/v1/decisions", params={"limit": 1, "cursor": page["next_cursor"]}).json()
     assert rest["decisions"][0]["decision_id"] == allowed["decision_id"]
     assert client.get("/v1/decisions/nope").status_code == 404
+    lower = client.get(f"/v1/decisions/{allowed['decision_id'].lower()}")
+    assert lower.json()["decision_id"] == allowed["decision_id"]  # ids are case-insensitive
+
+
+def test_empty_or_repeated_filters_are_refused(client: TestClient) -> None:
+    """An empty filter (a script's unset variable) would match every decision:
+    it is an error, as is a filter given twice, rather than a guess."""
+    client.post("/v1/messages", json=sms())
+    for path in ("/v1/decisions", "/v1/decisions/export"):
+        empty = client.get(path, params={"recipient": ""})
+        assert (empty.status_code, empty.json()["error"]) == (
+            400,
+            "recipient: empty; leave a filter out to match every decision",
+        )
+        twice = client.get(path + "?sender=acme&sender=other")
+        assert (twice.status_code, twice.json()["error"]) == (400, "sender: given more than once")
 
 
 def test_monitor_mode_records_without_enforcing(make_client: Make) -> None:

@@ -132,6 +132,7 @@ def test_one_entry_by_its_stored_recipient(client: TestClient) -> None:
     client.put("/v1/opt-outs/global/+12125550100")
     token = client.get("/v1/opt-outs/global/+12125550100").json()["recipient"]
     assert client.get(f"/v1/opt-outs/global/{token}").json()["recipient_hint"] == "+1212…0100"
+    assert client.get(f"/v1/opt-outs/global/{token.upper()}").json()["recipient"] == token
     added = client.put(f"/v1/opt-outs/sender:acme/{token}")
     assert added.status_code == 201
     assert (added.json()["recipient"], added.json()["recipient_hint"]) == (token, "…")
