@@ -20,7 +20,7 @@ from typing import Any
 from gateway.errors import GatewayError, InputError, InvalidRecipient, PolicyError, one_line
 from gateway.policy.bundle import Bundle
 from gateway.policy.loader import load_bundle
-from gateway.settings import Settings, load_settings
+from gateway.settings import Settings, load_settings, unknown_variables
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,6 +145,8 @@ def _serve(args: argparse.Namespace) -> int:
         if warning:
             print(f"gateway: {warning}", file=sys.stderr)
     app = None if args.workers > 1 else _claiming_app(settings, policies)
+    for var in unknown_variables(os.environ):
+        print(f"gateway: {var} is not a setting, so it is ignored", file=sys.stderr)
     if not settings.api_keys:
         print(
             "gateway: no API keys configured: every endpoint is open, so it listens on "
@@ -303,9 +305,7 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
             return
         except (ValueError, RecursionError):  # deep nesting: each line answers for itself
             pass
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            yield number, line
+    yield from enumerate(text.splitlines(), 1)  # blank lines too: one answer per line
 
 
 def _utf8(line: str) -> bytes:
@@ -366,6 +366,8 @@ async def _check_lines(
     try:
         for number, line in lines:
             try:
+                if not line.strip():
+                    raise InputError("an empty line, not a message")
                 item = parse_native(decode_json(_utf8(line)), CheckRequest)
                 head = {
                     "route": route.name if route else "native",

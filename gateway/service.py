@@ -430,11 +430,12 @@ class Gateway:
         the moment a check asks about (default now)."""
         now = at or self.clock.now()
         address = head["address"]
-        # The trail keeps recipients pseudonymized: the reason names the
-        # address by its hint, as the decision does (the answer still quotes it).
-        shown = f"'{hint(address)}'"
-        told = reason.message.replace(f"'{address}'", shown).replace(f"'{address[:80]}'", shown)
-        reason = Reason(reason.rule, reason.code, told)
+        if record:
+            # The trail keeps recipients pseudonymized: a recorded reason names
+            # the address by its hint, as the decision does (the answer quotes it).
+            shown = f"'{hint(address)}'"
+            told = reason.message.replace(f"'{address}'", shown)
+            reason = Reason(reason.rule, reason.code, told.replace(f"'{address[:80]}'", shown))
         decision = Decision(
             decision_id=new_id(ms(now)),
             decision=Verdict.REJECT,

@@ -202,6 +202,20 @@ class Settings(Strict):
             raise ValueError("TLS options need a rediss:// store URL")
         return value
 
+    @field_validator("audit")
+    @classmethod
+    def _one_key_for_one_trail(cls, value: Audit, info: ValidationInfo) -> Audit:
+        # Each embedded store generates a key of its own: processes sharing one
+        # trail would each pseudonymize a recipient differently, and a lookup
+        # by address would miss every other process's decisions.
+        shared = str(info.data.get("store", "")).startswith(("redis://", "rediss://", "unix://"))
+        if value.url and not value.key and not shared:
+            raise ValueError(
+                "a trail in PostgreSQL (url) needs a key (GATEWAY_AUDIT_KEY) that every"
+                " process shares, unless the store is Redis, which keeps one for all"
+            )
+        return value
+
     def route(self, name: str) -> Route | None:
         return next((r for r in self.routes if r.name == name), None)
 
@@ -224,15 +238,44 @@ def load_settings(
     environment, then keyword overrides (the command line)."""
     env = os.environ if environ is None else environ
     data = _read_file(path or _default_file(env))
-    _apply_env(data, env)
+    from_env = _apply_env(data, env)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)
-        raise ConfigError(
-            one_line("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in first))
-        ) from None
+        raise ConfigError(one_line("; ".join(_said(e, from_env) for e in first))) from None
+
+
+def _said(error: Any, from_env: dict[tuple[str, ...], str]) -> str:
+    """`where: what`, naming the environment variable a bad value came from,
+    and without pydantic's "Value error, " before our own messages."""
+    loc = tuple(str(part) for part in error["loc"])
+    where = ".".join(loc)
+    var = from_env.get(loc[:2]) or from_env.get(loc[:1])
+    if var is not None:
+        where = f"{var} ({where})"
+    return f"{where}: {str(error['msg']).removeprefix('Value error, ')}"
+
+
+# Variables the gateway reads besides its settings, and prefixes of its tests'.
+_OTHER_VARIABLES = frozenset({"GATEWAY_CONFIG", "GATEWAY_REDIS_URL", "GATEWAY_SETTINGS_JSON"})
+_OTHER_PREFIXES = ("GATEWAY_TEST_", "GATEWAY_BENCH_")
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """GATEWAY_* variables that name no setting (a typo is otherwise silent)."""
+    known = set(_OTHER_VARIABLES)
+    for name, field in Settings.model_fields.items():
+        known.add(f"GATEWAY_{name}".upper())
+        nested = field.annotation if isinstance(field.annotation, type) else None
+        if nested is not None and issubclass(nested, BaseModel):
+            known.update(f"GATEWAY_{name}_{sub}".upper() for sub in nested.model_fields)
+    return sorted(
+        var
+        for var in env
+        if var.startswith("GATEWAY_") and var not in known and not var.startswith(_OTHER_PREFIXES)
+    )
 
 
 def _default_file(env: Mapping[str, str]) -> Path | None:
@@ -261,15 +304,19 @@ def _read_file(path: Path | None) -> dict[str, Any]:
     return loaded
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Apply the GATEWAY_* variables to `data`; returns which variable set each key."""
+    used: dict[tuple[str, ...], str] = {}
     if env.get("GATEWAY_REDIS_URL"):
         data["store"] = env["GATEWAY_REDIS_URL"]
+        used[("store",)] = "GATEWAY_REDIS_URL"
     for name, field in Settings.model_fields.items():
         nested = field.annotation if isinstance(field.annotation, type) else None
         if nested is not None and issubclass(nested, BaseModel):
             whole = env.get(f"GATEWAY_{name}".upper())
             if whole is not None:  # the whole section, {key: value, ...}
                 data[name] = _scalar(f"GATEWAY_{name}".upper(), whole)
+                used[(name,)] = f"GATEWAY_{name}".upper()
             for sub in nested.model_fields:
                 var = f"GATEWAY_{name}_{sub}".upper()
                 value = env.get(var)
@@ -281,11 +328,14 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
                     data[name] = {}
                 if isinstance(data[name], dict):
                     data[name][sub] = _scalar(var, value)
+                    used[(name, sub)] = var
             continue
         var = f"GATEWAY_{name}".upper()
         value = env.get(var)
         if value is not None:
             data[name] = _scalar(var, value)
+            used[(name,)] = var
+    return used
 
 
 def _scalar(name: str, text: str) -> Any:

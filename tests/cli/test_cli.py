@@ -15,6 +15,7 @@ import pytest
 from gateway.cli import main
 from gateway.settings import load_settings
 from tests.conftest import REPO
+from tests.server import Server
 
 # One rule, for the tests of `policy test`: a text of more than three characters fails.
 LENGTH_RULE = "rules:\n  - id: len\n    type: content_length\n    max_chars: 3\n"
@@ -167,9 +168,10 @@ def test_check_json_lines_one_answer_per_line() -> None:
             ),
         ]
     )
-    done = run("check", "--policies", "policies", "-", stdin=lines + "\n")
+    done = run("check", "--policies", "policies", "-", stdin=lines + "\n\n")
     out = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(out) == 4
+    assert len(out) == 5  # one answer per line, the blank one too
+    assert out[4] == {"line": 5, "error": "an empty line, not a message"}
     assert out[0]["decision"] == "allow"
     assert out[1]["line"] == 2 and out[1]["error"].startswith("the body is not valid JSON")
     assert out[2]["decision"] == "defer" and out[2]["deliver_at"] == "2026-06-03T12:00:00Z"
@@ -262,8 +264,8 @@ def one_case(name: str, at: str, decision: str) -> Callable[[Path], object]:
             "gateway.yaml:2: not valid YAML: unacceptable character #x0007: "
             "special characters are not allowed",
         ),
-        (b'store: "a\\nb"\n', r"store: Value error, 'a\nb' is not embedded, memory or a redis"),
-        (b"store: redis://[\n", "store: Value error, 'redis://[' is not a valid Redis URL"),
+        (b'store: "a\\nb"\n', r"store: 'a\nb' is not embedded, memory or a redis"),
+        (b"store: redis://[\n", "store: 'redis://[' is not a valid Redis URL"),
         (b"store: redis://h:port/0\n", "is not a valid Redis URL: Port could not be cast"),
         (b"port: 1\nport: 2\n", "gateway.yaml:2: 'port' is given twice"),  # not the last silently
     ],
@@ -290,9 +292,11 @@ def test_a_broken_config_file_is_one_line(
         ("redis_tls: []\n", {"GATEWAY_REDIS_TLS_VERIFY": "0"}, "redis_tls: Input should be"),
         ("", {"GATEWAY_ROUTES": "[{a: !!float x}]"}, "GATEWAY_ROUTES: not valid YAML: 'x' is"),
         ("", {"GATEWAY_PACKS": "[a, "}, "GATEWAY_PACKS: not valid YAML: expected the node"),
-        ("audit: {retention: 12h}\n", {}, "audit.retention: Value error, '12h' is shorter"),
+        ("audit: {retention: 12h}\n", {}, "audit.retention: '12h' is shorter"),
         ("", {"GATEWAY_AUDIT_RETENTION": "a year"}, "'a year' is not a duration"),
-        ("", {"GATEWAY_AUDIT_URL": "mysql://db/x"}, "audit.url: String should match pattern"),
+        ("", {"GATEWAY_AUDIT_URL": "mysql://db/x"}, "GATEWAY_AUDIT_URL (audit.url): String should"),
+        ("", {"GATEWAY_PORT": "abc"}, "GATEWAY_PORT (port): Input should be a valid integer"),
+        ("", {"GATEWAY_AUDIT_URL": "postgresql://db/x"}, "audit: a trail in PostgreSQL (url)"),
     ],
 )
 def test_a_bad_environment_override_is_one_line(
@@ -486,3 +490,19 @@ def test_arguments_that_are_not_utf8_are_refused_in_one_line(
     )  # fmt: skip
     assert (done.returncode, done.stderr) == (2, f"gateway: {shown}: not UTF-8 text\n")
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_serve_names_variables_that_are_no_setting(tmp_path: Path) -> None:
+    """A mistyped variable would otherwise leave its setting silently unset."""
+    data = tmp_path / "data"
+    server = Server(
+        "--policies", str(REPO / "policies"), "--data-dir", str(data),
+        env={"GATEWAY_AUDIT_RETENTON": "400d", "GATEWAY_AUDIT_RETENTION": "400d"},
+    )  # fmt: skip
+    try:
+        server.wait_ready()
+        said = server.output()
+    finally:
+        server.stop()
+    assert "gateway: GATEWAY_AUDIT_RETENTON is not a setting, so it is ignored" in said
+    assert "GATEWAY_AUDIT_RETENTION is not" not in said

@@ -32,8 +32,12 @@ def table() -> Iterator[str]:
     asyncio.run(drop_table(name))
 
 
+KEY = "one-key-for-every-process"  # a trail shared by processes needs one key
+
+
 def on_postgres(make_client: Make, table: str) -> TestClient:
-    return make_client(env={"GATEWAY_AUDIT_URL": POSTGRES_URL, "GATEWAY_AUDIT_TABLE": table})
+    env = {"GATEWAY_AUDIT_URL": POSTGRES_URL, "GATEWAY_AUDIT_TABLE": table}
+    return make_client(env=env | {"GATEWAY_AUDIT_KEY": KEY})
 
 
 def test_decisions_go_to_postgres_and_verify(make_client: Make, table: str) -> None:
@@ -57,7 +61,9 @@ def test_the_audit_commands_read_the_same_table(
     send_some(client)
     expected = client.get("/v1/decisions").json()["decisions"]
     config = tmp_path / "gateway.yaml"
-    config.write_text(f"audit: {{url: '{POSTGRES_URL}', table: {table}}}\n", encoding="utf-8")
+    config.write_text(
+        f"audit: {{url: '{POSTGRES_URL}', table: {table}, key: {KEY}}}\n", encoding="utf-8"
+    )
     done = run("audit", "query", "--config", str(config), "--data-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert [json.loads(line) for line in done.stdout.splitlines()] == expected
@@ -88,7 +94,7 @@ DOWN = "postgresql://postgres@127.0.0.1:1/test"
 
 
 def test_a_gateway_starts_while_postgres_is_down_and_sends_nothing(make_client: Make) -> None:
-    client = make_client(env={"GATEWAY_AUDIT_URL": DOWN})
+    client = make_client(env={"GATEWAY_AUDIT_URL": DOWN, "GATEWAY_AUDIT_KEY": KEY})
     assert client.get("/readyz").status_code == 503
     refused = client.post("/v1/messages", json=sms(to="+12125550100"))
     assert refused.status_code == 503
@@ -98,7 +104,7 @@ def test_a_gateway_starts_while_postgres_is_down_and_sends_nothing(make_client: 
 
 def test_the_audit_commands_say_in_one_line_that_postgres_is_down(tmp_path: Path) -> None:
     config = tmp_path / "gateway.yaml"
-    config.write_text(f"audit: {{url: '{DOWN}'}}\n", encoding="utf-8")
+    config.write_text(f"audit: {{url: '{DOWN}', key: {KEY}}}\n", encoding="utf-8")
     for action in ("query", "verify"):
         done = run("audit", action, "--config", str(config), "--data-dir", str(tmp_path))
         assert done.returncode == 2, done.stderr
