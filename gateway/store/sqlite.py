@@ -8,12 +8,15 @@ to a thread would.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import pathlib
 import sqlite3
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from gateway.errors import StoreUnavailable, translated
 from gateway.store.base import (
@@ -87,6 +90,39 @@ _DEFERRED_COLUMNS = (
 
 _translated = translated((sqlite3.Error,), lambda exc: StoreUnavailable(f"sqlite store: {exc}"))
 
+# How long an operation waits for another connection's write lock (an
+# operator's `gateway opt-out import`, or a tool holding the file) before
+# the store counts as unavailable; and how often it tries again meanwhile.
+BUSY_SECONDS = 5.0
+_BUSY_POLL = 0.005
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _operation(operation: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """A store operation (one transaction, wholly synchronous, rolled back when
+    it fails): while the file is locked by another connection it is tried
+    again from the event loop, which goes on serving meanwhile. SQLite's own
+    busy wait would hold the whole process still; after BUSY_SECONDS the lock
+    leaves as StoreUnavailable."""
+
+    @functools.wraps(operation)
+    async def patient(*args: P.args, **kwargs: P.kwargs) -> R:
+        deadline = time.monotonic() + BUSY_SECONDS
+        while True:
+            try:
+                return await operation(*args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF not in _BUSY or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(_BUSY_POLL)
+
+    return _translated(patient)
+
+
+_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
 # A counter holding this many sends in a window is counted from a copy of its
 # entries kept in memory (a SendLog) instead of by SQL, which reads each one.
 MIRROR_FROM = 256
@@ -121,7 +157,7 @@ class SqliteStore:
 
     # -- opt-outs and caps -------------------------------------------------
 
-    @_translated
+    @_operation
     async def fetch(
         self, request: FactsRequest, now_ms: int, *, count: bool, send_id: str
     ) -> Facts:
@@ -140,7 +176,7 @@ class SqliteStore:
                     mirror.add(send_id, now_ms)
         return Facts(opted_out=opted_out, caps=caps, counted=counted)
 
-    @_translated
+    @_operation
     async def refund(self, request: FactsRequest, send_id: str) -> None:
         counters = longest_windows(request.caps)
         with self._transaction() as db:
@@ -173,7 +209,7 @@ class SqliteStore:
         mirror = self._mirrors[cap.counter] = SendLog(rows)
         return mirror.window(cap, now_ms)
 
-    @_translated
+    @_operation
     async def opt_out_put(self, entry: OptOutEntry) -> bool:
         with self._transaction() as db:
             cursor = db.execute(
@@ -183,7 +219,7 @@ class SqliteStore:
             )
             return cursor.rowcount == 1
 
-    @_translated
+    @_operation
     async def opt_out_delete(self, list_name: str, recipient: str) -> bool:
         with self._transaction() as db:
             cursor = db.execute(
@@ -191,7 +227,7 @@ class SqliteStore:
             )
             return cursor.rowcount == 1
 
-    @_translated
+    @_operation
     async def opt_out_get(self, list_name: str, recipient: str) -> OptOutEntry | None:
         with self._transaction() as db:
             row = db.execute(
@@ -201,7 +237,7 @@ class SqliteStore:
             ).fetchone()
         return OptOutEntry(*row) if row is not None else None
 
-    @_translated
+    @_operation
     async def opt_out_page(
         self, list_name: str, cursor: str | None, limit: int
     ) -> tuple[list[OptOutEntry], str | None]:
@@ -216,7 +252,7 @@ class SqliteStore:
 
     # -- idempotency -------------------------------------------------------
 
-    @_translated
+    @_operation
     async def idempotency_begin(
         self, key: str, fingerprint: str, now_ms: int, ttl_ms: int
     ) -> IdempotencyState:
@@ -239,7 +275,7 @@ class SqliteStore:
             return IdempotencyState(IdempotencyStatus.IN_FLIGHT)
         return IdempotencyState(IdempotencyStatus.DONE, json.loads(response))
 
-    @_translated
+    @_operation
     async def idempotency_finish(
         self, key: str, response: dict[str, Any], now_ms: int, ttl_ms: int
     ) -> None:
@@ -250,14 +286,14 @@ class SqliteStore:
                 (json.dumps(response), now_ms + ttl_ms, key, now_ms),
             )
 
-    @_translated
+    @_operation
     async def idempotency_abandon(self, key: str) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM idempotency WHERE key = ? AND response IS NULL", (key,))
 
     # -- deferred messages -------------------------------------------------
 
-    @_translated
+    @_operation
     async def defer_put(self, message: DeferredMessage) -> None:
         with self._transaction() as db:
             db.execute(
@@ -266,7 +302,7 @@ class SqliteStore:
                 _deferred_row(message),
             )
 
-    @_translated
+    @_operation
     async def defer_claim_due(
         self, now_ms: int, limit: int, lease_ms: int
     ) -> list[DeferredMessage]:
@@ -288,12 +324,12 @@ class SqliteStore:
             )
         return claimed
 
-    @_translated
+    @_operation
     async def defer_get(self, message_id: str) -> DeferredMessage | None:
         with self._transaction() as db:
             return _deferred_by_id(db, message_id)
 
-    @_translated
+    @_operation
     async def defer_list(
         self, *, sender: str | None = None, status: DeferStatus | None = None, limit: int = 100
     ) -> list[DeferredMessage]:
@@ -307,7 +343,7 @@ class SqliteStore:
             ).fetchall()
         return [_deferred_message(row) for row in rows]
 
-    @_translated
+    @_operation
     async def defer_finish(
         self, message_id: str, status: DeferStatus, result: dict[str, Any]
     ) -> None:
@@ -317,7 +353,7 @@ class SqliteStore:
                 (str(status), json.dumps(result), message_id),
             )
 
-    @_translated
+    @_operation
     async def defer_cancel(self, message_id: str) -> DeferredMessage | None:
         with self._transaction() as db:
             db.execute(
@@ -326,7 +362,7 @@ class SqliteStore:
             )
             return _deferred_by_id(db, message_id)
 
-    @_translated
+    @_operation
     async def defer_pending_count(self, sender: str) -> int:
         with self._transaction() as db:
             (count,) = db.execute(
@@ -337,7 +373,7 @@ class SqliteStore:
 
     # -- the rest ----------------------------------------------------------
 
-    @_translated
+    @_operation
     async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
         with self._transaction() as db:
             row = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
@@ -347,11 +383,11 @@ class SqliteStore:
             db.execute("INSERT INTO secrets (name, value) VALUES (?, ?)", (name, value))
             return value
 
-    @_translated
+    @_operation
     async def ping(self) -> None:
         self._db.execute("SELECT 1").fetchone()
 
-    @_translated
+    @_operation
     async def close(self) -> None:
         self._db.close()
 
@@ -364,7 +400,9 @@ def _open(path: pathlib.Path, synchronous_full: bool) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute(f"PRAGMA synchronous = {'FULL' if synchronous_full else 'NORMAL'}")
-        db.execute("PRAGMA busy_timeout = 5000")
+        # No wait inside SQLite: `_operation` waits for a lock without
+        # blocking the event loop (a short one absorbs a checkpoint's moment).
+        db.execute("PRAGMA busy_timeout = 5")
         _migrate(db, path)
     except BaseException:
         db.close()

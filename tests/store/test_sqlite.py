@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import StoreUnavailable
+from gateway.store import sqlite as sqlite_store
 from gateway.store.base import (
     CapCheck,
     CapCount,
@@ -94,6 +95,36 @@ async def test_a_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> N
     path.write_bytes(b"not a database, just bytes " * 100)
     with pytest.raises(StoreUnavailable):
         SqliteStore(path)
+
+
+async def test_a_locked_file_is_waited_for_without_holding_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another connection holds the write lock (an operator's tool): the
+    operation waits for it while the event loop goes on serving, goes through
+    once the lock is released, and gives up as StoreUnavailable after
+    BUSY_SECONDS."""
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        waiting = asyncio.create_task(send(store, ask(cap(5)), T, "s1"))
+        ticks = 0
+        for _ in range(20):  # the loop runs other work while the send waits
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 20 and not waiting.done()
+        holder.execute("ROLLBACK")
+        assert (await asyncio.wait_for(waiting, 5)).counted
+        holder.execute("BEGIN EXCLUSIVE")
+        monkeypatch.setattr(sqlite_store, "BUSY_SECONDS", 0.2)
+        with pytest.raises(StoreUnavailable, match="database is locked"):
+            await send(store, ask(cap(5)), T, "s2")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        await store.close()
 
 
 def test_two_connections_on_one_file_count_atomically(tmp_path: Path) -> None:
