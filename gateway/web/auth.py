@@ -108,7 +108,9 @@ def _refused(path: str, status: int, message: str) -> Response:
     found = (name for prefix, name in _PROVIDER_OF.items() if path.startswith(prefix))
     provider = next(found, None)
     if provider is None:
-        return json_response({"error": message}, status)
+        # RFC 9110: a 401 names the scheme that would be accepted.
+        challenge = {"WWW-Authenticate": 'Bearer realm="gateway"'} if status == 401 else None
+        return json_response({"error": message}, status, challenge)
     from gateway.relay import ADAPTERS
     from gateway.web.dropin import REJECT, respond
 

@@ -43,15 +43,26 @@ async def conflict(request: Request, exc: Exception) -> Response:
     return json_response({"error": str(exc)}, 409, _refused(request))
 
 
+# The paths that send messages (native and drop-in): only their refusals are
+# messages refused, counted in gateway_unavailable_total and "nothing was sent".
+_SENDING = ("/2010-04-01/", "/v3/mail/send", "/v1/projects/")
+
+
+def _sends(request: Request) -> bool:
+    path = request.url.path
+    return request.method == "POST" and (path == "/v1/messages" or path.startswith(_SENDING))
+
+
 async def unavailable(request: Request, exc: Exception) -> Response:
     what = "state store" if isinstance(exc, StoreUnavailable) else "audit trail"
     log.warning("refusing a request: %s unreachable: %s", what, exc)
     rt = getattr(request.app.state, "runtime", None)
-    if rt is not None:
+    sends = _sends(request)
+    if rt is not None and sends:
         rt.gateway.metrics.refused_unavailable("store" if what == "state store" else "trail")
     assert isinstance(exc, Unavailable)
     body = {
-        "error": f"the {what} is unreachable; nothing was sent",
+        "error": f"the {what} is unreachable" + ("; nothing was sent" if sends else ""),
         "code": "store_unavailable",
         "detail": str(exc),
     }

@@ -55,6 +55,9 @@ def test_a_store_that_is_down_is_counted(make_client: Make) -> None:
         env={"GATEWAY_REDIS_URL": "redis://127.0.0.1:1/0", "GATEWAY_AUDIT_KEY": "k" * 32}
     )
     assert client.post("/v1/messages", json=sms()).status_code == 503
+    # What sends no message is refused too, but is no refused message.
+    read = client.get("/v1/opt-outs/global/+12125550100")
+    assert (read.status_code, read.json()["error"]) == (503, "the state store is unreachable")
     got = scrape(client)
     # Shared mode: the series say which worker counted them.
     assert value(got, "gateway_unavailable_total", part="store", worker="1") == 1
