@@ -372,9 +372,9 @@ async def _check_lines(
                 head = {
                     "route": route.name if route else "native",
                     "sender": item.sender or (route.default_sender if route else None) or "default",
-                    "category": item.category
-                    or (route.default_category if route else None)
-                    or "marketing",
+                    "category": (
+                        item.category or (route.default_category if route else None) or "marketing"
+                    ).lower(),
                 }
                 when = item.at.astimezone(UTC) if item.at else at
                 try:

@@ -95,7 +95,8 @@ def context(settings: Settings, route: Route, sender: str, headers: Mapping[str,
     zone = headers.get("x-recipient-timezone")
     if zone is not None and not valid_zone(zone):
         raise InputError(f"X-Recipient-Timezone: '{zone[:60]}' is not an IANA time zone")
-    return Context(route.name, sender, category, tags, zone)
+    # Case-folded, as rules compare them (the native API does the same).
+    return Context(route.name, sender, category.lower(), tuple(t.lower() for t in tags), zone)
 
 
 def outbound(route: Route, adapter: Adapter, incoming: Incoming, body: bytes) -> Outbound:

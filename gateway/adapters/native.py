@@ -153,11 +153,13 @@ def to_message(item: NativeMessage, *, route: str, sender: str, category: str) -
         body=item.body,
         sender=item.sender or sender,
         route=route,
-        category=item.category or category,
+        # Case-folded, as rules compare them: `Marketing` must not slip past
+        # the rules written for `marketing`.
+        category=(item.category or category).lower(),
         from_=item.from_,
         subject=item.subject,
         title=item.title,
-        tags=tuple(item.tags),
+        tags=tuple(tag.lower() for tag in item.tags),
         recipient_timezone=item.recipient_timezone,
         idempotency_key=item.idempotency_key,
     )

@@ -55,7 +55,7 @@ def sender_and_category(rt: Runtime, item: NativeMessage, route: Route) -> tuple
         or (configured.default_category if configured else None)
         or "marketing"
     )
-    return sender, category
+    return sender, category.lower()
 
 
 def build_message(rt: Runtime, item: NativeMessage, route: Route) -> Message:

@@ -104,6 +104,11 @@ def test_gateway_headers_are_read_and_never_forwarded() -> None:
     route = Route(name="r", adapter="twilio", upstream="sandbox")
     ctx = context(Settings(), route, "acme", {"x-message-category": "alerts"})
     assert (ctx.category, ctx.sender, ctx.timezone) == ("alerts", "acme", None)
+    # Case-folded as rules compare them: "Marketing" is held to marketing's rules.
+    shouted = context(
+        Settings(), route, "acme", {"x-message-category": "Alerts", "x-message-tags": "OTP, Eu"}
+    )
+    assert (shouted.category, shouted.tags) == ("alerts", ("otp", "eu"))
     for bad in ({"x-recipient-timezone": "Mars/Base"}, {"x-message-tags": "a b"}):
         with pytest.raises(InputError):
             context(Settings(), route, "acme", bad)

@@ -220,6 +220,21 @@ def test_empty_or_repeated_filters_are_refused(client: TestClient) -> None:
         assert (twice.status_code, twice.json()["error"]) == (400, "sender: given more than once")
 
 
+def test_categories_and_tags_are_read_in_any_case(make_client: Make) -> None:
+    """A category or tag in capitals is held to the rules written for it in
+    lower case: "Marketing" must not slip past marketing's rules."""
+    client = make_client(
+        "rules:\n  - id: no-promo\n    type: banned_terms\n    terms: [free]\n"
+        "    match: {category: marketing, tags: promo}\n"
+    )
+    answer = client.post(
+        "/v1/messages", json=sms(body="free", category="Marketing", tags=["PROMO"])
+    )
+    assert answer.status_code == 403
+    assert answer.json()["category"] == "marketing"
+    assert answer.json()["reasons"][0]["rule"] == "no-promo"
+
+
 def test_monitor_mode_records_without_enforcing(make_client: Make) -> None:
     client = make_client(
         "rules:\n  - id: watch\n    type: banned_terms\n    terms: [free]\n    action: monitor\n"
