@@ -226,7 +226,9 @@ def _policy_check(args: argparse.Namespace) -> int:
     folder, packs = _policy_folder(args)
     bundle = load_bundle(folder, packs)
     rules, files = len(bundle.rules), len(bundle.files)
-    print(f"{folder}: {rules} rules in {files} files, version {bundle.version}")
+    # Which packs were read, since they come from the config, not the folder.
+    with_packs = f"packs {', '.join(packs)}" if packs else "no packs (the config switches none on)"
+    print(f"{folder}: {rules} rules in {files} files, {with_packs}, version {bundle.version}")
     return 0
 
 
