@@ -336,10 +336,16 @@ async def policies(request: Request) -> Response:
     )
 
 
+_reloading = asyncio.Lock()  # one reload at a time: the last one asked for wins
+
+
 async def policies_reload(request: Request) -> Response:
     rt = runtime(request)
     try:
-        bundle = rt.policies.reload()
+        # Off the event loop: a large bundle takes seconds to read and compile,
+        # and messages go on being decided by the current one meanwhile.
+        async with _reloading:
+            bundle = await asyncio.to_thread(rt.policies.reload)
     except PolicyError as exc:
         return json_response(
             {

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
 from gateway.clock import FixedClock
@@ -260,6 +263,35 @@ def test_opt_out_endpoints(client: TestClient) -> None:
     assert client.delete("/v1/opt-outs/global/(+1) 212 555 0100").status_code == 204
     assert client.delete("/v1/opt-outs/global/+12125550100").status_code == 404
     assert client.put("/v1/opt-outs/global/not a number").status_code == 400
+
+
+def test_messages_are_decided_while_a_bundle_is_reloaded(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a large bundle takes seconds: meanwhile the current one keeps
+    deciding, instead of every request waiting for the reload."""
+    policies = client.app.state.runtime.policies  # type: ignore[attr-defined]
+    reading, go_on = threading.Event(), threading.Event()
+    reload = policies.reload
+
+    def slow_reload() -> Any:
+        reading.set()
+        assert go_on.wait(10)
+        return reload()
+
+    monkeypatch.setattr(policies, "reload", slow_reload)
+    answers: list[int] = []
+    asked = threading.Thread(
+        target=lambda: answers.append(client.post("/v1/policies/reload").status_code)
+    )
+    asked.start()
+    try:
+        assert reading.wait(10)
+        assert client.post("/v1/messages", json=sms()).status_code == 201
+    finally:
+        go_on.set()
+        asked.join(10)
+    assert answers == [200]
 
 
 def test_health(client: TestClient) -> None:
