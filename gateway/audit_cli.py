@@ -235,8 +235,9 @@ def _verdict(report: verify.Report, data_dir: Path) -> str:
         return f"{name}: intact, {counts}; head {report.head or 'none (nothing chained yet)'}"
     line = f" line {problem.line}" if problem.line is not None else ""
     where = f"{problem.file}{line} (byte {problem.offset})" if problem.file else ""
-    about = f" decision {problem.decision_id}" if problem.decision_id else ""
-    return f"{name}: ALTERED at {where}{about}: {problem.reason} (checked {counts})"
+    about = f"decision {problem.decision_id}" if problem.decision_id else ""
+    at = " ".join(part for part in (where, about) if part)  # a row of the index: no file
+    return f"{name}: ALTERED at {at}: {problem.reason} (checked {counts})"
 
 
 def _first(found: Iterator[dict[str, Any]], limit: int) -> Iterator[dict[str, Any]]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,25 @@ def failures(record: dict[str, Any]) -> list[tuple[str, str]]:
         if t.get("result") in ("fail", "monitor")
     ]
     return out
+
+
+def readable(decision_id: str, document: object) -> dict[str, Any]:
+    """`document` if it is the record of `decision_id`; else (a damaged
+    index or table) what stands for it, `damaged`, and a warning in the log:
+    a query or an export shows it and goes on."""
+    if isinstance(document, dict) and document.get("decision_id") == decision_id:
+        return document
+    return damaged(decision_id)
+
+
+def damaged(decision_id: str) -> dict[str, Any]:
+    """A decision whose record, or one of its amendments, cannot be read:
+    its id and a word on it. `gateway audit verify` names the damage."""
+    log.warning("audit trail: decision %s has a record that cannot be read", decision_id)
+    return {"decision_id": decision_id, "damaged": DAMAGED}
+
+
+DAMAGED = "the trail holds a record of this decision that cannot be read: run gateway audit verify"
 
 
 class AuditTrail(Protocol):

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from gateway.audit import journal
-from gateway.audit.base import DecisionQuery, failures
+from gateway.audit.base import DecisionQuery, damaged, failures, readable
 from gateway.audit.journal import Position
 from gateway.errors import AuditUnavailable, translated_sync
 
@@ -259,9 +259,21 @@ class Builder:
 Row = tuple[str, int | None, int | None, int | None]  # doc, file, offset, length
 
 
+def loaded(doc: object) -> dict[str, Any] | None:
+    """The document an index row holds, or None if it holds no JSON object."""
+    if not isinstance(doc, str | bytes):
+        return None
+    try:
+        document = json.loads(doc)
+    except (ValueError, RecursionError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
 class _Documents:
-    """Documents by their rows: in the row (an index made before documents
-    stayed in the journal), else read from the journal file it names."""
+    """Documents by their rows: read from the journal file a row names, else
+    in the row (an index made before documents stayed in the journal); None
+    for one that cannot be read (a damaged index)."""
 
     def __init__(self, folder: Path) -> None:
         self._folder = folder
@@ -274,11 +286,23 @@ class _Documents:
         for file in self._files.values():
             file.close()
 
-    def load(self, row: Row) -> dict[str, Any]:
+    def load(self, row: Row) -> dict[str, Any] | None:
         doc, number, offset, length = row
-        if doc or number is None or offset is None or length is None:
-            loaded: dict[str, Any] = json.loads(doc)
-            return loaded
+        # The indexer's rows hold no document: for a row that points into the
+        # journal, the chained entry is the record, whatever else the row holds.
+        if number is None or offset is None or length is None:
+            return loaded(doc)
+        if offset < 0 or length <= 0:
+            return None
+        file = self._file(number)
+        file.seek(offset)
+        try:
+            document = orjson.loads(file.read(length))[2]
+        except (orjson.JSONDecodeError, IndexError, KeyError, TypeError):
+            return None
+        return document if isinstance(document, dict) else None
+
+    def _file(self, number: int) -> BinaryIO:
         file = self._files.get(number)
         if file is None:
             path = journal.path_of(self._folder, number)
@@ -289,19 +313,17 @@ class _Documents:
                     f"audit trail: the journal file {path} is missing; it holds documents"
                     " the index points to"
                 ) from None
-        file.seek(offset)
-        document: dict[str, Any] = orjson.loads(file.read(length))[2]
-        return document
+        return file
 
 
 @translated
 def get(db: sqlite3.Connection, folder: Path, decision_id: str) -> dict[str, Any] | None:
-    sql = "SELECT doc, file, offset, length FROM decisions WHERE id = ?"
+    sql = "SELECT id, doc, file, offset, length FROM decisions WHERE id = ?"
     row = db.execute(sql, (decision_id,)).fetchone()
     if row is None:
         return None
     with _Documents(folder) as documents:
-        return _merged(db, documents, [documents.load(row)])[0]
+        return _merged(db, documents, [readable(row[0], documents.load(row[1:]))])[0]
 
 
 @translated
@@ -309,11 +331,14 @@ def query(
     db: sqlite3.Connection, folder: Path, q: DecisionQuery
 ) -> tuple[list[dict[str, Any]], int | None]:
     where, args = _where(q)
-    sql = f"SELECT seq, doc, file, offset, length FROM decisions {where} ORDER BY seq DESC LIMIT ?"
+    sql = (
+        f"SELECT seq, id, doc, file, offset, length FROM decisions {where}"
+        " ORDER BY seq DESC LIMIT ?"
+    )
     rows = db.execute(sql, [*args, q.limit + 1]).fetchall()
     more: int | None = rows[q.limit - 1][0] if len(rows) > q.limit else None
     with _Documents(folder) as documents:
-        records = [documents.load(row[1:]) for row in rows[: q.limit]]
+        records = [readable(row[1], documents.load(row[2:])) for row in rows[: q.limit]]
         return _merged(db, documents, records), more
 
 
@@ -332,7 +357,8 @@ def _merged(
             f"SELECT id, doc, file, offset, length FROM amendments WHERE id IN ({marks}) ORDER BY n"
         )
         for decision_id, doc, number, offset, length in db.execute(sql, list(by_id)):
-            by_id[decision_id].update(documents.load((doc, number, offset, length)))
+            changes = documents.load((doc, number, offset, length))
+            by_id[decision_id].update(damaged(decision_id) if changes is None else changes)
     return records
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ import asyncpg
 import orjson
 
 from gateway.audit import chain
-from gateway.audit.base import DecisionQuery, failures
+from gateway.audit.base import DecisionQuery, damaged, failures, readable
 from gateway.audit.retention import Pruned
 from gateway.audit.verify import Problem, Report, summary
 from gateway.errors import AuditUnavailable, translated
@@ -39,10 +40,20 @@ PAGE = 500  # entries read at a time by a verification
 BATCH = 5000  # rows removed per statement by retention
 PRUNE_EVERY = 3600.0  # seconds between looks for records past the retention
 
+
+def _unavailable(exc: BaseException) -> AuditUnavailable:
+    """What went wrong, in words: a timeout says nothing by itself."""
+    if isinstance(exc, TimeoutError):
+        said = f"no answer within {TIMEOUT:g} s"
+    else:
+        said = str(exc) or type(exc).__name__
+    return AuditUnavailable(f"audit trail (PostgreSQL): {said}")
+
+
 # asyncpg's and the network's errors become AuditUnavailable here and nowhere else.
 _translated = translated(
     (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError),
-    lambda exc: AuditUnavailable(f"audit trail (PostgreSQL): {exc}"),
+    _unavailable,
 )
 
 _SCHEMA = """
@@ -272,24 +283,24 @@ class PostgresTrail:
     async def get(self, decision_id: str) -> dict[str, Any] | None:
         await self._written()
         row = await self._pool.fetchrow(
-            f"SELECT entry FROM {self._t} WHERE kind = 'd' AND id = $1", decision_id
+            f"SELECT id, entry FROM {self._t} WHERE kind = 'd' AND id = $1", decision_id
         )
         if row is None:
             return None
-        return (await self._merged([_document(row[0])]))[0]
+        return (await self._merged([readable(row[0], _document(row[1]))]))[0]
 
     @_translated
     async def query(self, query: DecisionQuery) -> tuple[list[dict[str, Any]], int | None]:
         await self._written()
         where, args = self._where(query)
         rows = await self._pool.fetch(
-            f"SELECT seq, entry FROM {self._t} d WHERE {where}"
+            f"SELECT seq, id, entry FROM {self._t} d WHERE {where}"
             f" ORDER BY seq DESC LIMIT ${len(args) + 1}",
             *args,
             query.limit + 1,
         )
         more: int | None = rows[query.limit - 1][0] if len(rows) > query.limit else None
-        records = [_document(row[1]) for row in rows[: query.limit]]
+        records = [readable(row[1], _document(row[2])) for row in rows[: query.limit]]
         return await self._merged(records), more
 
     def _where(self, q: DecisionQuery) -> tuple[str, list[Any]]:
@@ -325,7 +336,8 @@ class PostgresTrail:
                 list(by_id),
             )
             for decision_id, entry in rows:
-                by_id[decision_id].update(_document(entry))
+                changes = _document(entry)
+                by_id[decision_id].update(damaged(decision_id) if changes is None else changes)
         return records
 
     @_translated
@@ -489,16 +501,21 @@ def _problem(row: asyncpg.Record, after: int, previous: bytes) -> str | None:
             said += (parsed[1], document["sender"], document["decision"], document["recipient"])
         else:
             said += (None, None, None, None)
-    except (orjson.JSONDecodeError, IndexError, KeyError, TypeError):
+        pairs = Counter(set(failures(document)))
+    except (orjson.JSONDecodeError, IndexError, KeyError, TypeError, AttributeError):
         return "not a trail entry"
-    pairs = set(failures(document))
-    if said != (kind, decision_id, at_ms, sender, decision, recipient) or pairs != set(
-        zip(rules, codes, strict=True)
-    ):
+    # Each failed rule once, its code beside it: arrays of other lengths, or
+    # with more or fewer pairs, were changed.
+    paired = len(rules) == len(codes) and Counter(zip(rules, codes, strict=True)) == pairs
+    if said != (kind, decision_id, at_ms, sender, decision, recipient) or not paired:
         return "the row's columns say otherwise than its entry: they were changed"
     return None
 
 
-def _document(entry: bytes) -> dict[str, Any]:
-    document: dict[str, Any] = orjson.loads(bytes(entry))[2]
-    return document
+def _document(entry: bytes) -> dict[str, Any] | None:
+    """The record (or the changes) an entry holds; None if it holds none."""
+    try:
+        document = orjson.loads(bytes(entry))[2]
+    except (orjson.JSONDecodeError, IndexError, KeyError, TypeError):
+        return None
+    return document if isinstance(document, dict) else None

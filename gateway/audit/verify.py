@@ -10,9 +10,14 @@ and stops at the first problem, which it names by file, line and byte:
 - a line that is not a trail entry, or one without a link after linked ones;
 - an index row the journal does not bear out: a journal entry the index
   has no row for (hidden from queries), a row that says otherwise than the
-  entry (id, time, sender, decision, recipient, failed rules), a row
-  pointing where no entry starts, or into a file that is gone;
+  entry (id, time, sender, decision, recipient, failed rules, the record
+  it holds), a row pointing where no entry starts, or into a file that is
+  gone, a row for no entry at all (inserted) unless it is one of the rows
+  made before the documents stayed in the journal;
 - a journal shorter than the index says it has read (its end was cut off).
+
+The index is read in one snapshot (a read transaction), so what it says
+and how far it has read agree, even beside an indexer at work.
 
 Cutting off the newest entries leaves a chain that is whole: only a head
 (a link) kept elsewhere shows that, which is why the report gives the head
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +41,8 @@ from gateway.audit.base import failures
 from gateway.errors import AuditUnavailable
 
 # What an index row says of its entry: kind, id, length, and for decisions
-# at_ms, sender, decision, recipient.
+# at_ms, sender, decision, recipient; then the document it holds ('' if it
+# holds none) and its failed rules.
 _RowFacts = tuple[Any, ...]
 
 
@@ -115,6 +122,7 @@ def trail(
     report = Report(trail=str(index_path))
     db = reader.open_index(index_path)
     try:
+        db.execute("BEGIN")  # one snapshot: the rows and the position they were read up to
         _Walk(db, index.folder_of(index_path), report, set(heads), progress).run()
     except _Broken as broken:
         report.problem = broken.problem
@@ -150,6 +158,9 @@ class _Walk:
         self.linked = False  # a linked entry was seen: every later one must be too
         self.read = 0
         self.late: dict[str, set[tuple[str, str]]] = {}  # failures amendments added, by id
+        # Failed rules a decision's row holds beyond its entry's, by id: its
+        # amendments must hold them (the problem to name if they do not).
+        self.added: dict[str, tuple[Problem, set[tuple[str, str]]]] = {}
         # The position is read before the sizes: what it covers is in the snapshot.
         self.position = index.position(db)
         # Retention removed the files up to `upto`: the chain goes on from its link.
@@ -158,18 +169,19 @@ class _Walk:
         if cut is not None:
             self.upto, self.previous, report.pruned = cut
             self.linked = self.previous != chain.GENESIS
-        self.numbers = [n for n in journal.file_numbers(folder) if n > self.upto]
+        self.every = journal.file_numbers(folder)
+        self.numbers = [n for n in self.every if n > self.upto]
         self.sizes = {n: _size(journal.path_of(folder, n)) for n in self.numbers}
         # The index's rows, in journal order: file by file as the walk goes.
         self.decisions = _InOrder(
             db,
-            "SELECT file, offset, id, length, at_ms, sender, decision, recipient, seq"
+            "SELECT file, file, offset, id, length, at_ms, sender, decision, recipient, doc, seq"
             " FROM decisions WHERE file > ? ORDER BY seq",
             self.upto,
         )
         self.amendments = _InOrder(
             db,
-            "SELECT file, offset, id, length FROM amendments WHERE file > ? ORDER BY n",
+            "SELECT file, file, offset, id, length, doc FROM amendments WHERE file > ? ORDER BY n",
             self.upto,
         )
         self.failures = _InOrder(
@@ -183,24 +195,21 @@ class _Walk:
         self._files_the_index_needs()
         for number in self.numbers:
             self._file(number)
-        self._late_failures()
-        self.report.unchained += self._rows_without_journal()
+        self._failures_of_amendments()
+        self.report.unchained += self._rows_from_before_the_journal()
 
     def _files_the_index_needs(self) -> None:
-        """Every file the index points into is there, and as long as it read."""
+        """Every file the index points into is there, and as long as it read.
+        (Rows of files retention removed are gone before their files are.)"""
         at_file, at_offset = self.position
         wanted = {
             row[0]
             for table in ("decisions", "amendments")
-            for row in self.db.execute(
-                f"SELECT DISTINCT file FROM {table}"
-                " WHERE file > ? AND (file < ? OR (file = ? AND offset < ?))",
-                (self.upto, at_file, at_file, at_offset),
-            )
+            for row in self.db.execute(f"SELECT DISTINCT file FROM {table} WHERE file IS NOT NULL")
         }
         if at_offset > 0:
             wanted.add(at_file)
-        for number in sorted(wanted - set(self.numbers)):
+        for number in sorted(wanted - set(self.every)):
             name = journal.path_of(self.folder, number).name
             reason = "the journal file is missing; the index holds entries from it"
             raise _Broken(Problem(name, None, 0, reason))
@@ -232,6 +241,8 @@ class _Walk:
             self.read += size - offset
         for left in sorted(rows):
             reason = "the index points here, where no entry starts"
+            if (number, left) >= self.position:
+                reason = "the index has a row for an entry it has not read yet: it was inserted"
             raise _Broken(Problem(path.name, None, left, reason, str(rows[left][1])))
 
     def _entry(
@@ -247,9 +258,10 @@ class _Walk:
             return _Broken(Problem(name, line_no, offset, reason, decision_id))
 
         entry, found = chain.opened(line)
-        facts = _facts(entry)
-        if facts is None:
+        opened = _opened(entry)
+        if opened is None:
             raise broken("not a trail entry")
+        facts, document = opened
         decision_id = str(facts[1])
         if found is None:
             if self.linked:
@@ -284,9 +296,20 @@ class _Walk:
         if row is None:
             reason = "the index has no row for this entry: it is hidden from queries"
             raise broken(reason, decision_id)
+        said, doc, had = row[:-2], row[-2], row[-1]
         # A decision's row holds its own failed rules, and its amendments'.
-        if row[:-1] != (*facts[:2], len(line), *facts[2:-1]) or not own <= row[-1]:
+        bears_out = said == (*facts[:2], len(line), *facts[2:-1])
+        if not bears_out or not _holds(doc, document) or not own <= had:
             raise broken("the index row of this entry says otherwise: it was changed", decision_id)
+        if had - own:  # its amendments must hold them: checked once the walk is over
+            reason = (
+                "the index row of this entry says otherwise: it holds failed rules that"
+                " neither the entry nor its amendments hold (they were added)"
+            )
+            self.added[decision_id] = (
+                Problem(name, line_no, offset, reason, decision_id),
+                had - own,
+            )
 
     def _rows(self, number: int) -> dict[int, _RowFacts]:
         """The index rows that point into file `number`, by offset: taken from
@@ -294,24 +317,37 @@ class _Walk:
         walk reads each table once, whatever the number of files."""
         rows: dict[int, _RowFacts] = {}
         seqs: dict[int, int] = {}  # decision seq -> offset
-        for row in self.decisions.take(number):
-            offset, decision_id, length, *columns, seq = row
-            rows[offset] = ("d", decision_id, length, *columns, set())
+        for file, offset, decision_id, length, *columns, doc, seq in self.decisions.take(number):
+            self._in_order(file, number, offset, decision_id)
+            # Two rows for one entry: one of them is made up.
+            kind = "?" if offset in rows else "d"
+            rows[offset] = (kind, decision_id, length, *columns, doc, set())
             seqs[seq] = offset
         if seqs:
             for seq, rule, code in self.failures.take(max(seqs)):
                 if seq in seqs:
                     rows[seqs[seq]][-1].add((rule, code))
-        for offset, decision_id, length in self.amendments.take(number):
-            # Two rows for one entry: one of them is made up.
-            rows[offset] = ("?" if offset in rows else "a", decision_id, length, set())
-        # Rows the indexer added after the walk took its snapshot are not checked.
-        at_file, at_offset = self.position
-        return {o: r for o, r in rows.items() if number < at_file or o < at_offset}
+        for file, offset, decision_id, length, doc in self.amendments.take(number):
+            self._in_order(file, number, offset, decision_id)
+            rows[offset] = ("?" if offset in rows else "a", decision_id, length, doc, set())
+        return rows
 
-    def _late_failures(self) -> None:
-        """The failed rules amendments added are under their decision's row:
-        one pass over the failures, for the decisions that have such rules."""
+    def _in_order(self, file: int, number: int, offset: int, decision_id: str) -> None:
+        """The indexer adds rows in journal order: a row for an earlier file,
+        after rows for this one, is not one of its own."""
+        if file != number:
+            name = journal.path_of(self.folder, file).name
+            reason = "the index has a row out of journal order: it was inserted"
+            raise _Broken(Problem(name, None, offset, reason, decision_id))
+
+    def _failures_of_amendments(self) -> None:
+        """A decision's row holds the failed rules of its amendments too: no
+        more than they hold (checked against what the walk saw of them), and
+        no fewer (one pass over the failures, for the decisions that have
+        such rules)."""
+        for decision_id, (problem, extra) in self.added.items():
+            if not extra <= self.late.get(decision_id, set()):
+                raise _Broken(problem)
         if not self.late:
             return
         have: dict[str, set[tuple[str, str]]] = {}
@@ -327,12 +363,58 @@ class _Walk:
                 reason = "the index has lost failed rules of this decision: they are hidden"
                 raise _Broken(Problem("", None, 0, reason, decision_id))
 
-    def _rows_without_journal(self) -> int:
-        """Rows from before the documents stayed in the journal: not chained."""
-        return sum(
-            int(self.db.execute(f"SELECT count(*) FROM {table} WHERE file IS NULL").fetchone()[0])
-            for table in ("decisions", "amendments")
+    def _rows_from_before_the_journal(self) -> int:
+        """Rows made before the documents stayed in the journal hold their
+        documents and point into no file; they are counted as unchained.
+        Such rows went in before any row that points into the journal, each
+        amendment among them amends a decision among them, and each holds a
+        document that says what its row says. Any other row that points into
+        no file stands for no entry of the journal: it was inserted."""
+        count = 0
+        first = self._first_in_journal("decisions", "seq")
+        sql = (
+            "SELECT seq, id, sender, decision, recipient, doc FROM decisions"
+            " WHERE file IS NULL ORDER BY seq"
         )
+        for seq, decision_id, *columns, doc in self.db.execute(sql):
+            if not 0 < seq < first:
+                reason = (
+                    "the index has a row for a decision the journal does not hold: it was inserted"
+                )
+                raise _Broken(Problem("", None, 0, reason, decision_id))
+            record = index.loaded(doc)
+            said = None if record is None else [record.get(key) for key in _SAID]
+            if said != [decision_id, *columns]:
+                reason = "the index row of this decision says otherwise than the record it holds"
+                raise _Broken(Problem("", None, 0, reason, decision_id))
+            count += 1
+        first = self._first_in_journal("amendments", "n")
+        sql = (
+            "SELECT a.n, a.id, a.doc, d.seq IS NOT NULL AND d.file IS NULL FROM amendments a"
+            " LEFT JOIN decisions d USING (id) WHERE a.file IS NULL ORDER BY a.n"
+        )
+        for n, decision_id, doc, of_an_old_decision in self.db.execute(sql):
+            if not (0 < n < first and of_an_old_decision):
+                reason = (
+                    "the index has an amendment of this decision that the journal does not"
+                    " hold: it was inserted"
+                )
+                raise _Broken(Problem("", None, 0, reason, decision_id))
+            if index.loaded(doc) is None:
+                reason = "the index holds an amendment of this decision that is no record"
+                raise _Broken(Problem("", None, 0, reason, decision_id))
+            count += 1
+        return count
+
+    def _first_in_journal(self, table: str, key: str) -> int:
+        """The first row of `table` that points into the journal, by `key`."""
+        sql = f"SELECT {key} FROM {table} WHERE file IS NOT NULL ORDER BY {key} LIMIT 1"
+        row = self.db.execute(sql).fetchone()
+        return sys.maxsize if row is None else int(row[0])
+
+
+# What a decision's row says that its document says too.
+_SAID = ("decision_id", "sender", "decision", "recipient")
 
 
 class _InOrder:
@@ -352,23 +434,32 @@ class _InOrder:
         return taken
 
 
-def _facts(entry: bytes) -> _RowFacts | None:
+def _opened(entry: bytes) -> tuple[_RowFacts, dict[str, Any]] | None:
     """What the index should say of a journal entry, without its length:
     ("d", id, at_ms, sender, decision, recipient, failures) or ("a", id,
-    failures); None if it is not a trail entry."""
+    failures), and the record (or the changes) it holds; None if it is not
+    a trail entry."""
     try:
         parsed = orjson.loads(entry)
         kind, record = parsed[0], parsed[2]
-        if kind == "d" and len(parsed) == 3 and isinstance(record, dict):
+        if len(parsed) != 3 or not isinstance(record, dict):
+            return None
+        if kind == "d":
             fields = (record["decision_id"], parsed[1], record["sender"], record["decision"])
             # The decision's own failed rules (amendments add theirs under its row).
-            return ("d", *fields, record["recipient"], set(failures(record)))
-        amendment = kind == "a" and isinstance(parsed[1], str)
-        if amendment and len(parsed) == 3 and isinstance(record, dict):
-            return ("a", parsed[1], set(failures(record)))
-    except (orjson.JSONDecodeError, IndexError, KeyError, TypeError):
+            return ("d", *fields, record["recipient"], set(failures(record))), record
+        if kind == "a" and isinstance(parsed[1], str):
+            return ("a", parsed[1], set(failures(record))), record
+    except (orjson.JSONDecodeError, IndexError, KeyError, TypeError, AttributeError):
         return None
     return None
+
+
+def _holds(doc: object, document: dict[str, Any]) -> bool:
+    """Whether an index row's document is its entry's `document`, whole. The
+    indexer leaves it empty (the journal holds it); anything else in it was
+    put there by someone else, and must at least say the same."""
+    return doc == "" or index.loaded(doc) == document
 
 
 def _size(path: Path) -> int:

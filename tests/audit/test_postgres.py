@@ -4,11 +4,13 @@ failing closed and coming back. A real PostgreSQL over a socket."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.audit import DecisionQuery
+from gateway.audit import DecisionQuery, postgres
+from gateway.audit.base import DAMAGED
 from gateway.audit.postgres import PostgresTrail
 from gateway.errors import AuditUnavailable
 from tests.audit.test_trail import opted_out, record
@@ -76,6 +78,11 @@ async def test_each_writer_has_a_chain_that_goes_on_after_a_restart(table: str) 
             "UPDATE {t} SET codes = '{{}}', rules = '{{}}' WHERE writer = 'host:a' AND n = 3",
             "columns",
         ),
+        (  # a code more than there are rules
+            "UPDATE {t} SET codes = codes || '{{opted_out}}'::text[]"
+            " WHERE writer = 'host:a' AND n = 3",
+            "columns",
+        ),
     ],
 )
 async def test_an_altered_table_is_found(table: str, change: str, reason: str) -> None:
@@ -123,6 +130,39 @@ async def test_an_unreachable_database_refuses_every_write_in_one_clear_error() 
                 await attempt
     finally:
         await trail.close()
+
+
+async def test_a_database_that_never_answers_is_named_by_its_silence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It takes the connection (the kernel's backlog does) and says nothing."""
+    monkeypatch.setattr(postgres, "TIMEOUT", 0.2)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        trail = await PostgresTrail.open(f"postgresql://postgres@127.0.0.1:{port}/test", "t", "w")
+        try:
+            with pytest.raises(AuditUnavailable) as refused:
+                await trail.ping()
+        finally:
+            await trail.close()
+    assert str(refused.value) == "audit trail (PostgreSQL): no answer within 0.2 s"
+
+
+async def test_an_entry_of_no_readable_record_is_listed_as_damaged(table: str) -> None:
+    await filled(table)
+    await execute(f"UPDATE {table} SET entry = '{{}}'::bytea WHERE writer = 'host:b' AND n = 2")
+    reader = await PostgresTrail.open(POSTGRES_URL, table)
+    try:
+        listed = {r["decision_id"]: r for r in (await reader.query(DecisionQuery(limit=100)))[0]}
+        assert listed["id011"] == {"decision_id": "id011", "damaged": DAMAGED}
+        assert listed["id010"]["upstream"] == {"status": 201}
+        assert await reader.get("id011") == listed["id011"]
+    finally:
+        await reader.close()
+    problem = (await reports(table))["host:b"]["problem"]
+    assert isinstance(problem, dict) and problem["decision_id"] == "id011"
 
 
 async def test_retention_removes_each_writers_oldest_entries(table: str) -> None:

@@ -4,12 +4,13 @@ Real journal files and a real SQLite index, written by the trail itself."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from gateway.audit import DecisionQuery, SqliteTrail, chain, journal, verify
+from gateway.audit import DecisionQuery, SqliteTrail, chain, index, journal, verify
 from gateway.errors import AuditUnavailable
 from tests.audit.test_trail import opted_out, record
 
@@ -131,12 +132,20 @@ async def test_a_row_hidden_from_the_index_is_found(tmp_path: Path) -> None:
     assert found.decision_id == "id005" and "hidden from queries" in found.reason
 
 
+# The record of id005 as the journal holds it, but allowing the message.
+ALLOWED = json.dumps(opted_out(5) | {"decision": "allow", "reasons": []})
+
+
 @pytest.mark.parametrize(
     "change",
     [
         "UPDATE decisions SET decision = 'allow' WHERE id = 'id005'",
         "UPDATE decisions SET recipient = 'hmac:other' WHERE id = 'id005'",
         "DELETE FROM decision_failures WHERE seq = (SELECT seq FROM decisions WHERE id = 'id005')",
+        f"UPDATE decisions SET doc = '{ALLOWED}' WHERE id = 'id005'",
+        "UPDATE decisions SET doc = '{}' WHERE id = 'id005'",
+        "INSERT INTO decision_failures SELECT seq, 'quiet-hours', 'outside_window'"
+        " FROM decisions WHERE id = 'id005'",
     ],
 )
 async def test_a_changed_index_row_is_found(tmp_path: Path, change: str) -> None:
@@ -145,6 +154,126 @@ async def test_a_changed_index_row_is_found(tmp_path: Path, change: str) -> None
         db.execute(change)
     found = problem(path)
     assert found.decision_id == "id005" and "says otherwise" in found.reason
+
+
+async def test_a_failed_rule_added_to_an_allowed_decision_is_found(tmp_path: Path) -> None:
+    path = await written(tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO decision_failures SELECT seq, 'global-opt-out', 'opted_out'"
+            " FROM decisions WHERE id = 'id006'"
+        )
+    found = problem(path)
+    assert (found.file, found.line, found.decision_id) == (files(path)[1].name, 2, "id006")
+    assert "failed rules" in found.reason and "added" in found.reason
+
+
+async def test_a_decision_row_the_journal_does_not_hold_is_found(tmp_path: Path) -> None:
+    """A made-up decision in the index alone, on a trail chained from its first entry."""
+    path = await written(tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO decisions (id, at_ms, sender, decision, recipient, doc)"
+            " VALUES ('id900', 900, 'acme', 'allow', 'hmac:r1', ?)",
+            (json.dumps(record(900)),),
+        )
+    found = problem(path)
+    assert (found.decision_id, found.line) == ("id900", None)
+    assert "journal does not hold" in found.reason and "inserted" in found.reason
+
+
+async def test_a_row_slipped_in_before_the_journal_rows_is_found(tmp_path: Path) -> None:
+    path = await written(tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO decisions (seq, id, at_ms, sender, decision, recipient, doc)"
+            " VALUES (0, 'id900', 900, 'acme', 'allow', 'hmac:r1', ?)",
+            (json.dumps(record(900)),),
+        )
+    found = problem(path)
+    assert found.decision_id == "id900" and "inserted" in found.reason
+
+
+async def test_an_amendment_row_the_journal_does_not_hold_is_found(tmp_path: Path) -> None:
+    """An upstream's answer made up for a refused decision, in the index alone."""
+    path = await written(tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO amendments (id, doc) VALUES ('id001', ?)",
+            (json.dumps({"upstream": {"status": 201}}),),
+        )
+    found = problem(path)
+    assert (found.decision_id, found.line) == ("id001", None)
+    assert "amendment" in found.reason and "inserted" in found.reason
+
+
+async def test_a_row_for_an_earlier_file_among_later_rows_is_found(tmp_path: Path) -> None:
+    """Rows go in in journal order: one that names the first file after the
+    rows of the last was not put there by the indexer."""
+    path = await written(tmp_path)
+    first = files(path)[0]
+    length = len(lines_of(first)[0])
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO decisions (id, at_ms, sender, decision, recipient, doc, file, offset,"
+            " length) VALUES ('id900', 900, 'acme', 'allow', 'hmac:r1', '', ?, 0, ?)",
+            (int(first.stem), length),
+        )
+    found = problem(path)
+    assert (found.file, found.decision_id) == (first.name, "id900")
+    assert "inserted" in found.reason
+
+
+async def test_rows_from_before_the_journal_are_counted_not_blamed(tmp_path: Path) -> None:
+    """An index made before the documents stayed in the journal keeps its
+    rows (they hold their documents): they predate the chain, and are
+    counted as unchained; a row added among them afterwards is not."""
+    path = tmp_path / "audit.db"
+    old_index(path)
+    trail = SqliteTrail(path)
+    await trail.append(record(2), 2)
+    trail.amend("id002", {"upstream": {"status": 201}})
+    await trail.close()
+    report = verify.trail(path)
+    assert report.intact, report.problem
+    assert (report.unchained, report.entries) == (2, 2)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO decisions (id, at_ms, sender, decision, recipient, doc)"
+            " VALUES ('id900', 900, 'acme', 'allow', 'hmac:r1', ?)",
+            (json.dumps(record(900)),),
+        )
+    assert problem(path).decision_id == "id900"
+
+
+async def test_a_row_from_before_the_journal_with_another_record_is_found(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.db"
+    old_index(path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE decisions SET doc = '{}' WHERE id = 'id001'")
+    found = problem(path)
+    assert found.decision_id == "id001" and "says otherwise" in found.reason
+
+
+def old_index(path: Path) -> None:
+    """An index in the layout from before documents stayed in the journal:
+    a decision and its amendment, their documents in their rows."""
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE decisions (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " id TEXT NOT NULL UNIQUE, at_ms INTEGER NOT NULL, sender TEXT NOT NULL,"
+            " decision TEXT NOT NULL, recipient TEXT NOT NULL, doc TEXT NOT NULL);"
+            "CREATE TABLE amendments (n INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " id TEXT NOT NULL, doc TEXT NOT NULL);"
+        )
+        db.execute(
+            "INSERT INTO decisions VALUES (NULL, 'id001', 1, 'acme', 'allow', 'hmac:r1', ?)",
+            (json.dumps(record(1)),),
+        )
+        db.execute("INSERT INTO amendments VALUES (NULL, 'id001', '{\"upstream\": {}}')")
+    index.connect(path).close()  # as a gateway opening it: the columns of the journal added
 
 
 async def test_failed_rules_an_amendment_added_are_checked(tmp_path: Path) -> None:
