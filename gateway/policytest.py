@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from gateway import engine
 from gateway.adapters.native import EARLIEST_AT, LATEST_AT, NativeMessage, field_errors, to_message
@@ -19,8 +26,8 @@ from gateway.clock import FixedClock
 from gateway.errors import InputError, InvalidRecipient, one_line
 from gateway.model import Code, Reason
 from gateway.policy.bundle import Bundle
-from gateway.policy.loader import load_bundle
-from gateway.policy.yamlfile import YamlError, parse
+from gateway.policy.loader import explain, field_name, is_test_file, load_bundle
+from gateway.policy.yamlfile import Located, YamlError, parse
 from gateway.recipients import Pseudonymizer, hint, normalize_address
 from gateway.service import Gateway, ms
 from gateway.store.base import OptOutEntry
@@ -56,10 +63,24 @@ class OptOutItem(Strict):
 
 
 class Expect(Strict):
-    decision: str
-    code: str | None = None
-    rule: str | None = None
+    decision: Literal["allow", "reject", "defer"]
+    code: Code | None = None
+    rule: str | None = None  # a rule of the bundle, checked when the file loads
     deliver_at: Moment | None = None
+
+    @field_validator("code", "rule")
+    @classmethod
+    def _reasons(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("decision") == "allow":
+            raise ValueError("is for decision reject or defer (an allowed message has no reasons)")
+        return value
+
+    @field_validator("deliver_at")
+    @classmethod
+    def _deferred(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is not None and info.data.get("decision") not in (None, "defer"):
+            raise ValueError("is for decision defer only")
+        return value
 
 
 class Case(Strict):
@@ -89,23 +110,65 @@ class Failure:
 
 
 def case_files(folder: Path) -> list[Path]:
-    return sorted([*folder.glob("*.test.yaml"), *folder.glob("packs/*/*.test.yaml")])
+    """The test files of the folder and of its packs (hidden ones left out)."""
+    packs = [p for p in sorted(folder.glob("packs/*")) if p.is_dir()]
+    return sorted(
+        path
+        for where in (folder, *packs)
+        for path in where.iterdir()
+        if is_test_file(path.name) and not path.name.startswith(".")
+    )
 
 
-def load_cases(path: Path) -> list[Case]:
+# Not a rule of the bundle: what the reason for an invalid recipient names.
+_RECIPIENT = "recipient"
+
+
+def load_cases(path: Path, rule_ids: Collection[str] | None = None) -> list[Case]:
+    """The cases of a test file; InputError naming the file, the line and the
+    case of its first problem. With `rule_ids`, `expect.rule` must be one."""
     try:
         doc = parse(path.read_text(encoding="utf-8"))
-        return CaseFile.model_validate(doc.data).cases
     except OSError as exc:  # e.g. a folder named *.test.yaml
         raise InputError(f"{path}: cannot read the test file ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except YamlError as exc:
         raise InputError(f"{path}:{exc.line}: {exc}") from None
+    if doc.data is None:
+        raise InputError(f"{path}:1: the file is empty; it needs a 'cases:' list")
+    if not isinstance(doc.data, dict):
+        raise InputError(f"{path}:1: the file must be a mapping with a 'cases:' list")
+    try:
+        cases = CaseFile.model_validate(doc.data).cases
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InputError(f"{path}: {where}: {first['msg']}") from None
+        problems = explain(exc, CaseFile, doc.data)
+    else:
+        problems = [
+            (("cases", n, "expect", "rule"), f"'{rule}' is not a rule of the bundle")
+            for n, case in enumerate(cases)
+            if (rule := case.expect.rule) is not None
+            and rule_ids is not None
+            and rule not in rule_ids
+            and rule != _RECIPIENT
+        ]
+    if problems:
+        first = _problem(path, doc, *problems[0])
+        more = f" (and {len(problems) - 1} more problems in this file)" if problems[1:] else ""
+        raise InputError(first + more)
+    return cases
+
+
+def _problem(path: Path, doc: Located, loc: tuple[str | int, ...], why: str) -> str:
+    """`file:line: case: field: what is wrong`, the case by its name if it has one."""
+    where, label = f"{path}:{doc.line(loc)}: ", ""
+    if len(loc) > 1 and loc[0] == "cases" and isinstance(loc[1], int):
+        item = doc.data["cases"][loc[1]]
+        name = item.get("name") if isinstance(item, dict) else None
+        label = f"{name if isinstance(name, str) and name else f'cases[{loc[1]}]'}: "
+        loc = loc[2:]
+    field = field_name(loc)
+    return f"{where}{label}{field + ': ' if field else ''}{why}"
 
 
 async def run_case(bundle: Bundle, case: Case) -> str:
@@ -187,7 +250,7 @@ def describe(verdict: str, reasons: list[Any], deliver_at: datetime | None, expe
 
 
 def expected(expect: Expect) -> str:
-    parts = [expect.decision]
+    parts: list[str] = [expect.decision]
     parts += [p for p in (expect.code, expect.rule) if p is not None]
     if expect.deliver_at is not None:
         parts.append(expect.deliver_at.astimezone(UTC).isoformat())
@@ -208,7 +271,7 @@ async def run_folder(
             pack = None
         if pack not in bundles:
             bundles[pack] = load_bundle(folder, [*packs, str(pack)])
-        for case in load_cases(path):
+        for case in load_cases(path, [rule.id for rule in bundles[pack].rules]):
             count += 1
             try:
                 actual = await run_case(bundles[pack], case)

@@ -21,9 +21,9 @@ import regex
 
 from gateway.adapters import fcm, sendgrid, twilio
 from gateway.adapters.base import Adapter, Context, Incoming
-from gateway.adapters.native import NAME
 from gateway.errors import InputError
 from gateway.model import Message
+from gateway.policy.schema import NAME
 from gateway.schedule.zones import valid_zone
 from gateway.settings import Route, Settings
 from gateway.store.base import DeferredMessage

@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.adapters.base import decode_text, loads, lone_surrogate
 from gateway.errors import InputError
 from gateway.model import Channel, Message
+from gateway.policy.schema import NAME  # the names rules match on
 from gateway.recipients import parse_recipient
 from gateway.schedule.zones import valid_zone
 
-NAME = r"^[A-Za-z0-9._:@-]{1,128}$"
 # LF, CR and form feed are GSM characters; every other control character is
 # refused, and so is a lone surrogate. One search finds either (most texts have
 # neither), and only then is the first of each kind looked for, to name it. The

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gateway.errors import PolicyError, one_line
 from gateway.policy.bundle import Bundle
@@ -22,15 +22,34 @@ from gateway.rules import COMPILERS, CompileContext, Rule, RuleConfigError
 _FILE_KEYS = ("rules",)
 
 
+def is_test_file(name: str) -> bool:
+    """A file of policy test cases: `*.test.yaml` or `*.test.yml`, in any case."""
+    return name.lower().endswith((".test.yaml", ".test.yml"))
+
+
+def is_rule_file(name: str) -> bool:
+    """A file of rules: `*.yaml` or `*.yml` in any case, not a test file, not
+    hidden (an editor's lock or backup, `.#rules.yaml`)."""
+    return (
+        name.lower().endswith((".yaml", ".yml"))
+        and not is_test_file(name)
+        and not name.startswith(".")
+    )
+
+
 def rule_files(folder: Path, packs: Sequence[str] = ()) -> tuple[list[Path], list[str]]:
-    """The files of a bundle: `*.yaml` directly in the folder (not `*.test.yaml`
-    nor hidden ones), then those of each pack switched on. Returns (files, problems)."""
+    """The files of a bundle: the rule files directly in the folder, then those
+    of each pack switched on. Returns (files, problems)."""
     problems: list[str] = []
     if not folder.is_dir():
         return [], [f"{folder}: no such policies folder"]
     files = _yaml_in(folder, folder.parent, problems)
-    for pack in packs:
+    for index, pack in enumerate(packs):
         pack_dir = folder / "packs" / pack
+        if pack in packs[:index]:
+            # Its rules loaded twice would each clash with themselves.
+            problems.append(f"{pack_dir}: rule pack '{pack}' is listed twice")
+            continue
         if not pack_dir.is_dir():
             known = sorted(p.name for p in (folder / "packs").glob("*") if p.is_dir())
             problems.append(
@@ -47,9 +66,7 @@ def _yaml_in(folder: Path, shown_from: Path, problems: list[str]) -> list[Path]:
     Problems name the file from `shown_from`, as the loader's others do."""
     files = []
     for p in sorted(folder.iterdir()):
-        if p.suffix not in (".yaml", ".yml") or p.name.endswith((".test.yaml", ".test.yml")):
-            continue
-        if p.name.startswith("."):  # hidden: an editor's lock or backup (`.#rules.yaml`)
+        if not is_rule_file(p.name):
             continue
         name = p.relative_to(shown_from)
         if p.is_file():
@@ -153,7 +170,7 @@ def _load_file(
     """(id, rule, line) of each rule of the file: the rule None where it has
     problems (added to `problems`), the id None where it has none."""
     try:
-        doc = parse(reader.read_text(path))
+        doc = parse(reader.read_text(path), keep_first=True)
     except OSError as exc:
         problems.append(str(exc) if str(exc).startswith(name) else f"{name}: {exc}")
         return []
@@ -161,6 +178,7 @@ def _load_file(
         problems.append(f"{name}:{exc.line}: {exc}")
         return []
     items = _rule_items(doc, name, problems)
+    problems.extend(_repeated(name, doc, items, path, line) for path, line in doc.repeated)
     ctx = CompileContext(base_dir=path.parent, read_text=reader.read_text, root=reader.root)
     out = []
     for index, item in enumerate(items):
@@ -169,6 +187,16 @@ def _load_file(
         rule_id = item.get("id") if isinstance(item, dict) else None
         out.append((rule_id if isinstance(rule_id, str) else None, rule, where.line(())))
     return out
+
+
+def _repeated(
+    name: str, doc: Located, items: list[Any], path: tuple[str | int, ...], line: int
+) -> str:
+    """A key given twice, named with its rule when it is inside one."""
+    why = f"is given twice (first on line {doc.line(path)})"
+    if len(path) > 2 and path[0] == "rules" and isinstance(path[1], int) and path[1] < len(items):
+        return _Where(name, doc, path[:2], items[path[1]]).problem(path[2:], why, line)
+    return f"{name}:{line}: '{path[-1]}' {why}"
 
 
 def _rule_items(doc: Located, name: str, problems: list[str]) -> list[Any]:
@@ -204,9 +232,9 @@ class _Where:
     def line(self, loc: tuple[str | int, ...]) -> int:
         return self.doc.line((*self.path, *loc))
 
-    def problem(self, loc: tuple[str | int, ...], message: str) -> str:
-        field = _field_name(loc)
-        prefix = f"{self.file}:{self.line(loc)}: {self.label}: "
+    def problem(self, loc: tuple[str | int, ...], message: str, line: int | None = None) -> str:
+        field = field_name(loc)
+        prefix = f"{self.file}:{line or self.line(loc)}: {self.label}: "
         return prefix + (f"{field}: {message}" if field else message)
 
 
@@ -222,10 +250,32 @@ def _compile_rule(
     try:
         spec = model.model_validate(item)
     except ValidationError as exc:
-        problems.extend(where.problem(loc, msg) for loc, msg in _explain(exc, model))
+        problems.extend(where.problem(loc, msg) for loc, msg in explain(exc, model, item))
+        # The rest is compiled too, so that one mistake does not hide another
+        # (in a terms file it names); the rule is refused all the same.
+        rest = _without_failed(model, item, exc)
+        if rest is not None:
+            _compile_spec(rest, item["type"], where, ctx, problems)
         return None
+    return _compile_spec(spec, item["type"], where, ctx, problems)
+
+
+def _without_failed(
+    model: type[RuleBase], item: dict[str, Any], exc: ValidationError
+) -> RuleBase | None:
+    """The rule without the fields that failed the schema, if it is one then."""
+    failed = {error["loc"][0] for error in exc.errors() if error["loc"]}
     try:
-        return COMPILERS[item["type"]](spec, ctx)
+        return model.model_validate({k: v for k, v in item.items() if k not in failed})
+    except ValidationError:
+        return None
+
+
+def _compile_spec(
+    spec: RuleBase, kind: str, where: _Where, ctx: CompileContext, problems: list[str]
+) -> Rule | None:
+    try:
+        return COMPILERS[kind](spec, ctx)
     except RuleConfigError as exc:
         for each in (exc, *exc.others):
             loc = tuple(
@@ -248,18 +298,20 @@ def _model_for(item: dict[str, Any], where: _Where, problems: list[str]) -> type
     return RULE_MODELS[kind]
 
 
-def _explain(
-    exc: ValidationError, model: type[RuleBase]
+def explain(
+    exc: ValidationError, model: type[BaseModel], data: Any
 ) -> list[tuple[tuple[str | int, ...], str]]:
+    """(where, what is wrong) for each problem pydantic found in `data`, worded
+    for an author: the value quoted, one problem per mistake."""
     out = []
     seen: set[str] = set()
-    for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
+    for error in _in_form_given(exc.errors(include_url=False), data):
+        loc = tuple(part for part in error["loc"] if not _is_member(part))
         if not loc and hasattr(model, "whole_rule_field"):
             loc = (model.whole_rule_field,)  # "give terms, terms_file, or both": at terms
-        # A value-or-list field fails once per form it may take: one problem
-        # (the first form's) is enough for one mistake.
-        field = _field_name(loc)
+        # A field fails once per form it may take that the value could be read
+        # as: one problem is enough for one mistake.
+        field = field_name(loc)
         if field in seen:
             continue
         seen.add(field)
@@ -267,16 +319,49 @@ def _explain(
     return out
 
 
-def _message(error: Any, loc: tuple[str | int, ...], model: type[RuleBase]) -> str:
+def _in_form_given(errors: list[Any], data: Any) -> list[Any]:
+    """A field that takes one value or a list fails once per form; keep the
+    errors of the form the author wrote (a list's items, or the one value)."""
+    kept = []
+    for error in errors:
+        loc = error["loc"]
+        member = next((i for i, part in enumerate(loc) if _is_member(part)), None)
+        if member is None:
+            kept.append(error)
+            continue
+        given = _value_at(data, loc[:member])
+        if isinstance(given, list) == loc[member].startswith("list["):
+            kept.append(error)
+    return kept or errors
+
+
+def _value_at(data: Any, loc: tuple[str | int, ...]) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+# How pydantic names a type that a YAML author knows as a mapping.
+_MAPPING_ERRORS = ("model_type", "model_attributes_type", "dict_type")
+
+
+def _message(error: Any, loc: tuple[str | int, ...], model: type[BaseModel]) -> str:
     kind, msg, value = error["type"], str(error["msg"]), error.get("input")
     if kind == "extra_forbidden":
         known = ", ".join(model.model_fields) if len(loc) == 1 else ""
         return f"unknown field '{loc[-1]}'" + (f" (known: {known})" if known else "")
     if kind == "missing":
         return "is required"
-    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if kind == "value_error" or isinstance(value, dict):
-        return msg
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    if kind == "too_short" and value == []:
+        return "is empty; give at least one"
+    if kind in _MAPPING_ERRORS:
+        msg = "input should be a mapping"
+    msg = msg.removeprefix("Assertion failed, ")
     return f"{msg[0].lower()}{msg[1:]}, got {_quote(value)}"
 
 
@@ -294,15 +379,20 @@ def _shorten(text: str, keep: int = 60) -> str:
     return text if len(text) <= keep else f"{text[:keep]}…({len(text)} characters)"
 
 
-def _field_name(loc: tuple[str | int, ...]) -> str:
+def _is_member(part: str | int) -> bool:
+    """Whether a part of pydantic's error location names a member of a union
+    (`str`, `list[str]`, `function-after[...]`), not a field."""
+    return isinstance(part, str) and (
+        part in ("function-after", "function-before", "str", "int") or "[" in part
+    )
+
+
+def field_name(loc: tuple[str | int, ...]) -> str:
+    """`limits[0].per` for ("limits", 0, "per")."""
     parts: list[str] = []
     for part in loc:
         if isinstance(part, int):
             parts.append(f"[{part}]")
-        elif (
-            part in ("function-after", "function-before", "str", "list[str]", "int") or "[" in part
-        ):
-            continue  # pydantic's names for union members, not fields
         else:
             parts.append(("." if parts else "") + part)
     return "".join(parts)

@@ -15,13 +15,22 @@ from pydantic import (
     ConfigDict,
     Field,
     TypeAdapter,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from gateway.model import Action, Channel
+from gateway.schedule.window import Window, WindowError
+from gateway.schedule.zones import valid_zone
+from gateway.text.terms import term_problem
 
 RULE_ID = r"^[A-Za-z0-9._-]+$"
+# The names of categories, tags and senders that the native API takes
+# (gateway/adapters/native.py) and of the lists that the opt-out API and CLI
+# take (gateway/web/admin.py). The pure core may not import those layers; a
+# test holds the three copies equal.
+NAME = r"^[A-Za-z0-9._:@-]{1,128}$"
 # ASCII digits only: `\d` alone also takes other scripts' digits (Arabic-Indic `٢٤h`).
 _DURATION = re.compile(r"^\s*([0-9]+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -48,13 +57,27 @@ def parse_duration(text: str) -> int:
 
 OneOrMany = str | list[str]
 
+_NAMES = "letters, digits, . _ : @ -, at most 128"
+# What the values of each condition must be (else no message has them):
+# pattern, what a value is, whether it compares case-insensitively.
+_VALUES: dict[str, tuple[str, str, bool]] = {
+    "category": (NAME, f"a category name ({_NAMES}), so no message has it", True),
+    "tags": (NAME, f"a tag ({_NAMES}), so no message has it", True),
+    "sender": (NAME, f"a sender name ({_NAMES}), so no message has it", False),
+    "route": (RULE_ID, "a route name (letters, digits, . _ -), so no message has it", False),
+    "country": (r"[A-Z]{2}", "an ISO 3166 country code like US or CN", False),
+    "area_code": (r"[0-9]{1,6}", "an area code (1 to 6 digits, e.g. '305')", False),
+}
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Match(Strict):
-    """Conditions on a message; a list means any of its values."""
+    """Conditions on a message; a list means any of its values. Categories and
+    tags compare case-insensitively (kept lower-cased, as ingress keeps a
+    message's), senders and the rest as written."""
 
     channel: Channel | list[Channel] | None = None
     category: OneOrMany | None = None
@@ -66,21 +89,20 @@ class Match(Strict):
     area_code: OneOrMany | None = None
     tags: OneOrMany | None = None
 
-    @field_validator("area_code")
+    @field_validator("*")
     @classmethod
-    def _area_codes(cls, value: OneOrMany | None) -> OneOrMany | None:
-        for code in [value] if isinstance(value, str) else value or []:
-            if not re.fullmatch(r"[0-9]{1,6}", code):
-                raise ValueError(f"'{code}' is not an area code (1 to 6 digits, e.g. '305')")
-        return value
-
-    @field_validator("country")
-    @classmethod
-    def _country_codes(cls, value: OneOrMany | None) -> OneOrMany | None:
-        for code in [value] if isinstance(value, str) else value or []:
-            if not re.fullmatch(r"[A-Z]{2}", code):
-                raise ValueError(f"'{code}' is not an ISO 3166 country code like US or CN")
-        return value
+    def _values(cls, value: Any, info: ValidationInfo) -> Any:
+        if value == []:
+            raise ValueError("is empty, so no message matches it (leave the key out)")
+        if value is None or info.field_name not in _VALUES:
+            return value
+        pattern, what, fold = _VALUES[info.field_name]
+        for each in [value] if isinstance(value, str) else value:
+            if not re.fullmatch(pattern, each):
+                raise ValueError(f"'{each}' is not {what}")
+        if not fold:
+            return value
+        return value.lower() if isinstance(value, str) else [each.lower() for each in value]
 
 
 class RuleBase(Strict):
@@ -102,25 +124,32 @@ class RuleBase(Strict):
         return action
 
 
-def _known_placeholders(name: str) -> str:
-    """A list name as str.format will fill it in for each message, so that a
-    name that passes here cannot fail there (a lone '{' or '}' would)."""
+_PLACEHOLDERS = ("sender", "route", "channel", "category")
+
+
+def _list_name(name: str) -> str:
+    """A list name as str.format will fill it in for each message: it must
+    parse (a lone '{' or '}' would fail there), use known placeholders only,
+    and, filled in, be a name the opt-out API takes, or no address could ever
+    be on the list. Each placeholder is tried with a one-letter value, as any
+    message's sender, route, channel and category are valid names."""
     try:
         parts = list(string.Formatter().parse(name))
     except ValueError:
-        raise ValueError(
-            f"'{name}' has a '{{' or '}}' without its pair (write {{{{ or }}}} for one)"
-        ) from None
+        raise ValueError(f"'{name}' has a '{{' or '}}' without its pair") from None
     for _, field, spec, conversion in parts:
         if field is None:
             continue
         placeholder = field + (f"!{conversion}" if conversion else "")
         placeholder += f":{spec}" if spec else ""
-        if placeholder not in ("sender", "route", "channel", "category"):
+        if placeholder not in _PLACEHOLDERS:
             raise ValueError(
                 f"'{name}' uses {{{placeholder}}}; use {{sender}}, {{route}}, {{channel}} or"
                 " {category}"
             )
+    filled = "".join(text + ("x" if field is not None else "") for text, field, _, _ in parts)
+    if not re.fullmatch(NAME, filled):
+        raise ValueError(f"'{name}' is not a list name ({_NAMES}), so no address can be on it")
     return name
 
 
@@ -128,10 +157,7 @@ class ListsRule(RuleBase):
     """A rule that reads the recipient's lists (opt-outs, consents)."""
 
     # Each name checked on its own, so that every bad one is reported.
-    lists: Annotated[
-        list[Annotated[str, Field(min_length=1), AfterValidator(_known_placeholders)]],
-        Field(min_length=1),
-    ]
+    lists: Annotated[list[Annotated[str, AfterValidator(_list_name)]], Field(min_length=1)]
 
 
 class OptOutRule(ListsRule):
@@ -166,6 +192,28 @@ class FrequencyCapRule(RuleBase):
 TextField = Literal["body", "subject", "title"]
 LengthField = Literal["body", "subject", "title", "payload"]
 
+# pyahocorasick stores a term as one trie node per UTF-8 byte and frees the
+# nodes recursively: a term of a few hundred thousand bytes overflows the
+# stack and kills the process when its bundle is dropped. No real term comes
+# near this limit (normalizing may grow a term, but by far less than the margin).
+MAX_TERM_CHARS = 1000
+
+
+def term_fault(term: str) -> str | None:
+    """Why `term` cannot be used (too long, empty, nothing left once normalized), or None."""
+    if len(term) > MAX_TERM_CHARS:
+        return f"term is {len(term)} characters long (at most {MAX_TERM_CHARS})"
+    return term_problem(term)
+
+
+def _term(term: str) -> str:
+    if (why := term_fault(term)) is not None:
+        raise ValueError(why)
+    return term
+
+
+Term = Annotated[str, AfterValidator(_term)]
+
 
 class ContentLengthRule(RuleBase):
     # Where a problem of the rule as a whole is shown (the one field to add).
@@ -187,7 +235,7 @@ class BannedTermsRule(RuleBase):
     # Where a problem of the rule as a whole is shown (the one field to add).
     whole_rule_field: ClassVar[str] = "terms"
     type: Literal["banned_terms"]
-    terms: list[str] = []
+    terms: list[Term] = []
     terms_file: str | None = None
     fields: Annotated[list[TextField], Field(min_length=1)] = ["body", "subject", "title"]
 
@@ -202,8 +250,8 @@ class RequiredTextRule(RuleBase):
     # Where a problem of the rule as a whole is shown (the one field to add).
     whole_rule_field: ClassVar[str] = "any_of"
     type: Literal["required_text"]
-    any_of: Annotated[list[str], Field(min_length=1)] | None = None
-    all_of: Annotated[list[str], Field(min_length=1)] | None = None
+    any_of: Annotated[list[Term], Field(min_length=1)] | None = None
+    all_of: Annotated[list[Term], Field(min_length=1)] | None = None
     field: TextField = "body"
 
     @model_validator(mode="after")
@@ -213,9 +261,39 @@ class RequiredTextRule(RuleBase):
         return self
 
 
+def _window_part(**part: Any) -> None:
+    """Window.parse on one part of a window (the rest left valid), so that the
+    schema reports each part's problems together with the rule's others."""
+    try:
+        Window.parse(**({"hours": "00:00-24:00"} | part))
+    except WindowError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _hours(text: str) -> str:
+    _window_part(hours=text)
+    return text
+
+
+def _day(name: str) -> str:
+    _window_part(days=[name])
+    return name
+
+
+Hours = Annotated[str, AfterValidator(_hours)]
+Day = Annotated[str, AfterValidator(_day)]
+
+
 class Allow(Strict):
-    hours: str | Annotated[list[str], Field(min_length=1)]
-    days: list[str] | None = None
+    hours: Hours | list[Hours]
+    days: list[Day] | None = None
+
+    @field_validator("hours", "days")
+    @classmethod
+    def _some(cls, value: object, info: ValidationInfo) -> object:
+        if value == []:
+            _window_part(**{str(info.field_name): value})
+        return value
 
 
 class TimeWindowRule(RuleBase):
@@ -226,6 +304,22 @@ class TimeWindowRule(RuleBase):
     exclude_holidays: Annotated[bool, Field(strict=True)] = False
     holiday_calendar: str | None = None
     fallback_timezone: str | None = None
+
+    @field_validator("holiday_calendar")
+    @classmethod
+    def _calendar(cls, code: str | None, info: ValidationInfo) -> str | None:
+        # When exclude_holidays is wrong itself, the calendar is judged alone.
+        _window_part(
+            exclude_holidays=info.data.get("exclude_holidays", True), holiday_calendar=code
+        )
+        return code
+
+    @field_validator("fallback_timezone")
+    @classmethod
+    def _zone(cls, zone: str | None) -> str | None:
+        if zone is not None and not valid_zone(zone):
+            raise ValueError(f"'{zone}' is not an IANA time zone like America/New_York")
+        return zone
 
 
 RULE_MODELS: dict[str, type[RuleBase]] = {

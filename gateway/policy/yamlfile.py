@@ -32,6 +32,8 @@ class Located:
 
     data: Any
     lines: dict[Path, int]
+    # Keys given twice, when parsed with `keep_first`: (path of the key, line of the repeat).
+    repeated: tuple[tuple[Path, int], ...] = ()
 
     def line(self, path: Path) -> int:
         """The line of `path`, or of its nearest ancestor that has one."""
@@ -54,8 +56,12 @@ MAX_DEPTH = 32
 ALIAS_ALLOWANCE = 10_000
 
 
-def parse(text: str) -> Located:
-    """Parse one YAML document (safe constructors only) with its line map."""
+def parse(text: str, *, keep_first: bool = False) -> Located:
+    """Parse one YAML document (safe constructors only) with its line map.
+
+    A key given twice in a mapping is a YamlError; with `keep_first`, its first
+    value is kept and the repeat is listed in `repeated` instead, so that the
+    caller can say whose key it is and go on checking the rest."""
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
@@ -77,7 +83,9 @@ def parse(text: str) -> Located:
     lines: dict[Path, int] = {}
     if node is None:
         return Located(None, lines)
-    return Located(_Builder(lines, len(text) + ALIAS_ALLOWANCE).build(node, ()), lines)
+    builder = _Builder(lines, len(text) + ALIAS_ALLOWANCE, [] if keep_first else None)
+    data = builder.build(node, ())
+    return Located(data, lines, tuple(builder.repeated or ()))
 
 
 def _too_deep(text: str) -> int:
@@ -102,10 +110,13 @@ class _Builder:
     node, so the node graph may loop or expand far beyond the text: both are
     refused rather than followed."""
 
-    def __init__(self, lines: dict[Path, int], budget: int) -> None:
+    def __init__(
+        self, lines: dict[Path, int], budget: int, repeated: list[tuple[Path, int]] | None
+    ) -> None:
         self.lines = lines
         self.budget = budget  # values left to build
         self.open: set[int] = set()  # ids of the collections being built, around this one
+        self.repeated = repeated  # None: a key given twice is an error
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         line = node.start_mark.line + 1
@@ -133,7 +144,10 @@ class _Builder:
                     raise YamlError(key_node.start_mark.line + 1, "keys must be plain text")
                 key = str(key_node.value)
                 if key in out:
-                    raise YamlError(key_node.start_mark.line + 1, f"'{key}' is given twice")
+                    if self.repeated is None:
+                        raise YamlError(key_node.start_mark.line + 1, f"'{key}' is given twice")
+                    self.repeated.append(((*path, key), key_node.start_mark.line + 1))
+                    continue
                 out[key] = self.build(value_node, (*path, key))
                 self.lines[(*path, key)] = key_node.start_mark.line + 1  # the line naming the field
             return out

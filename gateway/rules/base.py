@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import phonenumbers
 
-from gateway.model import Action, Code, Message, RecipientKind, Result, RuleResult
+from gateway.model import Action, Channel, Code, Message, RecipientKind, Result, RuleResult
 from gateway.policy.schema import Match, RuleBase
 from gateway.text.normalize import Normalized, normalize
 
@@ -80,14 +80,28 @@ class Condition:
 
 
 def _field_matches(message: Message, name: str, values: frozenset[str]) -> bool:
+    # Categories and tags compare case-insensitively: a rule's are lower-cased
+    # when it loads, and so are a message's (at ingress, and here for a message
+    # made some other way).
     if name == "tags":
-        return not values.isdisjoint(message.tags)
+        return any(tag.lower() in values for tag in message.tags)
+    if name == "category":
+        return message.category.lower() in values
     if name == "country":
         return message.recipient.country in values
     if name == "area_code":
         national = national_number(message)
         return national is not None and national.startswith(tuple(values))
     return str(getattr(message, name)) in values
+
+
+# The text fields of each channel (SPEC section 4): email adds a subject, push
+# a title (and the payload that holds it with the body).
+CHANNEL_FIELDS: dict[Channel, frozenset[str]] = {
+    Channel.SMS: frozenset({"body"}),
+    Channel.EMAIL: frozenset({"body", "subject"}),
+    Channel.PUSH: frozenset({"body", "title", "payload"}),
+}
 
 
 def national_number(message: Message) -> str | None:

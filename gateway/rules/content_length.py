@@ -35,13 +35,15 @@ class ContentLength(PureRule):
         text = texts.message.text(self.field)
         if text is None:
             return self.skipped()
-        channel = texts.message.channel
-        sms = channel is Channel.SMS or self.max_segments is not None
+        # Segments are what carriers bill an SMS by; other channels have none.
+        sms = texts.message.channel is Channel.SMS
+        if not sms and self.max_chars is None and self.max_bytes is None:
+            return self.skipped()
         detail: dict[str, Any] = texts.remember(
             ("length", self.field, sms), lambda: self._measure(text, sms)
         )
         for limit, key, unit in (
-            (self.max_segments, "segments", "segments"),
+            (self.max_segments if sms else None, "segments", "segments"),
             (self.max_chars, "chars", "characters"),
             (self.max_bytes, "bytes", "bytes"),
         ):

@@ -9,29 +9,19 @@ from pathlib import Path
 from typing import ClassVar
 
 from gateway.model import Code, RuleResult
-from gateway.policy.schema import BannedTermsRule, RequiredTextRule
-from gateway.rules.base import CompileContext, PureRule, RuleConfigError, TextCache
-from gateway.text.terms import TermError, TermMatcher, load_terms_file, term_problem
-
-# pyahocorasick stores a term as one trie node per UTF-8 byte and frees the
-# nodes recursively: a term of a few hundred thousand bytes overflows the
-# stack and kills the process when its bundle is dropped. No real term comes
-# near this limit (normalizing may grow a term, but by far less than the margin).
-MAX_TERM_CHARS = 1000
-
-
-def _too_long(term: str) -> str | None:
-    if len(term) <= MAX_TERM_CHARS:
-        return None
-    return f"term is {len(term)} characters long (at most {MAX_TERM_CHARS})"
+from gateway.policy.schema import BannedTermsRule, RequiredTextRule, term_fault
+from gateway.rules.base import (
+    CHANNEL_FIELDS,
+    CompileContext,
+    PureRule,
+    RuleConfigError,
+    TextCache,
+)
+from gateway.text.terms import TermError, TermMatcher, load_terms_file
 
 
 def _compile(terms: list[str], field: str) -> TermMatcher:
-    problems = []
-    for index, term in enumerate(terms):
-        if (why := _too_long(term) or term_problem(term)) is not None:
-            problems.append(RuleConfigError(f"{field}[{index}]", why))
-    RuleConfigError.raise_all(problems)  # every bad term, not the first only
+    """The matcher over terms the schema (or the terms file's reader) has checked."""
     try:
         return TermMatcher.compile(terms)
     except TermError as exc:
@@ -75,9 +65,9 @@ def _file_terms(spec: BannedTermsRule, ctx: CompileContext) -> list[str]:
         raise RuleConfigError("terms_file", f"cannot read terms file '{path}': {why}") from None
     RuleConfigError.raise_all(
         [
-            RuleConfigError("terms_file", f"terms file '{path}' line {number}: {too_long}")
+            RuleConfigError("terms_file", f"terms file '{path}' line {number}: {fault}")
             for number, term in lines
-            if (too_long := _too_long(term)) is not None
+            if (fault := term_fault(term)) is not None
         ]
     )
     return [term for _, term in lines]
@@ -94,25 +84,12 @@ class BannedTerms(PureRule):
 
     @classmethod
     def compile(cls, spec: BannedTermsRule, ctx: CompileContext) -> BannedTerms:
-        terms = list(spec.terms)
-        # Both parts are checked, so an author sees the problems of each.
-        problems: list[RuleConfigError] = []
-        try:
-            matcher = _compile(terms, "terms")
-        except RuleConfigError as exc:
-            problems.append(exc)
-        try:
-            file_terms = _file_terms(spec, ctx)
-        except RuleConfigError as exc:
-            problems.append(exc)
-        RuleConfigError.raise_all(problems)
-        if file_terms:
-            matcher = _compile(terms + file_terms, "terms_file")
+        terms = list(spec.terms) + _file_terms(spec, ctx)
         return cls(
             **cls.base_args(spec),
-            matcher=matcher,
+            matcher=_compile(terms, "terms"),
             fields=tuple(spec.fields),
-            term_count=len(terms) + len(file_terms),
+            term_count=len(terms),
         )
 
     def check(self, texts: TextCache, now: datetime) -> RuleResult:
@@ -154,6 +131,8 @@ class RequiredText(PureRule):
 
     def check(self, texts: TextCache, now: datetime) -> RuleResult:
         assert self.matcher is not None
+        if self.field not in CHANNEL_FIELDS[texts.message.channel]:
+            return self.skipped()  # an SMS has no subject: nothing is missing from it
         norm = texts.normalized(self.field)
         found = self.matcher.found_normalized(norm) if norm is not None else {}
         missing = [t for i, t in enumerate(self.terms) if i not in found]

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 
 from gateway.model import Code, Message, RecipientKind, RuleResult, iso
 from gateway.policy.schema import TimeWindowRule
-from gateway.rules.base import CompileContext, PureRule, RuleConfigError, TextCache
-from gateway.schedule.window import Window, WindowError, is_open, local_time, next_open
-from gateway.schedule.zones import number_zones, valid_zone
+from gateway.rules.base import CompileContext, PureRule, TextCache
+from gateway.schedule.window import Window, is_open, local_time, next_open
+from gateway.schedule.zones import number_zones
 
 HORIZON = timedelta(days=14)
 
@@ -26,25 +26,14 @@ class TimeWindow(PureRule):
 
     @classmethod
     def compile(cls, spec: TimeWindowRule, ctx: CompileContext) -> TimeWindow:
-        problems: list[RuleConfigError] = []
-        window = None
-        try:
-            window = Window.parse(
-                spec.allow.hours,
-                spec.allow.days,
-                exclude_holidays=spec.exclude_holidays,
-                holiday_calendar=spec.holiday_calendar,
-            )
-        except WindowError as exc:
-            problems += [
-                RuleConfigError(_window_field(e.field), str(e)) for e in (exc, *exc.others)
-            ]
-        fallback = spec.fallback_timezone
-        if fallback is not None and not valid_zone(fallback):
-            why = f"'{fallback}' is not an IANA time zone like America/New_York"
-            problems.append(RuleConfigError("fallback_timezone", why))
-        RuleConfigError.raise_all(problems)
-        return cls(**cls.base_args(spec), window=window, fallback_timezone=fallback)
+        # The schema has checked each part of the window (hours, days, calendar).
+        window = Window.parse(
+            spec.allow.hours,
+            spec.allow.days,
+            exclude_holidays=spec.exclude_holidays,
+            holiday_calendar=spec.holiday_calendar,
+        )
+        return cls(**cls.base_args(spec), window=window, fallback_timezone=spec.fallback_timezone)
 
     def zones(self, message: Message) -> tuple[str, ...]:
         """Where the recipient may be: the message's zone, else every zone of the
@@ -89,7 +78,3 @@ class TimeWindow(PureRule):
         where = f"{local_time(now, closed[0])} {closed[0]}"
         why = f"{where} is outside {self.window.describe()}"
         return self.failed(Code.OUTSIDE_TIME_WINDOW, why, detail)
-
-
-def _window_field(name: str) -> str:
-    return name if name in ("exclude_holidays", "holiday_calendar") else f"allow.{name}"

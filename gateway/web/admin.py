@@ -25,6 +25,7 @@ from gateway.errors import (
     StoreUnavailable,
 )
 from gateway.model import iso
+from gateway.policy.schema import NAME
 from gateway.recipients import hint, normalize_address, stored_form, stored_recipient
 from gateway.runtime import Runtime
 from gateway.store.base import DeferredMessage, DeferStatus, OptOutEntry
@@ -32,7 +33,7 @@ from gateway.web import export
 from gateway.web.http import json_response, query_int, read_body, whole_number
 from gateway.web.messages import runtime
 
-LIST_NAME = r"^[A-Za-z0-9._:@-]{1,128}$"
+LIST_NAME = NAME  # the names rules may give lists (gateway/policy/schema.py)
 
 
 class OptOutBody(BaseModel):

@@ -423,7 +423,7 @@ def test_a_case_time_without_offset_or_out_of_range_is_one_line(
 ) -> None:
     code, out, err = policy_test(tmp_path, one_case("x", at, "reject"), capsys, monkeypatch)
     assert (code, out) == (2, "")
-    assert err.startswith(f"gateway: {tmp_path / 'a.test.yaml'}: cases.0.at: Value error, {error}")
+    assert err.startswith(f"gateway: {tmp_path / 'a.test.yaml'}:3: x: at: {error}")
     assert err.count("\n") == 1
 
 

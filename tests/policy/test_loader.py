@@ -449,17 +449,9 @@ def test_opt_out_list_braces_must_pair(write_policies: Writer) -> None:
         {"a.yaml": "rules:\n  - {id: o, type: opt_out, lists: ['a}', 'sender:{sender']}\n"}
     )
     assert problems(root) == [  # every bad name, each at its place
-        "a.yaml:2: o: lists[0]: 'a}' has a '{' or '}' without its pair (write {{ or }} for one)",
-        "a.yaml:2: o: lists[1]: 'sender:{sender' has a '{' or '}' without its pair"
-        " (write {{ or }} for one)",
+        "a.yaml:2: o: lists[0]: 'a}' has a '{' or '}' without its pair",
+        "a.yaml:2: o: lists[1]: 'sender:{sender' has a '{' or '}' without its pair",
     ]
-    ok = write_policies(
-        {"a.yaml": "rules:\n  - {id: o, type: opt_out, lists: ['{{x}}:{sender}']}\n"},
-        folder="ok",
-    )
-    rule = load_bundle(ok).rules[0]
-    assert rule.lists == ("{{x}}:{sender}",)  # type: ignore[attr-defined]
-    assert "{x}:" in "{{x}}:{sender}".format_map({"sender": "s"})
 
 
 def test_terms_have_a_length_limit(write_policies: Writer) -> None:
@@ -610,3 +602,197 @@ def test_every_bad_item_of_a_list_and_every_duplicate_id(write_policies: Writer)
         "a.yaml:9: r: any_of: give exactly one of any_of, all_of",
         "a.yaml:10: c: max_segments: give at least one of max_segments, max_chars, max_bytes",
     ]
+
+
+@pytest.mark.parametrize("kind", ["opt_out", "consent"])
+def test_list_names_no_address_can_be_on_are_refused(write_policies: Writer, kind: str) -> None:
+    lists = [
+        "marketing opt-outs",
+        "lit{{x}}",
+        "a/b",
+        "ümlaut",
+        "x" * 129,
+        "sender:{sender}",
+        "{channel}.{category}@{route}",
+        "{sender}" + "x" * 127,
+    ]
+    root = write_policies(
+        {"a.yaml": f"rules:\n  - id: o\n    type: {kind}\n    lists: {lists}\n".replace("'", '"')}
+    )
+    rest = (
+        "is not a list name (letters, digits, . _ : @ -, at most 128), so no address can be on it"
+    )
+    assert problems(root) == [
+        f"a.yaml:4: o: lists[0]: 'marketing opt-outs' {rest}",
+        f"a.yaml:4: o: lists[1]: 'lit{{{{x}}}}' {rest}",
+        f"a.yaml:4: o: lists[2]: 'a/b' {rest}",
+        f"a.yaml:4: o: lists[3]: 'ümlaut' {rest}",
+        f"a.yaml:4: o: lists[4]: '{'x' * 129}' {rest}",
+    ]
+
+
+def test_conditions_no_message_can_meet_are_refused(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": """
+            rules:
+              - id: c
+                type: content_length
+                max_chars: 5
+                match: {category: "mark eting", tags: [], sender: "", channel: []}
+                unless:
+                  tags: [ok, "a/b"]
+                  route: ""
+                  sender: [acme, "ü"]
+                  country: []
+            """
+        }
+    )
+    name = "(letters, digits, . _ : @ -, at most 128), so no message has it"
+    empty = "is empty, so no message matches it (leave the key out)"
+    assert problems(root) == [
+        f"a.yaml:5: c: match.channel: {empty}",
+        f"a.yaml:5: c: match.category: 'mark eting' is not a category name {name}",
+        f"a.yaml:5: c: match.sender: '' is not a sender name {name}",
+        f"a.yaml:5: c: match.tags: {empty}",
+        f"a.yaml:7: c: unless.tags: 'a/b' is not a tag {name}",
+        "a.yaml:8: c: unless.route: '' is not a route name (letters, digits, . _ -),"
+        " so no message has it",
+        f"a.yaml:9: c: unless.sender: 'ü' is not a sender name {name}",
+        f"a.yaml:10: c: unless.country: {empty}",
+    ]
+
+
+def test_categories_and_tags_are_lower_cased_senders_are_not(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules:\n  - id: c\n    type: content_length\n    max_chars: 5\n"
+            "    match: {category: Marketing, tags: [VIP, promo], sender: Acme}\n"
+        }
+    )
+    rule = load_bundle(root).rules[0]
+    assert rule.match is not None and rule.match.fields == (
+        ("category", frozenset({"marketing"})),
+        ("sender", frozenset({"Acme"})),
+        ("tags", frozenset({"vip", "promo"})),
+    )
+
+
+def test_every_problem_of_a_time_window_or_banned_terms_rule(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules:\n"
+            "  - id: w\n"
+            "    type: time_window\n"
+            "    allow: {hours: '08:00-25:00', days: [funday]}\n"
+            "    fallback_timezone: Bad/Zone\n"
+            "    action: maybe\n"
+            "  - id: v\n"
+            "    type: time_window\n"
+            "    allow: {hours: ['08:00-12:00', '14:00'], days: []}\n"
+            "    exclude_holidays: 'yes'\n"
+            "    holiday_calendar: XX\n"
+            "    colour: red\n"
+            "  - id: t\n"
+            "    type: banned_terms\n"
+            "    terms: ['ok', '']\n"
+            "    terms_file: missing.txt\n"
+            "    colour: red\n"
+        }
+    )
+    found = problems(root)
+    assert [p.split(": ")[:3] for p in found] == [
+        ["a.yaml:4", "w", "allow.hours"],
+        ["a.yaml:4", "w", "allow.days[0]"],
+        ["a.yaml:5", "w", "fallback_timezone"],
+        ["a.yaml:6", "w", "action"],
+        ["a.yaml:9", "v", "allow.hours[1]"],
+        ["a.yaml:9", "v", "allow.days"],
+        ["a.yaml:10", "v", "exclude_holidays"],
+        ["a.yaml:11", "v", "holiday_calendar"],
+        ["a.yaml:12", "v", "colour"],
+        ["a.yaml:15", "t", "terms[1]"],
+        ["a.yaml:16", "t", "terms_file"],
+        ["a.yaml:17", "t", "colour"],
+    ]
+    assert found[0] == (
+        "a.yaml:4: w: allow.hours: '08:00-25:00': '25:00' is not a time of day"
+        " (00:00 to 23:59, or 24:00 to end a range)"
+    )
+    assert found[5] == (
+        "a.yaml:9: v: allow.days: is empty, so the window would never open"
+        " (leave it out to allow every day)"
+    )
+    # Whether the calendar has an effect cannot be told while exclude_holidays is wrong.
+    assert found[7] == (
+        "a.yaml:11: v: holiday_calendar: 'XX' is not a country the holidays package knows"
+        " (use an ISO 3166 code like US or FR)"
+    )
+
+
+def test_a_mapping_or_a_list_where_another_shape_is_expected(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules:\n"
+            "  - {id: l, type: frequency_cap, limits: {count: 1, per: 1h}}\n"
+            "  - {id: m, type: content_length, max_chars: 5, match: [sms]}\n"
+            "  - {id: c, type: content_length, max_chars: 5, match: {channel: {a: 1}}}\n"
+            "  - {id: d, type: content_length, max_chars: 5, match: {channel: [sms, fax]}}\n"
+            "  - {id: h, type: time_window, allow: {hours: {from: '08:00'}}}\n"
+            "  - {id: e, type: frequency_cap, limits: []}\n"
+        }
+    )
+    assert problems(root) == [
+        "a.yaml:2: l: limits: input should be a valid list, got {'count': 1, 'per': '1h'}",
+        "a.yaml:3: m: match: input should be a mapping, got ['sms']",
+        "a.yaml:4: c: match.channel: input should be 'sms', 'email' or 'push', got {'a': 1}",
+        "a.yaml:5: d: match.channel[1]: input should be 'sms', 'email' or 'push', got 'fax'",
+        "a.yaml:6: h: allow.hours: input should be a valid string, got {'from': '08:00'}",
+        "a.yaml:7: e: limits: is empty; give at least one",
+    ]
+
+
+def test_a_key_given_twice_names_its_rule(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules:\n"
+            "  - id: x\n"
+            "    type: opt_out\n"
+            "    lists: [g]\n"
+            "    type: consent\n"
+            "  - {id: y, type: opt_out, lists: [g], match: {channel: sms, channel: email}}\n"
+            "  - {id: z, type: opt_out, lists: ['a b']}\n"
+            "rules: []\n"
+        }
+    )
+    assert problems(root) == [
+        "a.yaml:5: x: type: is given twice (first on line 3)",
+        "a.yaml:6: y: match.channel: is given twice (first on line 6)",
+        "a.yaml:7: z: lists[0]: 'a b' is not a list name (letters, digits, . _ : @ -,"
+        " at most 128), so no address can be on it",
+        "a.yaml:8: 'rules' is given twice (first on line 1)",
+    ]
+
+
+def test_a_pack_listed_twice_is_named(write_policies: Writer) -> None:
+    root = write_policies(
+        {"packs/us/x.yaml": "rules: [{id: us-rule, type: opt_out, lists: [x]}]\n"}
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_bundle(root, ["us", "us"])
+    assert caught.value.problems == [f"{root / 'packs' / 'us'}: rule pack 'us' is listed twice"]
+
+
+def test_rule_files_end_in_yaml_or_yml_in_any_case(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules: [{id: a, type: opt_out, lists: [g]}]\n",
+            "B.YAML": "rules: [{id: b, type: opt_out, lists: [g]}]\n",
+            "c.yml": "rules: [{id: c, type: opt_out, lists: [g]}]\n",
+            "d.Yml": "rules: [{id: d, type: opt_out, lists: [g]}]\n",
+            "e.test.yml": "cases: []\n",
+            "f.TEST.YAML": "cases: []\n",
+            "g.json": "{}\n",
+        }
+    )
+    assert [r.id for r in load_bundle(root).rules] == ["b", "a", "c", "d"]
