@@ -208,12 +208,15 @@ class Store(Protocol):
         self, message_id: str, status: DeferStatus, result: dict[str, Any]
     ) -> None:
         """Record a claimed message's fate (sent, rejected, failed); the lease
-        is cleared. An unknown id is ignored."""
+        is cleared and the payload dropped (a drop-in's holds the sender's
+        provider credentials, and nothing reads it again). An unknown id is
+        ignored."""
         ...
 
     async def defer_cancel(self, message_id: str) -> DeferredMessage | None:
-        """Cancel a pending message; returns it as it now stands (unchanged if it
-        was no longer pending), or None when there is no such message."""
+        """Cancel a pending message, dropping its payload; returns it as it now
+        stands (unchanged if it was no longer pending), or None when there is
+        no such message."""
         ...
 
     async def defer_pending_count(self, sender: str) -> int:

@@ -192,6 +192,7 @@ class MemoryStore:
         message.status = status
         message.lease_until_ms = None
         message.result = copy.deepcopy(result)
+        message.payload = {}
 
     async def defer_cancel(self, message_id: str) -> DeferredMessage | None:
         message = self._deferred.get(message_id)
@@ -199,6 +200,7 @@ class MemoryStore:
             return None
         if message.status == DeferStatus.PENDING:
             message.status = DeferStatus.CANCELLED
+            message.payload = {}
         return copy.deepcopy(message)
 
     async def defer_pending_count(self, sender: str) -> int:

@@ -349,7 +349,8 @@ class SqliteStore:
     ) -> None:
         with self._transaction() as db:
             db.execute(
-                "UPDATE deferred SET status = ?, lease_until_ms = NULL, result = ? WHERE id = ?",
+                "UPDATE deferred SET status = ?, lease_until_ms = NULL, result = ?, payload = '{}'"
+                " WHERE id = ?",
                 (str(status), json.dumps(result), message_id),
             )
 
@@ -357,7 +358,8 @@ class SqliteStore:
     async def defer_cancel(self, message_id: str) -> DeferredMessage | None:
         with self._transaction() as db:
             db.execute(
-                "UPDATE deferred SET status = 'cancelled' WHERE id = ? AND status = 'pending'",
+                "UPDATE deferred SET status = 'cancelled', payload = '{}'"
+                " WHERE id = ? AND status = 'pending'",
                 (message_id,),
             )
             return _deferred_by_id(db, message_id)

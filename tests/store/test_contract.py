@@ -465,6 +465,7 @@ async def test_defer_finish_records_the_fate(store: Store) -> None:
         None,
         {"message_id": "SM1"},
     )
+    assert done.payload == {}  # a drop-in's held its sender's credentials
     assert await store.defer_claim_due(T + 5_000, 10, 1_000) == []
     assert [m.id for m in await store.defer_list(status=DeferStatus.SENT)] == ["a"]
     assert await store.defer_list(status=DeferStatus.SENDING) == []
@@ -477,6 +478,7 @@ async def test_defer_cancel_cancels_only_pending_messages(store: Store) -> None:
 
     cancelled = await store.defer_cancel("b")
     assert cancelled is not None and cancelled.status == DeferStatus.CANCELLED
+    assert cancelled.payload == {}
     assert await store.defer_get("b") == cancelled
     assert await store.defer_cancel("a") == claimed  # sending: unchanged
     assert await store.defer_cancel("nope") is None

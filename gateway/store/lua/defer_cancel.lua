@@ -5,6 +5,6 @@
 
 local id = ARGV[2]
 if redis.call('HGET', msg_key(id), 'status') == 'pending' then
-  update(id, { 'status', 'cancelled' })
+  update(id, { 'status', 'cancelled', 'payload', '{}' })  -- not needed, may hold credentials
 end
 return redis.call('HGETALL', msg_key(id))
