@@ -226,6 +226,25 @@ async def test_frequency_cap_keys_and_windows(harness: Callable[[str], Harness])
     assert result(day, "cap")["detail"]["count"] == 3
 
 
+async def test_when_several_windows_are_full_the_last_to_free_up_is_named(
+    harness: Callable[[str], Harness],
+) -> None:
+    h = harness(
+        "rules:\n  - id: cap\n    type: frequency_cap\n"
+        "    limits: [{count: 2, per: 1h}, {count: 2, per: 1d}]\n"
+    )
+    await h.count()
+    h.clock.advance(timedelta(minutes=30))
+    await h.count()
+    both = await h.check()  # both windows full: the day's frees up last
+    assert both.retry_at == NOON_NY + timedelta(days=1, milliseconds=1)
+    assert (result(both, "cap")["detail"]["per"], result(both, "cap")["detail"]["count"]) == (
+        "1d",
+        2,
+    )
+    assert both.reasons[0].message == "2 sends already in the last 1d (limit 2)"
+
+
 async def test_match_unless_and_skip(harness: Callable[[str], Harness]) -> None:
     h = harness(
         "rules:\n  - id: ban\n    type: banned_terms\n    terms: [win]\n"

@@ -61,8 +61,10 @@ class FrequencyCap(Rule):
                 self._room.clear()
             self._room[seen] = self.passed(windows[0] | {"windows": windows})
             return self._room[seen]
-        lim, got = full[0]
-        retry_ms = max(c.retry_at_ms or 0 for _, c in full)
+        # The window that frees up last is the one that sets retry_at: the
+        # detail and the reason name that one.
+        lim, got = max(full, key=lambda pair: pair[1].retry_at_ms or 0)
+        retry_ms = got.retry_at_ms or 0
         retry_at = datetime.fromtimestamp(retry_ms / 1000, UTC)
         detail = {"count": got.count, "limit": lim.count, "per": lim.per}
         detail |= {"retry_at": iso(retry_at), "windows": windows}
