@@ -196,6 +196,8 @@ def run_prune(args: argparse.Namespace) -> int:
         seconds = parse_duration(text)
     except ValueError as exc:
         raise GatewayError(f"--older-than: {exc}") from None
+    if seconds < 86400:  # as audit.retention: a typo must not empty the trail
+        raise GatewayError(f"--older-than: '{text}' is shorter than a day")
     cutoff_ms = int((time.time() - seconds) * 1000)
     if settings.audit.url is not None:
         done = _on_postgres(settings, lambda trail: trail.prune(cutoff_ms))
@@ -230,6 +232,8 @@ def _verdict(report: verify.Report, data_dir: Path) -> str:
         counts = counts.rsplit(" in ", 1)[0]
     if report.unchained:
         counts += f", {report.unchained:,} from before the chain"
+    if report.pruned:
+        counts += f", after {_many(report.pruned, 'decision')} removed by retention"
     problem = report.problem
     if problem is None:
         return f"{name}: intact, {counts}; head {report.head or 'none (nothing chained yet)'}"

@@ -157,3 +157,11 @@ def test_gateway_audit_prune(tmp_path: Path) -> None:
     assert again.stderr == "gateway: --older-than: how old? (e.g. 400d; or set audit.retention)\n"
     bad = run("audit", "prune", "--data-dir", str(tmp_path), "--older-than", "soon")
     assert bad.returncode == 2 and bad.stderr.startswith("gateway: --older-than: 'soon'")
+    hasty = run("audit", "prune", "--data-dir", str(tmp_path), "--older-than", "12h")
+    assert (hasty.returncode, hasty.stderr) == (
+        2,
+        "gateway: --older-than: '12h' is shorter than a day\n",
+    )
+    checked = run("audit", "verify", "--data-dir", str(tmp_path))
+    assert checked.returncode == 0, checked.stdout
+    assert ", after 4 decisions removed by retention; head " in checked.stdout
