@@ -82,6 +82,7 @@ class Parsing:
             if columns is None:
                 columns = _header(fields)
                 if columns is not None:
+                    self.problems += _repeated(number, fields)
                     continue
                 columns = (0, None, None)
                 if _HEADER_WORDS.intersection(f.strip().lower() for f in fields):
@@ -128,6 +129,13 @@ def _header(fields: list[str]) -> tuple[int, int | None, int | None] | None:
         return names.index(name) if name in names else None
 
     return names.index(column), at("note"), at("recipient_hint")
+
+
+def _repeated(number: int, fields: list[str]) -> list[str]:
+    """A header naming a column twice: which one holds the address is a guess."""
+    names = [field.strip().lower() for field in fields]
+    twice = sorted({name for name in names if name and names.count(name) > 1})
+    return [f"row {number}: the header names '{name}' twice" for name in twice]
 
 
 def _row(

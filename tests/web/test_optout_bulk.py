@@ -118,6 +118,15 @@ def test_too_large_and_bad_list(client: TestClient, monkeypatch: pytest.MonkeyPa
     assert bad.status_code == 400
 
 
+def test_a_header_naming_a_column_twice_is_refused(client: TestClient) -> None:
+    answer = client.post("/v1/opt-outs/global/import", content="address,Address\n+12125550100,x\n")
+    assert answer.status_code == 400
+    assert answer.json()["error"] == (
+        "the import was refused, nothing was added: row 1: the header names 'address' twice"
+    )
+    assert client.get("/v1/opt-outs/global/+12125550100").status_code == 404
+
+
 def test_stored_recipients_import_as_they_are(client: TestClient) -> None:
     # An entry as an export would give it: the pseudonym, not the address.
     client.put("/v1/opt-outs/global/+12125550100")
