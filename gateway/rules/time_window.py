@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from gateway.model import Code, Message, RecipientKind, RuleResult, iso
 from gateway.policy.schema import TimeWindowRule
 from gateway.rules.base import CompileContext, PureRule, TextCache
-from gateway.schedule.window import Window, is_open, local_time, next_open
+from gateway.schedule.window import Window, explain, is_open, local_time, next_open
 from gateway.schedule.zones import number_zones
 
 HORIZON = timedelta(days=14)
@@ -77,4 +77,10 @@ class TimeWindow(PureRule):
         detail["next_open"] = iso(next_open([(self.window, zones, country)], now, HORIZON))
         where = f"{local_time(now, closed[0])} {closed[0]}"
         why = f"{where} is outside {self.window.describe()}"
+        # When a public holiday is what keeps it closed, say which: the hours
+        # alone would read as open.
+        holiday = explain(self.window, now, closed[0], country)["holiday"]
+        if holiday is not None:
+            detail["holiday"] = holiday
+            why += f": {holiday} is a public holiday there"
         return self.failed(Code.OUTSIDE_TIME_WINDOW, why, detail)

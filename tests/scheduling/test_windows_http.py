@@ -134,6 +134,12 @@ def test_a_public_holiday_is_closed_and_named(make_gateway: Make) -> None:
     answer = gw.send(to="+33612345678")
     assert answer.status_code == 202
     assert answer.json()["deliver_at"] == "2026-07-15T06:00:00Z"
+    [reason] = answer.json()["reasons"]
+    assert reason["message"].endswith(
+        "except public holidays: National Day is a public holiday there"
+    )
+    [window] = [t for t in answer.json()["trace"] if t["rule"] == "window"]
+    assert window["detail"]["holiday"] == "National Day"
     gw.at("2026-07-14T10:00:00-04:00")  # not a US holiday
     assert gw.send().status_code == 201
 
