@@ -211,19 +211,23 @@ async def test_a_journal_line_that_is_not_an_entry_fails_closed_and_names_the_fi
     assert rows(tmp_path / "a.db") == 0  # the run with the bad line went in whole or not at all
 
 
+# The index's tables before documents stayed in the journal: each row held its own.
+OLD_INDEX = (
+    "CREATE TABLE decisions (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT NOT NULL UNIQUE, at_ms INTEGER NOT NULL, sender TEXT NOT NULL,"
+    " decision TEXT NOT NULL, recipient TEXT NOT NULL, doc TEXT NOT NULL);"
+    "CREATE TABLE amendments (n INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT NOT NULL, doc TEXT NOT NULL);"
+)
+
+
 async def test_an_index_made_before_documents_stayed_in_the_journal_is_read(
     tmp_path: Path,
 ) -> None:
     """Rows that carry their document (the earlier layout) read as before,
     beside new rows whose document is in the journal."""
     with sqlite3.connect(tmp_path / "a.db") as db:
-        db.executescript(
-            "CREATE TABLE decisions (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " id TEXT NOT NULL UNIQUE, at_ms INTEGER NOT NULL, sender TEXT NOT NULL,"
-            " decision TEXT NOT NULL, recipient TEXT NOT NULL, doc TEXT NOT NULL);"
-            "CREATE TABLE amendments (n INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " id TEXT NOT NULL, doc TEXT NOT NULL);"
-        )
+        db.executescript(OLD_INDEX)
         old = json.dumps(record(1))
         db.execute(
             "INSERT INTO decisions VALUES (NULL, 'id001', 1, 'acme', 'allow', 'hmac:r1', ?)", (old,)

@@ -12,6 +12,7 @@ import pytest
 
 from gateway.audit import DecisionQuery, SqliteTrail, chain, index, journal, verify
 from gateway.errors import AuditUnavailable
+from tests.audit.test_journal import OLD_INDEX
 from tests.audit.test_trail import opted_out, record
 
 
@@ -261,13 +262,7 @@ def old_index(path: Path) -> None:
     """An index in the layout from before documents stayed in the journal:
     a decision and its amendment, their documents in their rows."""
     with sqlite3.connect(path) as db:
-        db.executescript(
-            "CREATE TABLE decisions (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " id TEXT NOT NULL UNIQUE, at_ms INTEGER NOT NULL, sender TEXT NOT NULL,"
-            " decision TEXT NOT NULL, recipient TEXT NOT NULL, doc TEXT NOT NULL);"
-            "CREATE TABLE amendments (n INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " id TEXT NOT NULL, doc TEXT NOT NULL);"
-        )
+        db.executescript(OLD_INDEX)
         db.execute(
             "INSERT INTO decisions VALUES (NULL, 'id001', 1, 'acme', 'allow', 'hmac:r1', ?)",
             (json.dumps(record(1)),),
