@@ -213,10 +213,39 @@ def _status(decision: Decision, sent: Sent) -> DeferStatus:
     return DeferStatus.FAILED
 
 
+# A finished held message (sent, refused, failed, cancelled) stays readable
+# at GET /v1/deferred/{id} this long after it was due, then is removed, so
+# that the queue does not grow for ever; the trail keeps its decisions.
+KEEP_FINISHED_MS = 30 * 86_400_000
+PURGE_EVERY_S = 3600.0
+PURGE_BATCH = 1000
+
+
+async def purge_finished(rt: Runtime) -> int:
+    """Remove the finished messages due more than KEEP_FINISHED_MS ago, a
+    batch at a time; returns how many."""
+    before_ms = ms(rt.clock.now()) - KEEP_FINISHED_MS
+    removed = 0
+    while True:
+        batch = await rt.store.defer_purge(before_ms, PURGE_BATCH)
+        removed += batch
+        if batch < PURGE_BATCH:
+            return removed
+        await asyncio.sleep(0)  # let messages through between batches
+
+
 async def loop(rt: Runtime, interval: float) -> None:
     """Run `run_due` for the process's life: again at once after a full batch,
-    else after `interval` seconds."""
+    else after `interval` seconds; and `purge_finished` every PURGE_EVERY_S."""
+    purged_at = float("-inf")
     while True:
+        if asyncio.get_running_loop().time() - purged_at >= PURGE_EVERY_S:
+            purged_at = asyncio.get_running_loop().time()
+            try:
+                if removed := await purge_finished(rt):
+                    log.info("scheduler: removed %d finished held messages", removed)
+            except GatewayError as exc:
+                log.warning("scheduler: finished held messages not removed now: %s", exc)
         try:
             handled = await run_due(rt)
         except GatewayError as exc:

@@ -98,6 +98,10 @@ class DeferStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# The statuses a held message ends in: nothing will happen to it any more.
+FINISHED = (DeferStatus.SENT, DeferStatus.REJECTED, DeferStatus.FAILED, DeferStatus.CANCELLED)
+
+
 @dataclass(slots=True)
 class DeferredMessage:
     """A held message. `payload` is whatever the route needs to send it later
@@ -221,6 +225,11 @@ class Store(Protocol):
 
     async def defer_pending_count(self, sender: str) -> int:
         """The sender's messages in PENDING (claimed ones no longer count)."""
+        ...
+
+    async def defer_purge(self, due_before_ms: int, limit: int) -> int:
+        """Remove up to `limit` finished messages (FINISHED) that were due
+        before `due_before_ms`, oldest first; returns how many were removed."""
         ...
 
     async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.store.base import (
+    FINISHED,
     CapCheck,
     CapCount,
     DeferredMessage,
@@ -202,6 +203,16 @@ class MemoryStore:
             message.status = DeferStatus.CANCELLED
             message.payload = {}
         return copy.deepcopy(message)
+
+    async def defer_purge(self, due_before_ms: int, limit: int) -> int:
+        done = sorted(
+            (m.deliver_at_ms, m.id)
+            for m in self._deferred.values()
+            if m.status in FINISHED and m.deliver_at_ms < due_before_ms
+        )[: max(limit, 0)]
+        for _, message_id in done:
+            del self._deferred[message_id]
+        return len(done)
 
     async def defer_pending_count(self, sender: str) -> int:
         return sum(

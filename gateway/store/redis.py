@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 
 from gateway.errors import StoreUnavailable, translated
 from gateway.store.base import (
+    FINISHED,
     CapCheck,
     CapCount,
     DeferredMessage,
@@ -111,6 +112,7 @@ class RedisStore:
         self._defer_finish = self._script("defer_lib.lua", "defer_finish.lua")
         self._defer_cancel = self._script("defer_lib.lua", "defer_cancel.lua")
         self._defer_list = self._script("defer_lib.lua", "defer_list.lua")
+        self._defer_purge = self._script("defer_lib.lua", "defer_purge.lua")
 
     def _script(self, *names: str) -> AsyncScript:
         return self._redis.register_script(_lua(*names))
@@ -135,6 +137,7 @@ class RedisStore:
             self._defer_finish,
             self._defer_cancel,
             self._defer_list,
+            self._defer_purge,
         ]
         async with self._redis.pipeline(transaction=False) as pipe:
             for script in scripts:  # the server answers with the sha each already has
@@ -335,6 +338,15 @@ class RedisStore:
     async def defer_cancel(self, message_id: str) -> DeferredMessage | None:
         flat = await self._defer_cancel(keys=[self._queue + "all"], args=[self._queue, message_id])
         return _deferred_message(flat) if flat else None
+
+    @_translated
+    async def defer_purge(self, due_before_ms: int, limit: int) -> int:
+        finished = [str(status) for status in FINISHED]
+        removed = await self._defer_purge(
+            keys=[self._queue + "all"],
+            args=[self._queue, due_before_ms, max(limit, 0), *finished],
+        )
+        return int(removed)
 
     @_translated
     async def defer_pending_count(self, sender: str) -> int:

@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from gateway.errors import StoreUnavailable, translated
 from gateway.store.base import (
+    FINISHED,
     CapCheck,
     CapCount,
     DeferredMessage,
@@ -363,6 +364,18 @@ class SqliteStore:
                 (message_id,),
             )
             return _deferred_by_id(db, message_id)
+
+    @_operation
+    async def defer_purge(self, due_before_ms: int, limit: int) -> int:
+        finished = ",".join(f"'{status}'" for status in FINISHED)
+        with self._transaction() as db:
+            removed = db.execute(
+                "DELETE FROM deferred WHERE id IN (SELECT id FROM deferred"
+                f" WHERE status IN ({finished}) AND deliver_at_ms < ?"
+                " ORDER BY deliver_at_ms, id LIMIT ?)",
+                (due_before_ms, max(limit, 0)),
+            ).rowcount
+        return int(removed)
 
     @_operation
     async def defer_pending_count(self, sender: str) -> int:

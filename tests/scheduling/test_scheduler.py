@@ -84,6 +84,27 @@ def test_a_cancelled_message_is_not_sent(gw: Gateway) -> None:
     assert gw.client.delete(f"/v1/deferred/{item_id}").status_code == 409
 
 
+def test_finished_messages_are_removed_a_month_after_they_were_due(gw: Gateway) -> None:
+    """The queue keeps a finished message for GET /v1/deferred/{id} for 30
+    days after it was due, then removes it; pending ones stay, and the
+    trail keeps every decision."""
+    sent, cancelled = hold(gw), hold(gw, to="+12125550101")
+    gw.client.delete(f"/v1/deferred/{cancelled}")
+    gw.at(MORNING)
+    assert gw.run_due() == 1
+    gw.at("2026-06-03T22:00:00-04:00")
+    waiting = gw.send(to="+12125550102").json()["decision_id"]  # due the next morning
+    gw.at(MORNING)
+    gw.clock.set(gw.clock.now() + timedelta(days=30))  # 30 days after both were due
+    assert gw.call(scheduler.purge_finished, gw.runtime) == 0
+    gw.clock.set(gw.clock.now() + timedelta(seconds=1))
+    assert gw.call(scheduler.purge_finished, gw.runtime) == 2
+    assert gw.client.get(f"/v1/deferred/{sent}").status_code == 404
+    assert gw.client.get(f"/v1/deferred/{cancelled}").status_code == 404
+    assert gw.fate(waiting)["status"] == "pending"
+    assert gw.client.get(f"/v1/decisions/{sent}").json()["decision"] == "defer"
+
+
 def test_deferred_again_when_the_window_moved(gw: Gateway) -> None:
     item_id = hold(gw)
     gw.reload(window_rule('{hours: "10:00-21:00"}'))

@@ -485,6 +485,24 @@ async def test_defer_cancel_cancels_only_pending_messages(store: Store) -> None:
     assert await store.defer_claim_due(T + 10, 10, 1_000) == []
 
 
+async def test_defer_purge_removes_finished_messages_due_before(store: Store) -> None:
+    for status in DeferStatus:
+        await store.defer_put(held(f"old-{status}", T - 10, status=status))
+    await store.defer_put(held("recent-sent", T + 10, status=DeferStatus.SENT))
+    await store.defer_put(held("older-sent", T - 20, status=DeferStatus.SENT))
+
+    assert await store.defer_purge(T, 2) == 2  # oldest first
+    assert await store.defer_get("older-sent") is None
+    assert await store.defer_purge(T, 100) == 3
+    left = {m.id for m in await store.defer_list(limit=100)}
+    # Pending and sending messages stay whatever their age, and so do recent ones.
+    assert left == {"old-pending", "old-sending", "recent-sent"}
+    assert await store.defer_list(status=DeferStatus.SENT) == [
+        held("recent-sent", T + 10, status=DeferStatus.SENT)
+    ]
+    assert await store.defer_purge(T, 100) == 0
+
+
 async def test_pending_count_per_sender(store: Store) -> None:
     await store.defer_put(held("a", T))
     await store.defer_put(held("b", T + HOUR))
