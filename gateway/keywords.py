@@ -6,7 +6,9 @@ and TD; START, YES, UNSTOP; HELP, INFO. China's 退订, TD, T (as in 回T退订)
 and R (as in 拒收请回复R). FCC 24-18 counts "stop, quit, end, revoke, opt
 out, cancel, unsubscribe" in a reply, and other wording a reasonable person
 reads as revocation: a reply that is one of the short phrases below
-("please stop", "stop texting me") counts too.
+("please stop", "stop texting me") counts too, and so does one that says it
+plainly anywhere ("do not text me", "no more messages", "remove my number",
+"leave me alone", "unsub").
 
 A reply is trimmed, case-folded (NFKC, so full-width letters fold too),
 with spaces, hyphens and underscores read as one space and the punctuation
@@ -47,9 +49,18 @@ _POLITE = regex.compile(
     r"(?: please)?(?: thanks| thank you)?"
 )
 # The FCC words as whole words anywhere in the reply (letters or digits around
-# a word make another word: "stopwatch", "backend").
+# a word make another word: "stopwatch", "backend"), and the plain ways of
+# saying it without them that a reasonable person reads as revocation: "do not
+# text me", "no more messages", "remove my number", "leave me alone", "unsub".
+_CONTACT = (
+    r"(?:text(?:ing)?|txt|messag(?:e|ing)|msg|sms|contact(?:ing)?|e ?mail(?:ing)?"
+    r"|call(?:ing)?|send(?:ing)?|writ(?:e|ing))"
+)
 _REVOKES = regex.compile(
-    r"(?<![\p{L}\p{N}])(?:stop(?:all)?|quit|end|revoke|opt ?out|optout|cancel|unsubscribe)"
+    r"(?<![\p{L}\p{N}])(?:stop(?:all)?|quit|end|revoke|opt ?out|optout|cancel|unsubscribe"
+    rf"|(?:do ?n[o'’]?t|never|no longer) (?:ever )?{_CONTACT} (?:me|to me|this number|us)"
+    r"|no more (?:texts?|txts?|text messages|messages|msgs|sms|emails?)"
+    r"|(?:remove|delete) (?:me|my number|this number)|take me off|leave me alone|unsub)"
     r"(?![\p{L}\p{N}])|退订"
 )
 _EDGES = regex.compile(r"^[\p{P}\p{S}\s]+|[\p{P}\p{S}\s]+$")

@@ -18,7 +18,12 @@ from gateway.keywords import Ask, read
      "Stop sending me these", "Revoke consent", "Cancel my subscription", "Stop now",
      "STOP STOP", "stop by our store", "I want to end this", "cancel my appointment",
      "Don't stop", "yes, stop", "please unsubscribe me from all of this", "I opt-out",
-     "我要退订", "不要再发了，退订"],
+     "我要退订", "不要再发了，退订",
+     # Revocation in plain words, without the FCC's (FCC 24-18: any reasonable means).
+     "Do not text me", "Don't text me anymore", "do not text me again", "don’t message me",
+     "dont contact me", "Never call me again", "No more texts", "No more messages please",
+     "remove my number", "Please delete my number", "leave me alone", "unsub",
+     "no longer text this number"],
 )  # fmt: skip
 def test_opt_out(text: str) -> None:
     assert read(text) is Ask.OPT_OUT
@@ -37,7 +42,8 @@ def test_help(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     ["", "no", "ok", "stopwatch", "the backend", "endless", "help me find the store",
-     "yes please", "Thanks, see you at 5", "T-shirt sizes?", "R u there", "I'll start tomorrow"],
+     "yes please", "Thanks, see you at 5", "T-shirt sizes?", "R u there", "I'll start tomorrow",
+     "don't forget me", "more texts please", "unsubtle", "remove the item from my cart"],
 )  # fmt: skip
 def test_not_a_keyword(text: str) -> None:
     assert read(text) is None
