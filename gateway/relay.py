@@ -28,24 +28,27 @@ from gateway.schedule.zones import valid_zone
 from gateway.settings import Route, Settings
 from gateway.store.base import DeferredMessage
 from gateway.upstream.base import Outbound
-from gateway.upstream.http import HOP_BY_HOP
+from gateway.upstream.http import hop_by_hop
 
 ADAPTERS: dict[str, Adapter] = {a.name: a for a in (twilio.ADAPTER, sendgrid.ADAPTER, fcm.ADAPTER)}
-# Read by the gateway and never forwarded; so is every X-Gateway-* header.
+# Read by the gateway and never forwarded; so is every X-Message-* and
+# X-Gateway-* header (docs/providers.md).
 OWN_HEADERS = frozenset({"x-message-category", "x-message-tags", "x-recipient-timezone"})
+_OWN_PREFIXES = ("x-gateway-", "x-message-")
 IDEMPOTENCY_HEADERS = ("Idempotency-Key", "I-Twilio-Idempotency-Token")
 _NAME = regex.compile(NAME)
 
 
 def own(name: str) -> bool:
     lowered = name.lower()
-    return lowered in OWN_HEADERS or lowered.startswith("x-gateway-")
+    return lowered in OWN_HEADERS or lowered.startswith(_OWN_PREFIXES)
 
 
 def forwardable(headers: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     """The sender's headers as they go upstream: the gateway's own and the
     hop-by-hop ones removed, everything else (credentials too) untouched."""
-    return tuple((k, v) for k, v in headers if not own(k) and k.lower() not in HOP_BY_HOP)
+    dropped = hop_by_hop(headers)
+    return tuple((k, v) for k, v in headers if not own(k) and k.lower() not in dropped)
 
 
 def credential_digests(authorization: str | None) -> set[str]:

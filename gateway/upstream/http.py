@@ -4,6 +4,7 @@ fastest Python client for this job), with its errors translated once, here."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import aiohttp
 import orjson
@@ -26,6 +27,18 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+
+
+def hop_by_hop(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """The names not to pass on (lower case): HOP_BY_HOP, and those the
+    Connection header lists, which are this connection's too (RFC 9110 7.6.1)."""
+    listed = (
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+    )
+    return HOP_BY_HOP.union(name for name in listed if name)
 
 
 class HttpUpstream:
@@ -51,7 +64,8 @@ class HttpUpstream:
         return self._session
 
     async def send(self, request: Outbound) -> Reply:
-        headers = [(k, v) for k, v in request.headers if k.lower() not in HOP_BY_HOP]
+        dropped = hop_by_hop(request.headers)
+        headers = [(k, v) for k, v in request.headers if k.lower() not in dropped]
         started = time.perf_counter()
         try:
             async with self._client().request(
@@ -62,8 +76,9 @@ class HttpUpstream:
                 allow_redirects=False,
             ) as response:
                 body = await response.read()
+                answered = hop_by_hop(response.headers.items())
                 pairs = tuple(
-                    (k, v) for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP
+                    (k, v) for k, v in response.headers.items() if k.lower() not in answered
                 )
                 latency = (time.perf_counter() - started) * 1000
                 # SendGrid answers with no body and names the message in a header.

@@ -99,6 +99,7 @@ class ApiKeyAuth:
         await response(scope, receive, send)
 
 
+_MESSAGE_PATHS = frozenset({"/v1/messages", "/v1/check"})
 # A drop-in sender's client reads errors in its provider's shape only.
 _PROVIDER_OF = {"/2010-04-01/": "twilio", "/v3/mail/send": "sendgrid", "/v1/projects/": "fcm"}
 
@@ -108,9 +109,12 @@ def _refused(path: str, status: int, message: str) -> Response:
     found = (name for prefix, name in _PROVIDER_OF.items() if path.startswith(prefix))
     provider = next(found, None)
     if provider is None:
-        # RFC 9110: a 401 names the scheme that would be accepted.
-        challenge = {"WWW-Authenticate": 'Bearer realm="gateway"'} if status == 401 else None
-        return json_response({"error": message}, status, challenge)
+        headers = {}
+        if status == 401:  # RFC 9110: a 401 names the scheme that would be accepted
+            headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
+        if path in _MESSAGE_PATHS:  # every answer about a message says its fate
+            headers["X-Gateway-Decision"] = "reject"
+        return json_response({"error": message}, status, headers)
     from gateway.relay import ADAPTERS
     from gateway.web.dropin import REJECT, respond
 

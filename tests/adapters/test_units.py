@@ -15,6 +15,7 @@ from gateway.adapters.sendgrid import ADAPTER as SENDGRID
 from gateway.errors import InputError
 from gateway.relay import context, credential_digests, forwardable, identify
 from gateway.settings import Route, Settings
+from gateway.upstream.http import hop_by_hop
 from tests.web.conftest import Make
 
 CTX = Context("sendgrid", "acme", "marketing")
@@ -89,12 +90,22 @@ def test_sender_by_credential_then_account_then_route_default() -> None:
     assert identify(settings, route, Incoming("POST", "/", (), b"")) == "fallback"
 
 
+def test_headers_named_by_connection_are_hop_by_hop() -> None:
+    """RFC 9110 7.6.1: what Connection lists belongs to this connection alone,
+    in requests going upstream and in answers coming back."""
+    dropped = hop_by_hop([("Connection", "close, X-Trace-Hop ,"), ("X-Trace-Hop", "1")])
+    assert {"x-trace-hop", "close", "connection", "keep-alive", "upgrade"} <= dropped
+    assert "" not in dropped and "authorization" not in dropped
+
+
 def test_gateway_headers_are_read_and_never_forwarded() -> None:
     headers = [
         ("authorization", "Basic x"),
         ("x-message-category", "alerts"),
         ("X-Gateway-Key", "k"),
-        ("connection", "keep-alive"),
+        ("X-Message-Campaign", "spring"),  # every X-Message-* is the gateway's
+        ("connection", "keep-alive, X-Hop"),
+        ("x-hop", "named by Connection: this connection's only"),
         ("i-twilio-idempotency-token", "t"),
     ]
     assert forwardable(headers) == (

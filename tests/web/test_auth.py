@@ -37,6 +37,7 @@ def test_no_key_is_401(make_client: Make) -> None:
     assert answer.status_code == 401
     assert answer.json() == {"error": "an API key is needed (Authorization: Bearer ...)"}
     assert answer.headers["WWW-Authenticate"] == 'Bearer realm="gateway"'
+    assert answer.headers["X-Gateway-Decision"] == "reject"  # nothing was sent
     assert client.post("/v1/messages", json=sms(), headers=bearer("wrong")).status_code == 401
     assert client.get("/healthz").status_code == 200  # health stays open
 
