@@ -73,7 +73,9 @@ def is_one_click(content_type: str, body: bytes) -> bool:
     if kind == "multipart/form-data":
         return _multipart_field(content_type, body, "List-Unsubscribe") == "One-Click"
     try:
-        form = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
+        # A line break after the form (curl --data-binary @file) is no part of it.
+        text = body.decode("utf-8").rstrip("\r\n")
+        form = parse_qs(text, keep_blank_values=True, max_num_fields=20)
     except (UnicodeDecodeError, ValueError):
         return False
     return form.get("List-Unsubscribe") == ["One-Click"]

@@ -52,6 +52,8 @@ def multipart(fields: dict[str, str]) -> tuple[str, bytes]:
     [
         ("application/x-www-form-urlencoded", b"List-Unsubscribe=One-Click", True),
         ("", b"List-Unsubscribe=One-Click", True),
+        ("application/x-www-form-urlencoded", b"List-Unsubscribe=One-Click\r\n", True),
+        ("application/x-www-form-urlencoded", b"List-Unsubscribe=One-Click\n", True),
         (*multipart({"List-Unsubscribe": "One-Click"}), True),
         (*multipart({"List-Unsubscribe": "One-Click", "other": "x"}), True),
         ("application/x-www-form-urlencoded", b"", False),
