@@ -61,7 +61,7 @@ _REVOKES = regex.compile(
     rf"|(?:do ?n[o'’]?t|never|no longer) (?:ever )?{_CONTACT} (?:me|to me|this number|us)"
     r"|no more (?:texts?|txts?|text messages|messages|msgs|sms|emails?)"
     r"|(?:remove|delete) (?:me|my number|this number)|take me off|leave me alone|unsub)"
-    r"(?![\p{L}\p{N}])|退订"
+    r"(?![\p{L}\p{N}])|退[订訂]"  # and its traditional form, as written in Taiwan and Hong Kong
 )
 _EDGES = regex.compile(r"^[\p{P}\p{S}\s]+|[\p{P}\p{S}\s]+$")
 _SPACES = regex.compile(r"[\s_-]+")  # "opt-out" reads as "opt out"

@@ -18,7 +18,7 @@ from gateway.keywords import Ask, read
      "Stop sending me these", "Revoke consent", "Cancel my subscription", "Stop now",
      "STOP STOP", "stop by our store", "I want to end this", "cancel my appointment",
      "Don't stop", "yes, stop", "please unsubscribe me from all of this", "I opt-out",
-     "我要退订", "不要再发了，退订",
+     "我要退订", "不要再发了，退订", "退訂", "回T退訂",
      # Revocation in plain words, without the FCC's (FCC 24-18: any reasonable means).
      "Do not text me", "Don't text me anymore", "do not text me again", "don’t message me",
      "dont contact me", "Never call me again", "No more texts", "No more messages please",
