@@ -96,7 +96,11 @@ class Adapter(Protocol):
         """Any other answer the gateway gives itself: bad input, 409, 502, 503, 504."""
         ...
 
-    def bad_input(self, error: InputError) -> Answer: ...
+    def bad_input(self, error: InputError, decision: Decision | None = None) -> Answer:
+        """Input the gateway cannot take, in the provider's shape; `decision`:
+        the recorded refusal of a recipient that is not a valid address, whose
+        id the answer names as a refusal's does."""
+        ...
 
 
 def json_answer(status: int, data: Any) -> Answer:

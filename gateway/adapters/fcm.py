@@ -133,22 +133,28 @@ class FcmAdapter(SingleRecipient):
             status, rpc = 429, "RESOURCE_EXHAUSTED"
         else:
             status, rpc = 400, "FAILED_PRECONDITION" if opted_out(decision) else "INVALID_ARGUMENT"
-        info = {
-            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-            "reason": decision.reasons[0].code.value.upper() if decision.reasons else "REFUSED",
-            "domain": "compliance-gateway",
-            "metadata": {
-                "decision_id": decision.decision_id,
-                "rules": ",".join(r.rule for r in decision.reasons),
-            },
-        }
-        return _error(status, rpc, explain(decision), [info])
+        return _error(status, rpc, explain(decision), [_info(decision)])
 
     def error(self, status: int, message: str) -> Answer:
         return _error(status, RPC_STATUS.get(status, "UNKNOWN"), message)
 
-    def bad_input(self, error: InputError) -> Answer:
-        return self.error(error.status, str(error))
+    def bad_input(self, error: InputError, decision: Decision | None = None) -> Answer:
+        if decision is None:
+            return self.error(error.status, str(error))
+        return _error(error.status, "INVALID_ARGUMENT", str(error), [_info(decision)])
+
+
+def _info(decision: Decision) -> dict[str, Any]:
+    """A google.rpc.ErrorInfo naming the decision and the rules that refused."""
+    return {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": decision.reasons[0].code.value.upper() if decision.reasons else "REFUSED",
+        "domain": "compliance-gateway",
+        "metadata": {
+            "decision_id": decision.decision_id,
+            "rules": ",".join(r.rule for r in decision.reasons),
+        },
+    }
 
 
 def _error(status: int, rpc: str, message: str, details: list[Any] | None = None) -> Answer:

@@ -184,7 +184,8 @@ class SendGridAdapter:
     def error(self, status: int, message: str) -> Answer:
         return json_answer(status, {"errors": [{"message": message, "field": None, "help": None}]})
 
-    def bad_input(self, error: InputError) -> Answer:
+    def bad_input(self, error: InputError, decision: Decision | None = None) -> Answer:
+        # A mail whose address is not one is refused whole, before any decision.
         errors = [
             {"message": str(error), "field": field, "help": None} for field in error.fields
         ] or [{"message": str(error), "field": None, "help": None}]

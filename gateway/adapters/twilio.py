@@ -155,9 +155,16 @@ class TwilioAdapter(SingleRecipient):
     def error(self, status: int, message: str) -> Answer:
         return _error(status, 20000 + status, message)
 
-    def bad_input(self, error: InputError) -> Answer:
+    def bad_input(self, error: InputError, decision: Decision | None = None) -> Answer:
         code = error.code if isinstance(error, TwilioInputError) else 20000 + error.status
-        return _error(error.status, code, str(error))
+        if decision is None:
+            return _error(error.status, code, str(error))
+        details = {
+            "decision_id": decision.decision_id,
+            "reasons": [r.to_json() for r in decision.reasons],
+        }
+        message = f"{error} Refused by the compliance gateway, decision {decision.decision_id}."
+        return _error(error.status, code, message, details)
 
 
 def _error(status: int, code: int, message: str, details: object = None) -> Answer:

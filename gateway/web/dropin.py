@@ -140,7 +140,7 @@ async def _refuse_recipient(
     reason = Reason("recipient", Code.INVALID_RECIPIENT, str(exc))
     decision = await rt.gateway.refuse_unparsed(head, reason, record=True)
     headers = [REJECT, ("X-Gateway-Decision-Id", decision.decision_id)]
-    return respond(adapter.bad_input(exc).with_headers(headers))
+    return respond(adapter.bad_input(exc, decision).with_headers(headers))
 
 
 async def _send(

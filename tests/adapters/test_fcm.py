@@ -127,6 +127,9 @@ def test_bad_input_is_invalid_argument(live: Live, body: bytes, what: str) -> No
     if what == "registration token":
         assert [d["decision_id"] for d in recorded] == [answer.headers["x-gateway-decision-id"]]
         assert recorded[0]["reasons"][0]["code"] == "invalid_recipient"
+        info = rpc(answer)["details"][1]  # as every refusal's: the decision and its rule
+        assert info["reason"] == "INVALID_RECIPIENT"
+        assert info["metadata"] == {"decision_id": recorded[0]["decision_id"], "rules": "recipient"}
     else:
         assert recorded == [] and "x-gateway-decision-id" not in answer.headers
 

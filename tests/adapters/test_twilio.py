@@ -308,6 +308,12 @@ def test_an_invalid_to_is_a_twilio_400_and_a_recorded_decision(live: Live) -> No
     assert answer.json()["code"] == 21211
     assert answer.headers["x-gateway-decision"] == "reject"
     record = live.decision(answer.headers["x-gateway-decision-id"])
+    # As every refusal's: the decision id in the message, and in details as data.
+    assert record["decision_id"] in answer.json()["message"]
+    assert answer.json()["details"] == {
+        "decision_id": record["decision_id"],
+        "reasons": record["reasons"],
+    }
     assert [r["code"] for r in record["reasons"]] == ["invalid_recipient"]
     assert (record["route"], record["channel"], record["recipient_hint"]) == (
         "twilio",
