@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import re
+import string
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from gateway.model import Message, RuleResult
 from gateway.policy.schema import ListsRule
@@ -30,6 +33,11 @@ class ListRule(Rule):
         }
         return [name.format_map(values) for name in self.lists]
 
+    def may_name(self, list_name: str) -> bool:
+        """Whether one of the rule's lists is `list_name` for some message:
+        a placeholder stands for any name the list names allow."""
+        return any(pattern.fullmatch(list_name) for pattern in _patterns(self.lists))
+
     def blocks_when_listed(self) -> bool:
         """Whether the store may refuse to count a send to someone on one of
         the lists (an enforced opt-out); the engine judges the rest."""
@@ -49,3 +57,19 @@ class ListRule(Rule):
             self._same.clear()
         self._same[tuple(names)] = result
         return result
+
+
+_FILLED = "[A-Za-z0-9._:@-]+"  # what a placeholder may become (a list name's letters)
+
+
+@lru_cache(maxsize=256)
+def _patterns(templates: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    """Each template as a pattern: its text as it is, a placeholder as any name."""
+    patterns = []
+    for template in templates:
+        parts = string.Formatter().parse(template)
+        text = "".join(
+            re.escape(lit) + (_FILLED if field is not None else "") for lit, field, _, _ in parts
+        )
+        patterns.append(re.compile(text))
+    return tuple(patterns)

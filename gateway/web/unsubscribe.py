@@ -23,6 +23,8 @@ from gateway import unsubscribe
 from gateway.adapters.native import decode_json, field_errors
 from gateway.errors import InputError
 from gateway.recipients import hint, normalize_address
+from gateway.rules.consent import Consent
+from gateway.runtime import Runtime
 from gateway.store.base import OptOutEntry
 from gateway.web.http import json_response, read_body
 from gateway.web.messages import runtime
@@ -52,11 +54,23 @@ async def one_click(request: Request) -> Response:
             {"List-Unsubscribe": "One-Click"},
         )
     rt = runtime(request)
-    at_ms = int(rt.clock.now().timestamp() * 1000)
     token = rt.gateway.pseudonyms.token(link.address)
+    if _consent_list(rt, link.list):
+        # Unsubscribing from a list of consents withdraws the consent: the
+        # address leaves it. A link never puts anyone on such a list, or any
+        # holder of a sender key could grant itself consent for anyone.
+        await rt.store.opt_out_delete(link.list, token)
+        return _page("Unsubscribed", f"{hint(link.address)} no longer consents ({link.list}).")
+    at_ms = int(rt.clock.now().timestamp() * 1000)
     entry = OptOutEntry(link.list, token, hint(link.address), at_ms, "unsubscribe", NOTE)
     await rt.store.opt_out_put(entry)
     return _page("Unsubscribed", f"{hint(link.address)} is unsubscribed ({link.list}).")
+
+
+def _consent_list(rt: Runtime, list_name: str) -> bool:
+    """Whether a consent rule of the bundle in force reads the list."""
+    rules = rt.policies.current().rules
+    return any(isinstance(rule, Consent) and rule.may_name(list_name) for rule in rules)
 
 
 async def confirm(request: Request) -> Response:

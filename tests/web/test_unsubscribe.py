@@ -70,6 +70,32 @@ def test_a_link_for_a_sender_list_and_a_form_encoded_post(client: TestClient) ->
     assert client.get("/v1/opt-outs/global/Ann@example.com").status_code == 404
 
 
+CONSENT = (
+    "rules:\n  - id: casl\n    type: consent\n    lists: ['consent:{sender}', consent:all]\n"
+    "    match: {channel: email, category: marketing}\n"
+)
+
+
+def test_a_link_to_a_consent_list_withdraws_consent_never_grants_it(make_client: Make) -> None:
+    """A list a consent rule reads holds consents: a link to it (which any
+    sender may make) takes the address off, and never puts it on."""
+    client = make_client(CONSENT)
+    assert client.post("/v1/messages", json=email()).status_code == 403  # no consent
+    for name in ("consent:all", "consent:acme"):
+        made = link(client, list=name)
+        answer = client.post(path_of(made["url"]), content=b"List-Unsubscribe=One-Click")
+        assert answer.status_code == 200
+        assert f"a…@example.com no longer consents ({name})" in answer.text
+        assert client.get(f"/v1/consents/{name}/Ann@example.com").status_code == 404
+    assert client.post("/v1/messages", json=email()).status_code == 403  # still none
+    client.put("/v1/consents/consent:all/Ann@example.com")
+    assert client.post("/v1/messages", json=email()).status_code == 201
+    made = link(client, list="consent:all")
+    client.post(path_of(made["url"]), content=b"List-Unsubscribe=One-Click")
+    refused = client.post("/v1/messages", json=email())
+    assert refused.json()["reasons"][0]["code"] == "no_consent"
+
+
 def test_opening_the_link_shows_a_button_and_unsubscribes_nobody(client: TestClient) -> None:
     made = link(client)
     page = client.get(path_of(made["url"]))
