@@ -133,13 +133,27 @@ def _no_constant(name: str) -> Any:
     raise InputError(f"the body is not valid JSON: {name} is not a JSON number")
 
 
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are each given once. A key given twice would be
+    judged by one value while the bytes forwarded carry both, and which one
+    the provider reads is its own choice."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        keys = [key for key, _ in pairs]
+        twice = next(key for key in keys if keys.count(key) > 1)
+        shown = twice.encode("utf-8", "backslashreplace").decode("utf-8")[:60]
+        raise InputError(f"{shown}: given more than once", {shown: "given more than once"})
+    return data
+
+
 def loads(text: str) -> Any:
     """json.loads, with every way it refuses a text as an InputError: not only
     JSONDecodeError, but also RecursionError (it recurses once per level of
     nesting) and ValueError (an integer of more digits than int() converts).
-    NaN and Infinity, which it takes and JSON does not, are refused too."""
+    NaN and Infinity, which it takes and JSON does not, are refused too, and
+    so is a key given twice in one object."""
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_repeats)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"

@@ -114,6 +114,7 @@ def test_idempotency_key_returns_the_first_answer(live: Live) -> None:
         ),
         (b'{"message": {"token": "t", "android": ' + b"1" * 5000 + b"}}", "too many digits"),
         (b'{"message": {"token": "t"}, "validate_only": NaN}', "NaN is not a JSON number"),
+        (b'{"message": {"token": "t-1", "token": "t-2"}}', "token: given more than once"),
     ],
 )
 def test_bad_input_is_invalid_argument(live: Live, body: bytes, what: str) -> None:

@@ -231,6 +231,13 @@ def test_unreachable_upstream_is_502_in_sendgrid_shape(start_live: StartLive) ->
         (json.dumps(mail({"to": to("a@example.com")}, custom_args=nested(200))).encode(), None),
         (b'{"personalizations": ' + b"1" * 5000 + b"}", None),
         (b'{"personalizations": NaN}', None),
+        # A key twice: one address judged, both forwarded.
+        (
+            json.dumps(mail({"to": to("a@example.com")}))
+            .replace('"to": [', '"to": [{"email": "b@example.com"}], "to": [', 1)
+            .encode(),
+            "to",
+        ),
     ],
 )
 def test_bad_input_is_a_sendgrid_400(live: Live, body: bytes, field: str | None) -> None:

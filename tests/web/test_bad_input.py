@@ -68,6 +68,17 @@ def test_form_feed_and_newlines_are_ordinary_characters(client: TestClient) -> N
         (b"[1, 2]", "the body must be a JSON object (one message)"),
         (b"\xff\xfe", "the body is not UTF-8 text"),
         (b"", "the body is not valid JSON: Expecting value at line 1 column 1"),
+        # A key twice: the decision would read one value, the bytes forwarded
+        # would carry both (an opted-out number beside an allowed one).
+        (
+            b'{"channel":"sms","to":"+12125550111","body":"a","to":"+12125550100"}',
+            "to: given more than once",
+        ),
+        (
+            b'{"channel": "sms", "to": "+12125550100", "body": "a",\n "category" : "marketing",'
+            b' "category": "transactional"}',
+            "category: given more than once",
+        ),
     ],
 )
 def test_malformed_bodies(client: TestClient, raw: bytes, error: str) -> None:
