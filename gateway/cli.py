@@ -127,6 +127,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args, data_dir=args.data_dir, host=args.host, port=args.port)
     _refuse_open_network(settings)
+    # What the gateway writes (state, journal, index, the kept key, held
+    # messages with their credentials) is for its own user alone; workers
+    # and the indexer inherit the mask.
+    os.umask(0o077)
     if args.workers > 1 and not settings.shared:
         raise GatewayError(
             "--workers needs shared mode (GATEWAY_REDIS_URL): one process owns a data folder"

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx2 as httpx
 import pytest
 
 from gateway.cli import main
@@ -507,3 +508,21 @@ def test_serve_names_variables_that_are_no_setting(tmp_path: Path) -> None:
         server.stop()
     assert "gateway: GATEWAY_AUDIT_RETENTON is not a setting, so it is ignored" in said
     assert "GATEWAY_AUDIT_RETENTION is not" not in said
+
+
+def test_serve_writes_its_data_for_its_own_user_alone(tmp_path: Path) -> None:
+    """The state holds the pseudonymization key and held messages' provider
+    credentials: what serve creates is readable by its user alone."""
+    data = tmp_path / "data"
+    server = Server("--policies", str(REPO / "policies"), "--data-dir", str(data))
+    try:
+        server.wait_ready()
+        httpx.post(
+            server.url + "/v1/messages", json={"channel": "sms", "to": "+12125550100", "body": "hi"}
+        )
+    finally:
+        server.stop()
+    assert data.stat().st_mode & 0o777 == 0o700
+    written = [path for path in data.rglob("*") if path.is_file()]
+    assert any(path.name == "state.db" for path in written)
+    assert {oct(path.stat().st_mode & 0o077) for path in written} == {"0o0"}
