@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway.errors import (
@@ -85,6 +85,13 @@ async def config_error(request: Request, exc: Exception) -> Response:
     return json_response({"error": f"the gateway is misconfigured: {exc}"}, 500)
 
 
+async def gone(request: Request, exc: Exception) -> Response:
+    """The client left before its request was read: nothing was decided, and
+    nobody reads the answer. One line, not a traceback: anyone can cause it."""
+    log.info("%s %s: the client left before its request was read", request.method, request.url.path)
+    return json_response({"error": "the request was not read whole"}, 400)
+
+
 async def unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return json_response({"error": "internal error; nothing was sent"}, 500)
@@ -97,5 +104,6 @@ HANDLERS = {
     AuditUnavailable: unavailable,
     ConfigError: config_error,
     HTTPException: http_error,
+    ClientDisconnect: gone,
     Exception: unexpected,
 }
