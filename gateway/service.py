@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from gateway.telemetry import current_trace_id
 from gateway.upstream.base import Outbound, Reply, Upstream
 
 log = logging.getLogger(__name__)
+TEXTS = b"message texts"  # what the texts' digest key is derived for
 
 
 def trace_id() -> str | None:
@@ -92,6 +94,7 @@ class Gateway:
         self.pseudonyms = pseudonyms
         self.clock = clock
         self._store_bodies = store_bodies
+        self._texts_key: bytes | None = None  # derived once the pseudonymization key is known
         self._max_deferred = max_deferred
 
     async def check(self, message: Message, at: datetime | None = None) -> Decision:
@@ -346,13 +349,20 @@ class Gateway:
             text = message.text(name)
             if text is None:
                 continue
-            data = text.encode("utf-8")
-            out[name] = (
-                {"text": text, "length": len(text)}
-                if self._store_bodies
-                else {"sha256": hashlib.sha256(data).hexdigest(), "length": len(text)}
-            )
+            if self._store_bodies:
+                out[name] = {"text": text, "length": len(text)}
+                continue
+            # Keyed: a plain hash of "Your code is 482913" gives the code back
+            # to anyone who tries the million candidates.
+            digest = hmac.new(self._text_key(), text.encode("utf-8"), hashlib.sha256)
+            out[name] = {"hmac_sha256": digest.hexdigest(), "length": len(text)}
         return out
+
+    def _text_key(self) -> bytes:
+        """The key of the texts' digests, derived from the pseudonymization key."""
+        if self._texts_key is None:
+            self._texts_key = self.pseudonyms.derived(TEXTS)
+        return self._texts_key
 
     async def _forward(
         self,

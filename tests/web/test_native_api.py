@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import threading
 from datetime import timedelta
 from typing import Any
@@ -10,6 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.clock import FixedClock
+from gateway.service import TEXTS
 from tests.web.conftest import Make, sms
 
 
@@ -192,6 +196,12 @@ def test_decisions_are_recorded_and_filtered(client: TestClient) -> None:
     assert record["decision"] == "allow" and record["upstream"]["status"] == 201
     assert "body" not in record["upstream"]
     assert record["content"]["body"]["length"] == 5 and "text" not in record["content"]["body"]
+    # The text's digest is keyed: a short text (a one-time code) cannot be
+    # found again by hashing every candidate.
+    pseudonyms = client.app.state.runtime.gateway.pseudonyms  # type: ignore[attr-defined]
+    keyed = hmac.new(pseudonyms.derived(TEXTS), b"Hello", hashlib.sha256).hexdigest()
+    assert record["content"]["body"] == {"hmac_sha256": keyed, "length": 5}
+    assert hashlib.sha256(b"Hello").hexdigest() not in json.dumps(record)
     by_recipient = client.get("/v1/decisions", params={"recipient": "+1 212 555 0111"}).json()
     assert [d["decision_id"] for d in by_recipient["decisions"]] == [refused["decision_id"]]
     by_code = client.get("/v1/decisions", params={"code": "opted_out"}).json()
