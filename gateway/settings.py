@@ -137,8 +137,9 @@ class RedisTls(Strict):
 
 class ApiKey(Strict):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    # A key is not bound to one sender: a sender key may send as any sender
+    # (README, "Configuration"); a field claiming otherwise would be refused.
     role: Literal["sender", "auditor", "admin"]
-    sender: str | None = None
 
 
 class Settings(Strict):

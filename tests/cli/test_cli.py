@@ -298,6 +298,12 @@ def test_a_broken_config_file_is_one_line(
         ("", {"GATEWAY_AUDIT_RETENTION": "a year"}, "'a year' is not a duration"),
         ("", {"GATEWAY_AUDIT_URL": "mysql://db/x"}, "GATEWAY_AUDIT_URL (audit.url): String should"),
         ("", {"GATEWAY_PORT": "abc"}, "GATEWAY_PORT (port): Input should be a valid integer"),
+        # Keys are not bound to a sender: a setting that claims so is refused.
+        (
+            "",
+            {"GATEWAY_API_KEYS": f"[{{sha256: '{'0' * 64}', role: sender, sender: acme}}]"},
+            "GATEWAY_API_KEYS (api_keys.0.sender): Extra inputs are not permitted",
+        ),
         ("", {"GATEWAY_AUDIT_URL": "postgresql://db/x"}, "audit: a trail in PostgreSQL (url)"),
     ],
 )
