@@ -31,6 +31,11 @@ KINDS = ("to", "cc", "bcc")
 Slot = tuple[int, str, int]  # personalization, kind, position
 
 
+# A provider that sends later would deliver after the gateway judged the
+# moment: its time windows would not hold. The gateway holds messages itself.
+LATER = "not taken: the gateway decides when a message goes (it holds what waits for a window)"
+
+
 def _fail(field: str, message: str) -> InputError:
     return InputError(f"{field}: {message}", {field: message})
 
@@ -53,9 +58,13 @@ def slots(data: dict[str, Any]) -> list[Slot]:
     """Every recipient's place, in reading order; checks the shape on the way."""
     found: list[Slot] = []
     personalizations = _list(data.get("personalizations"), "personalizations", required=True)
+    if "send_at" in data:
+        raise _fail("send_at", LATER)
     for p, block in enumerate(personalizations):
         if not isinstance(block, dict):
             raise _fail(f"personalizations.{p}", "must be an object")
+        if "send_at" in block:
+            raise _fail(f"personalizations.{p}.send_at", LATER)
         for kind in KINDS:
             entries = _list(block.get(kind), f"personalizations.{p}.{kind}", required=kind == "to")
             found.extend((p, kind, j) for j in range(len(entries)))

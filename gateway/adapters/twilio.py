@@ -80,6 +80,12 @@ class TwilioAdapter(SingleRecipient):
 
     def items(self, incoming: Incoming, context: Context) -> list[Item]:
         form = parse_form(incoming.body)
+        for later in ("SendAt", "ScheduleType"):
+            # Twilio would deliver at SendAt, after the gateway judged now:
+            # the time windows would not hold. The gateway holds messages itself.
+            if later in form:
+                why = f"{later}: not taken: the compliance gateway decides when a message goes"
+                raise InputError(why, {later: "not taken"})
         to = _recipient(_one(form, "To"))
         origin = _one(form, "From") or _one(form, "MessagingServiceSid")
         if not origin:

@@ -198,6 +198,15 @@ def test_unreachable_upstream_is_502_in_sendgrid_shape(start_live: StartLive) ->
         (b"{not json", None),
         (b"[]", None),
         (json.dumps(mail()).encode(), "personalizations"),
+        # SendGrid would send at send_at, after the gateway judged the window now.
+        (
+            json.dumps(mail({"to": to("a@example.com")}) | {"send_at": 1780000000}).encode(),
+            "send_at",
+        ),
+        (
+            json.dumps(mail({"to": to("a@example.com"), "send_at": 1780000000})).encode(),
+            "personalizations.0.send_at",
+        ),
         (json.dumps(mail({"to": to("not-an-address")})).encode(), "personalizations.0.to.0.email"),
         (
             json.dumps(mail({"to": to("a@example.com", "A@example.com")})).encode(),

@@ -286,6 +286,9 @@ def test_raw_request_goes_byte_for_byte_and_repeats_answer_once(live: Live) -> N
         (b"\xff\xfe", 20400),
         (b"To=%2B12125550100&From=%2B12125550199&Body=fr%FFee", 20400),
         (b"To=%2B12125550100&From=%2B12125550199&Body=%ED%A0%80", 20400),
+        # Twilio would send at SendAt, after the gateway judged the window now.
+        (b"To=%2B12125550100&From=%2B12125550199&Body=hi&ScheduleType=fixed", 20400),
+        (b"To=%2B12125550100&From=%2B12125550199&Body=hi&SendAt=2026-06-03T07%3A00%3A00Z", 20400),
     ],
 )
 def test_bad_input_is_a_twilio_400_and_records_nothing(live: Live, body: bytes, code: int) -> None:
