@@ -89,6 +89,43 @@ def _target(message: dict[str, Any]) -> tuple[str, str]:
     return name, value if name == "token" else "topic:" + value.removeprefix("/topics/")
 
 
+def _platform_texts(message: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(where, title or body, value) of each text a platform block sets in
+    place of message.notification's."""
+    found: list[tuple[str, str, Any]] = []
+
+    def block(where: str, value: Any) -> None:
+        if isinstance(value, dict):
+            found.extend(
+                (f"{where}.{key}", key, value[key]) for key in ("title", "body") if key in value
+            )
+
+    android, apns, webpush = (message.get(name) for name in ("android", "apns", "webpush"))
+    if isinstance(android, dict):
+        block("message.android.notification", android.get("notification"))
+    if isinstance(webpush, dict):
+        block("message.webpush.notification", webpush.get("notification"))
+    if isinstance(apns, dict) and isinstance(apns.get("payload"), dict):
+        aps = apns["payload"].get("aps")
+        alert = aps.get("alert") if isinstance(aps, dict) else None
+        if isinstance(alert, str):
+            found.append(("message.apns.payload.aps.alert", "body", alert))
+        block("message.apns.payload.aps.alert", alert)
+    return found
+
+
+def _one_text(message: dict[str, Any], notification: dict[str, str]) -> None:
+    """A platform may show its own title or body instead of the notification's:
+    the policies judge one text, so another one is refused."""
+    for where, key, value in _platform_texts(message):
+        if value != notification.get(key):
+            raise _fail(
+                where,
+                f"differs from message.notification.{key}: the compliance gateway judges"
+                " one text, so give it there only",
+            )
+
+
 class FcmAdapter(SingleRecipient):
     name = "fcm"
 
@@ -102,6 +139,7 @@ class FcmAdapter(SingleRecipient):
         name, target = _target(message)
         notification = _strings(message.get("notification"), "message.notification")
         _unknown(notification, NOTIFICATION_FIELDS, "message.notification")
+        _one_text(message, notification)
         _strings(message.get("data"), "message.data")
         try:
             recipient = parse_push(target)

@@ -25,7 +25,11 @@ def rpc(answer: Any) -> dict[str, Any]:
 
 def test_allowed_push_goes_upstream_byte_for_byte(live: Live) -> None:
     live.stub.status, live.stub.answer = 200, {"name": "projects/my-app/messages/42"}
-    body = json.dumps(push(data={"k": "v"}), separators=(",", ":")).encode() + b"  \n"
+    # Platform blocks may repeat the notification's texts and add their own settings.
+    android = {"notification": {"title": "Hi", "body": "Sale", "channel_id": "deals"}}
+    apns = {"payload": {"aps": {"alert": {"title": "Hi", "body": "Sale"}, "badge": 1}}}
+    message = push(data={"k": "v"}, android=android, apns=apns)
+    body = json.dumps(message, separators=(",", ":")).encode() + b"  \n"
     answer = live.http.post(PATH, content=body, headers=AUTH | {"X-Message-Tags": "promo"})
     assert answer.status_code == 200
     assert answer.json() == {"name": "projects/my-app/messages/42"}
@@ -102,6 +106,23 @@ def test_idempotency_key_returns_the_first_answer(live: Live) -> None:
         (json.dumps({"message": {"token": TOKEN, "data": {"n": 1}}}).encode(), "string values"),
         (json.dumps({"message": {"token": "bad token!"}}).encode(), "registration token"),
         (json.dumps({"message": "x"}).encode(), "an object"),
+        # A platform would show a text the policies never saw.
+        (
+            json.dumps(push(android={"notification": {"body": "guaranteed returns"}})).encode(),
+            '"message.android.notification.body": differs from message.notification.body',
+        ),
+        (
+            json.dumps(push(apns={"payload": {"aps": {"alert": {"title": "Win"}}}})).encode(),
+            '"message.apns.payload.aps.alert.title": differs from message.notification.title',
+        ),
+        (
+            json.dumps(push(apns={"payload": {"aps": {"alert": "guaranteed returns"}}})).encode(),
+            '"message.apns.payload.aps.alert": differs from message.notification.body',
+        ),
+        (
+            json.dumps(push(webpush={"notification": {"title": "Win"}})).encode(),
+            '"message.webpush.notification.title": differs',
+        ),
         # Each of the following was a 500 (see the same cases for SendGrid).
         (
             json.dumps(push(notification={"title": "Hi", "body": "x\ud800"})).encode(),
