@@ -40,6 +40,20 @@ def lines_of(file: Path) -> list[bytes]:
     return file.read_bytes().splitlines(keepends=True)
 
 
+def altered(path: Path, statement: str, *args: object) -> verify.Problem:
+    """What verify finds once `statement` has changed the index."""
+    with sqlite3.connect(path) as db:
+        db.execute(statement, args)
+    return problem(path)
+
+
+# A decision made up in the index alone.
+MADE_UP = (
+    "INSERT INTO decisions (id, at_ms, sender, decision, recipient, doc)"
+    " VALUES ('id900', 900, 'acme', 'allow', 'hmac:r1', ?)"
+)
+
+
 def problem(path: Path) -> verify.Problem:
     report = verify.trail(path)
     assert not report.intact, "the alteration went unnoticed"
@@ -127,9 +141,7 @@ async def test_a_cut_off_end_and_its_rows_is_found_by_the_head_kept(tmp_path: Pa
 
 async def test_a_row_hidden_from_the_index_is_found(tmp_path: Path) -> None:
     path = await written(tmp_path)
-    with sqlite3.connect(path) as db:
-        db.execute("DELETE FROM decisions WHERE id = 'id005'")
-    found = problem(path)
+    found = altered(path, "DELETE FROM decisions WHERE id = 'id005'")
     assert found.decision_id == "id005" and "hidden from queries" in found.reason
 
 
@@ -151,20 +163,17 @@ ALLOWED = json.dumps(opted_out(5) | {"decision": "allow", "reasons": []})
 )
 async def test_a_changed_index_row_is_found(tmp_path: Path, change: str) -> None:
     path = await written(tmp_path)
-    with sqlite3.connect(path) as db:
-        db.execute(change)
-    found = problem(path)
+    found = altered(path, change)
     assert found.decision_id == "id005" and "says otherwise" in found.reason
 
 
 async def test_a_failed_rule_added_to_an_allowed_decision_is_found(tmp_path: Path) -> None:
     path = await written(tmp_path)
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "INSERT INTO decision_failures SELECT seq, 'global-opt-out', 'opted_out'"
-            " FROM decisions WHERE id = 'id006'"
-        )
-    found = problem(path)
+    found = altered(
+        path,
+        "INSERT INTO decision_failures SELECT seq, 'global-opt-out', 'opted_out'"
+        " FROM decisions WHERE id = 'id006'",
+    )
     assert (found.file, found.line, found.decision_id) == (files(path)[1].name, 2, "id006")
     assert "failed rules" in found.reason and "added" in found.reason
 
@@ -172,38 +181,26 @@ async def test_a_failed_rule_added_to_an_allowed_decision_is_found(tmp_path: Pat
 async def test_a_decision_row_the_journal_does_not_hold_is_found(tmp_path: Path) -> None:
     """A made-up decision in the index alone, on a trail chained from its first entry."""
     path = await written(tmp_path)
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "INSERT INTO decisions (id, at_ms, sender, decision, recipient, doc)"
-            " VALUES ('id900', 900, 'acme', 'allow', 'hmac:r1', ?)",
-            (json.dumps(record(900)),),
-        )
-    found = problem(path)
+    found = altered(path, MADE_UP, json.dumps(record(900)))
     assert (found.decision_id, found.line) == ("id900", None)
     assert "journal does not hold" in found.reason and "inserted" in found.reason
 
 
 async def test_a_row_slipped_in_before_the_journal_rows_is_found(tmp_path: Path) -> None:
     path = await written(tmp_path)
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "INSERT INTO decisions (seq, id, at_ms, sender, decision, recipient, doc)"
-            " VALUES (0, 'id900', 900, 'acme', 'allow', 'hmac:r1', ?)",
-            (json.dumps(record(900)),),
-        )
-    found = problem(path)
+    first = (  # seq 0: before every row the indexer wrote
+        "INSERT INTO decisions (seq, id, at_ms, sender, decision, recipient, doc)"
+        " VALUES (0, 'id900', 900, 'acme', 'allow', 'hmac:r1', ?)"
+    )
+    found = altered(path, first, json.dumps(record(900)))
     assert found.decision_id == "id900" and "inserted" in found.reason
 
 
 async def test_an_amendment_row_the_journal_does_not_hold_is_found(tmp_path: Path) -> None:
     """An upstream's answer made up for a refused decision, in the index alone."""
     path = await written(tmp_path)
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "INSERT INTO amendments (id, doc) VALUES ('id001', ?)",
-            (json.dumps({"upstream": {"status": 201}}),),
-        )
-    found = problem(path)
+    answer = json.dumps({"upstream": {"status": 201}})
+    found = altered(path, "INSERT INTO amendments (id, doc) VALUES ('id001', ?)", answer)
     assert (found.decision_id, found.line) == ("id001", None)
     assert "amendment" in found.reason and "inserted" in found.reason
 
@@ -214,13 +211,13 @@ async def test_a_row_for_an_earlier_file_among_later_rows_is_found(tmp_path: Pat
     path = await written(tmp_path)
     first = files(path)[0]
     length = len(lines_of(first)[0])
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "INSERT INTO decisions (id, at_ms, sender, decision, recipient, doc, file, offset,"
-            " length) VALUES ('id900', 900, 'acme', 'allow', 'hmac:r1', '', ?, 0, ?)",
-            (int(first.stem), length),
-        )
-    found = problem(path)
+    found = altered(
+        path,
+        "INSERT INTO decisions (id, at_ms, sender, decision, recipient, doc, file, offset,"
+        " length) VALUES ('id900', 900, 'acme', 'allow', 'hmac:r1', '', ?, 0, ?)",
+        int(first.stem),
+        length,
+    )
     assert (found.file, found.decision_id) == (first.name, "id900")
     assert "inserted" in found.reason
 
@@ -238,13 +235,7 @@ async def test_rows_from_before_the_journal_are_counted_not_blamed(tmp_path: Pat
     report = verify.trail(path)
     assert report.intact, report.problem
     assert (report.unchained, report.entries) == (2, 2)
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "INSERT INTO decisions (id, at_ms, sender, decision, recipient, doc)"
-            " VALUES ('id900', 900, 'acme', 'allow', 'hmac:r1', ?)",
-            (json.dumps(record(900)),),
-        )
-    assert problem(path).decision_id == "id900"
+    assert altered(path, MADE_UP, json.dumps(record(900))).decision_id == "id900"
 
 
 async def test_a_row_from_before_the_journal_with_another_record_is_found(
@@ -252,9 +243,7 @@ async def test_a_row_from_before_the_journal_with_another_record_is_found(
 ) -> None:
     path = tmp_path / "audit.db"
     old_index(path)
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE decisions SET doc = '{}' WHERE id = 'id001'")
-    found = problem(path)
+    found = altered(path, "UPDATE decisions SET doc = '{}' WHERE id = 'id001'")
     assert found.decision_id == "id001" and "says otherwise" in found.reason
 
 
