@@ -73,14 +73,52 @@ def slots(data: dict[str, Any]) -> list[Slot]:
     return found
 
 
-def _body(data: dict[str, Any]) -> str:
+def _content(data: dict[str, Any]) -> list[str]:
     parts = _list(data.get("content"), "content", required="template_id" not in data)
     texts = []
     for n, part in enumerate(parts):
         if not isinstance(part, dict):
             raise _fail(f"content.{n}", "must be an object with type and value")
         texts.append(_text(part.get("value"), f"content.{n}.value"))
-    return "\n".join(texts)
+    return texts
+
+
+def _leaves(value: Any) -> list[str]:
+    """Every string and number in a JSON value, in reading order (a loop: the
+    value may be nested as deep as the parser took)."""
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(reversed(item.values()))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            found.append(str(item))
+    return found
+
+
+def _fills(data: dict[str, Any], p: int) -> list[str]:
+    """What fills the template or the content for personalization p: its
+    `substitutions` and `dynamic_template_data`, and the top-level `sections`.
+    A template's own text stays with SendGrid; what fills it is in the
+    request, and it is judged with the content."""
+    block = data["personalizations"][p]
+    found: list[str] = []
+    for field, value in (
+        (f"personalizations.{p}.substitutions", block.get("substitutions")),
+        (f"personalizations.{p}.dynamic_template_data", block.get("dynamic_template_data")),
+        ("sections", data.get("sections")),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise _fail(field, "must be an object")
+        found.extend(_leaves(value))
+    return found
 
 
 def _address(data: dict[str, Any], slot: Slot) -> str:
@@ -114,9 +152,11 @@ class SendGridAdapter:
         if not isinstance(origin, dict):
             raise _fail("from", "must be an object with an email")
         from_ = _text(origin.get("email"), "from.email")
-        body, tags = _body(data), _tags(data, context)
+        content, tags = _content(data), _tags(data, context)
         items: list[Item] = []
         seen: set[tuple[int, str]] = set()
+        fills = range(len(data["personalizations"]))
+        bodies = ["\n".join(content + _fills(data, p)) for p in fills]
         for slot in places:
             address, where = _address(data, slot), "personalizations.{}.{}.{}.email".format(*slot)
             try:
@@ -129,7 +169,7 @@ class SendGridAdapter:
             message = Message(
                 channel=Channel.EMAIL,
                 recipient=recipient,
-                body=body,
+                body=bodies[slot[0]],
                 sender=context.sender,
                 route=context.route,
                 category=context.category,

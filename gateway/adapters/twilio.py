@@ -17,6 +17,8 @@ from gateway.adapters.base import (
     decode_text,
     explain,
     json_answer,
+    loads,
+    lone_surrogate,
     opted_out,
 )
 from gateway.errors import InputError, InvalidRecipient
@@ -26,6 +28,7 @@ from gateway.recipients import parse_phone
 MAX_FIELDS = 200  # a message has a few dozen parameters at most
 OPTED_OUT = 21610  # "Attempt to send to unsubscribed recipient"
 TOO_MANY = 20429
+BAD_VARIABLES = 21656  # "The ContentVariables Parameter is invalid"
 FILTERED = 30007  # "Message filtered": Twilio's own code for a refused content
 _LEADS = {
     OPTED_OUT: "Attempt to send to unsubscribed recipient",
@@ -69,6 +72,28 @@ def _one(form: dict[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
+def _filled(form: dict[str, list[str]]) -> list[str]:
+    """The values of ContentVariables, which fill the content template named by
+    ContentSid. The template's own text is not in the request; what fills it
+    is, and it is judged with Body, each value on a line of its own."""
+    raw = _one(form, "ContentVariables")
+    if raw is None:
+        return []
+    try:
+        variables = loads(raw)
+    except InputError as exc:
+        why = f"The ContentVariables Parameter is invalid: {str(exc).replace('the body', 'it')}"
+        raise TwilioInputError(BAD_VARIABLES, why, "ContentVariables") from None
+    if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
+        why = "The ContentVariables Parameter is invalid: it must map names to string values"
+        raise TwilioInputError(BAD_VARIABLES, why, "ContentVariables")
+    for name, value in variables.items():
+        if problem := lone_surrogate(value):
+            why = f"The ContentVariables Parameter is invalid: {name!a}: {problem}"
+            raise TwilioInputError(BAD_VARIABLES, why, "ContentVariables")
+    return list(variables.values())
+
+
 def _recipient(to: str | None) -> str:
     if not to:
         raise TwilioInputError(21604, "A 'To' phone number is required.", "To")
@@ -90,7 +115,7 @@ class TwilioAdapter(SingleRecipient):
         origin = _one(form, "From") or _one(form, "MessagingServiceSid")
         if not origin:
             raise TwilioInputError(21603, "A 'From' phone number is required.", "From")
-        body = _one(form, "Body")
+        body, filled = _one(form, "Body"), _filled(form)
         if not body and not form.get("MediaUrl") and not _one(form, "ContentSid"):
             raise TwilioInputError(21602, "Message body is required.", "Body")
         try:
@@ -104,7 +129,7 @@ class TwilioAdapter(SingleRecipient):
         message = Message(
             channel=Channel.SMS,
             recipient=recipient,
-            body=body or "",
+            body="\n".join(text for text in (body, *filled) if text),
             sender=context.sender,
             route=context.route,
             category=context.category,

@@ -139,6 +139,27 @@ def test_a_dropped_recipient_is_named_by_what_refused_it(start_live: StartLive) 
     assert codes[0] == "outside_time_window" and "opted_out" in codes  # the window first
 
 
+def test_what_fills_a_template_is_judged_for_its_personalization(live: Live) -> None:
+    """A template's own text stays with SendGrid; its dynamic data and legacy
+    substitutions are in the request, each judged with the recipient it fills."""
+    data = mail(
+        {"to": to("ann@example.com"), "dynamic_template_data": {"offer": {"lines": ["Hi Ann"]}}},
+        {
+            "to": to("bob@example.com"),
+            "dynamic_template_data": {"offer": {"lines": ["Hi Bob", "guaranteed returns for you"]}},
+        },
+        {"to": to("cy@example.com"), "substitutions": {"-pitch-": "guaranteed returns"}},
+        template_id="d-123",
+    )
+    del data["content"], data["subject"]
+    answer = post(live, data)
+    assert answer.headers["X-Gateway-Decision"] == "partial"
+    sent = json.loads(live.stub.received[0]["body"])
+    assert [p["to"] for p in sent["personalizations"]] == [to("ann@example.com")]
+    refused = [live.decision(i) for i in answer.headers["X-Gateway-Decision-Id"].split(",")[1:]]
+    assert [r["reasons"][0]["rule"] for r in refused] == ["finance-claims", "finance-claims"]
+
+
 def test_all_refused_is_a_400_errors_list(live: Live) -> None:
     live.opt_out("ann@example.com")
     live.opt_out("bob@example.com")
@@ -198,6 +219,10 @@ def test_unreachable_upstream_is_502_in_sendgrid_shape(start_live: StartLive) ->
         (b"{not json", None),
         (b"[]", None),
         (json.dumps(mail()).encode(), "personalizations"),
+        (
+            json.dumps(mail({"to": to("a@example.com"), "dynamic_template_data": [1]})).encode(),
+            "personalizations.0.dynamic_template_data",
+        ),
         # SendGrid would send at send_at, after the gateway judged the window now.
         (
             json.dumps(mail({"to": to("a@example.com")}) | {"send_at": 1780000000}).encode(),

@@ -123,6 +123,22 @@ def test_other_refusal_is_a_400_twilio_error(live: Live) -> None:
     assert "banned_term" in raised.value.msg and "finance-claims" in raised.value.msg
 
 
+def test_what_fills_a_content_template_is_judged(live: Live) -> None:
+    """The template's own text stays with Twilio; ContentVariables fill it and
+    are in the request, so a banned term there refuses the message."""
+    client = twilio(live)
+    variables = json.dumps({"1": "Ann", "2": "guaranteed returns for you"})
+    with pytest.raises(TwilioRestException) as raised:
+        client.messages.create(to=TO, from_=FROM, content_sid="HX123", content_variables=variables)
+    assert (raised.value.status, raised.value.code) == (400, 30007)
+    assert "finance-claims" in raised.value.msg
+    message = client.messages.create(
+        to=TO, from_=FROM, content_sid="HX123", content_variables=json.dumps({"1": "Ann"})
+    )
+    assert message.sid == "SM123"
+    assert parse_qs(live.stub.received[0]["body"].decode())["ContentSid"] == ["HX123"]
+
+
 def test_gateway_headers_steer_the_decision_and_are_not_forwarded(live: Live) -> None:
     live.opt_out(TO)
     client = twilio(live, **{"X-Message-Category": "transactional", "X-Message-Tags": "otp"})
@@ -289,6 +305,15 @@ def test_raw_request_goes_byte_for_byte_and_repeats_answer_once(live: Live) -> N
         # Twilio would send at SendAt, after the gateway judged the window now.
         (b"To=%2B12125550100&From=%2B12125550199&Body=hi&ScheduleType=fixed", 20400),
         (b"To=%2B12125550100&From=%2B12125550199&Body=hi&SendAt=2026-06-03T07%3A00%3A00Z", 20400),
+        # ContentVariables must be a JSON object of strings, as Twilio requires.
+        (b"To=%2B12125550100&From=x&ContentSid=HX1&ContentVariables=%7B1", 21656),
+        (b"To=%2B12125550100&From=x&ContentSid=HX1&ContentVariables=%7B%221%22%3A2%7D", 21656),
+        (b"To=%2B12125550100&From=x&ContentSid=HX1&ContentVariables=%5B%5D", 21656),
+        (
+            b"To=%2B12125550100&From=x&ContentSid=HX1"
+            b"&ContentVariables=%7B%221%22%3A%22%5Cud800%22%7D",
+            21656,
+        ),
     ],
 )
 def test_bad_input_is_a_twilio_400_and_records_nothing(live: Live, body: bytes, code: int) -> None:
