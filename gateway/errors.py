@@ -6,6 +6,7 @@ GatewayError
 ├── InputError             a request or message is malformed (carries field errors)
 │   └── InvalidRecipient   the recipient is not a valid number or address
 ├── ConflictError          an idempotency key was reused with a different message
+├── Forbidden              the caller's key may not act for this sender
 ├── StoreUnavailable       the state store cannot be reached (fail closed)
 ├── AuditUnavailable       the audit trail cannot be written (fail closed)
 ├── DataDirLocked          another process owns the data folder
@@ -71,6 +72,10 @@ class InvalidRecipient(InputError):
 
 class ConflictError(GatewayError):
     pass
+
+
+class Forbidden(GatewayError):
+    """The request's API key is bound to other senders (403)."""
 
 
 class Unavailable(GatewayError):

@@ -66,9 +66,12 @@ def credential_digests(authorization: str | None) -> set[str]:
     return {hashlib.sha256(s.encode("utf-8")).hexdigest() for s in secrets}
 
 
-def identify(settings: Settings, route: Route, incoming: Incoming) -> str:
+def identify(
+    settings: Settings, route: Route, incoming: Incoming, bound: tuple[str, ...] = ()
+) -> str:
     """The sender: by credential, then by the account or project in the path,
-    then the route's default sender, else `default`."""
+    then the first sender the gateway key is `bound` to, then the route's
+    default sender, else `default`."""
     digests = credential_digests(incoming.header("authorization"))
     for name, sender in settings.senders.items():
         if any(hmac.compare_digest(d, c) for d in digests for c in sender.credentials):
@@ -77,7 +80,7 @@ def identify(settings: Settings, route: Route, incoming: Incoming) -> str:
     for name, sender in settings.senders.items():
         if account and account in sender.accounts:
             return name
-    return route.default_sender or "default"
+    return next(iter(bound), None) or route.default_sender or "default"
 
 
 def context(settings: Settings, route: Route, sender: str, headers: Mapping[str, str]) -> Context:

@@ -20,10 +20,11 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from gateway.errors import ConfigError, one_line
-from gateway.policy.schema import RULE_ID
+from gateway.policy.schema import NAME, RULE_ID
 from gateway.policy.yamlfile import YamlError, parse
 
 DEFAULT_FILE = "gateway.yaml"
@@ -136,10 +137,19 @@ class RedisTls(Strict):
 
 
 class ApiKey(Strict):
+    """A bearer key, kept as the sha256 hex of the secret. A sender key with
+    `senders` may act for those senders only: send as them (its first one when
+    a message names none), and see and cancel their held messages."""
+
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    # A key is not bound to one sender: a sender key may send as any sender
-    # (README, "Configuration"); a field claiming otherwise would be refused.
     role: Literal["sender", "auditor", "admin"]
+    senders: list[Annotated[str, Field(pattern=NAME)]] = []
+
+    @model_validator(mode="after")
+    def _bound(self) -> ApiKey:
+        if self.senders and self.role != "sender":
+            raise ValueError(f"senders: only a sender key acts for senders, not an {self.role} key")
+        return self
 
 
 class Settings(Strict):

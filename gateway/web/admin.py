@@ -30,6 +30,7 @@ from gateway.recipients import hint, normalize_address, stored_form, stored_reci
 from gateway.runtime import Runtime
 from gateway.store.base import DeferredMessage, DeferStatus, OptOutEntry
 from gateway.web import export
+from gateway.web.auth import bound_senders, may_act
 from gateway.web.http import json_response, query_int, read_body, whole_number
 from gateway.web.messages import runtime
 
@@ -302,16 +303,36 @@ async def deferred_list(request: Request) -> Response:
         raise InputError(
             f"status: '{status}' is not one of {', '.join(DeferStatus)}", {"status": "invalid"}
         )
-    items = await runtime(request).store.defer_list(
-        sender=request.query_params.get("sender"),
-        status=DeferStatus(status) if status else None,
-        limit=query_int(request, "limit", 100, 1, 1000),
-    )
-    return json_response({"deferred": [_deferred_json(i) for i in items]})
+    sender = request.query_params.get("sender")
+    if sender == "":
+        raise InputError("sender: empty; leave it out to list every sender's", {"sender": "empty"})
+    if sender is not None:
+        may_act(request.scope, sender)
+    store, limit = runtime(request).store, query_int(request, "limit", 100, 1, 1000)
+    # A key bound to senders sees theirs only: one query each, merged in the store's order.
+    bound: list[str | None] = [*bound_senders(request.scope)]
+    senders = [sender] if sender is not None else bound or [None]
+    items = [
+        item
+        for one in senders
+        for item in await store.defer_list(
+            sender=one, status=DeferStatus(status) if status else None, limit=limit
+        )
+    ]
+    items.sort(key=lambda m: (m.deliver_at_ms, m.id), reverse=True)
+    return json_response({"deferred": [_deferred_json(i) for i in items[:limit]]})
+
+
+async def _deferred(request: Request) -> DeferredMessage | None:
+    """The held message the path names, if the request's key may see it: to a
+    key bound to other senders, it does not exist."""
+    item = await runtime(request).store.defer_get(request.path_params["id"].upper())
+    bound = bound_senders(request.scope)
+    return None if item is None or (bound and item.sender not in bound) else item
 
 
 async def deferred_get(request: Request) -> Response:
-    item = await runtime(request).store.defer_get(request.path_params["id"].upper())
+    item = await _deferred(request)
     if item is None:
         return json_response({"error": "no such deferred message"}, 404)
     return json_response(_deferred_json(item))
@@ -320,7 +341,7 @@ async def deferred_get(request: Request) -> Response:
 async def deferred_cancel(request: Request) -> Response:
     """Cancel a pending message; 409 when it is already sent, refused or cancelled."""
     store = runtime(request).store
-    before = await store.defer_get(request.path_params["id"].upper())
+    before = await _deferred(request)
     if before is None:
         return json_response({"error": "no such deferred message"}, 404)
     after = await store.defer_cancel(before.id) if before.status is DeferStatus.PENDING else None

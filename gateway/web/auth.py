@@ -8,6 +8,7 @@ import hmac
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.errors import Forbidden
 from gateway.settings import ApiKey
 from gateway.web.http import json_response
 
@@ -63,25 +64,50 @@ class ApiKeys:
         if allowed("", method, path):  # open to anyone (health checks)
             return None
         if path.startswith(DROP_IN):
-            role = self._role(b"Bearer " + _header(scope, b"x-gateway-key"))
+            key = self._key(b"Bearer " + _header(scope, b"x-gateway-key"))
         else:
-            role = self._role(_header(scope, b"authorization"))
-        if role is None:
+            key = self._key(_header(scope, b"authorization"))
+        if key is None:
             where = "X-Gateway-Key" if path.startswith(DROP_IN) else "Authorization: Bearer ..."
             return _refused(path, 401, f"an API key is needed ({where})")
-        if not allowed(role, method, path):
-            return _refused(path, 403, f"the {role} role may not {method} {path}")
+        if not allowed(key.role, method, path):
+            return _refused(path, 403, f"the {key.role} role may not {method} {path}")
+        if key.senders:
+            if path.startswith(_EVERY_SENDERS):
+                why = f"a key bound to senders may not {method} {path}: it holds every sender's"
+                return _refused(path, 403, why)
+            scope.setdefault("state", {})[_BOUND] = tuple(key.senders)
         return None
 
-    def _role(self, header: bytes) -> str | None:
+    def _key(self, header: bytes) -> ApiKey | None:
         scheme, _, token = header.decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
         digest = hashlib.sha256(token.strip().encode()).hexdigest()
         for key in self.keys:
             if hmac.compare_digest(digest, key.sha256):
-                return key.role
+                return key
         return None
+
+
+# Where the request's bound senders are kept (starlette's request.state reads scope["state"]).
+_BOUND = "gateway_senders"
+# What shows every sender's messages at once, and so no key bound to some of them.
+_EVERY_SENDERS = ("/v1/sandbox",)
+
+
+def bound_senders(scope: Scope) -> tuple[str, ...]:
+    """The senders the request's key may act for; () for any (an unbound key,
+    or no keys configured)."""
+    senders: tuple[str, ...] = scope.get("state", {}).get(_BOUND, ())
+    return senders
+
+
+def may_act(scope: Scope, sender: str) -> None:
+    """Forbidden unless the request's key may act for `sender`."""
+    bound = bound_senders(scope)
+    if bound and sender not in bound:
+        raise Forbidden(f"this key acts for {', '.join(bound)} only, not for sender '{sender}'")
 
 
 class ApiKeyAuth:

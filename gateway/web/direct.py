@@ -35,7 +35,7 @@ from gateway.telemetry import Tracing, request_trace
 from gateway.web.auth import ApiKeyAuth, ApiKeys
 from gateway.web.http import receive_body
 
-Endpoint = Callable[[Runtime, bytes], Awaitable[Response]]
+Endpoint = Callable[[Runtime, bytes, Scope], Awaitable[Response]]
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 _NO_SPAN = contextlib.nullcontext()
@@ -45,7 +45,7 @@ class GatewayApp(Starlette):
     """Starlette with Tracing (when `tracing`) and ApiKeyAuth around its routes,
     and `direct` routes (path -> method, endpoint) served first, the same way.
 
-    An endpoint takes the runtime and the request's body and returns the
+    An endpoint takes the runtime, the request's body and scope and returns the
     answer; its errors go to `exception_handlers` as starlette's would (they
     must be coroutines). With `busy_poll`, every HTTP request kicks it as it
     starts and as it ends."""
@@ -118,7 +118,7 @@ class GatewayApp(Starlette):
         try:
             rt: Runtime = self.state.runtime
             raw = await receive_body(scope, receive, rt.settings.max_body_bytes)
-            return await endpoint(rt, raw)
+            return await endpoint(rt, raw, scope)
         except Exception as exc:
             handler = self._handler(exc)
             if handler is None:

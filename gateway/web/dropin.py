@@ -21,6 +21,7 @@ from gateway.adapters.base import Adapter, Answer, Context, Incoming, Item
 from gateway.errors import (
     AuditUnavailable,
     ConflictError,
+    Forbidden,
     InputError,
     StoreUnavailable,
     UpstreamTimeout,
@@ -39,6 +40,7 @@ from gateway.runtime import Runtime
 from gateway.service import Batch
 from gateway.settings import Route
 from gateway.upstream.base import Outbound
+from gateway.web.auth import bound_senders, may_act
 from gateway.web.http import read_body
 from gateway.web.once import once, scope_key
 
@@ -81,6 +83,8 @@ async def handle(request: Request, name: str) -> Response:
         return respond(adapter.bad_input(exc).with_headers([REJECT]))
     except ConflictError as exc:
         return respond(adapter.error(409, str(exc)).with_headers([REJECT]))
+    except Forbidden as exc:
+        return respond(adapter.error(403, str(exc)).with_headers([REJECT]))
     except (StoreUnavailable, AuditUnavailable) as exc:
         what = "state store" if isinstance(exc, StoreUnavailable) else "audit trail"
         answer = adapter.error(503, f"the gateway's {what} is unreachable; nothing was sent")
@@ -100,7 +104,8 @@ async def _handle(rt: Runtime, request: Request, adapter: Adapter, route: Route)
         raw,
         dict(request.path_params),
     )
-    sender = identify(rt.settings, route, incoming)
+    sender = identify(rt.settings, route, incoming, bound_senders(request.scope))
+    may_act(request.scope, sender)
     ctx = context(rt.settings, route, sender, request.headers)
     try:
         items = adapter.items(incoming, ctx)

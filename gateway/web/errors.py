@@ -12,6 +12,7 @@ from gateway.errors import (
     AuditUnavailable,
     ConfigError,
     ConflictError,
+    Forbidden,
     InputError,
     StoreUnavailable,
     Unavailable,
@@ -41,6 +42,10 @@ async def input_error(request: Request, exc: Exception) -> Response:
 
 async def conflict(request: Request, exc: Exception) -> Response:
     return json_response({"error": str(exc)}, 409, _refused(request))
+
+
+async def forbidden(request: Request, exc: Exception) -> Response:
+    return json_response({"error": str(exc)}, 403, _refused(request))
 
 
 # The paths that send messages (native and drop-in): only their refusals are
@@ -100,6 +105,7 @@ async def unexpected(request: Request, exc: Exception) -> Response:
 HANDLERS = {
     InputError: input_error,
     ConflictError: conflict,
+    Forbidden: forbidden,
     StoreUnavailable: unavailable,
     AuditUnavailable: unavailable,
     ConfigError: config_error,

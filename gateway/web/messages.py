@@ -12,6 +12,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from gateway.adapters.native import (
     CheckRequest,
@@ -27,6 +28,7 @@ from gateway.runtime import Runtime
 from gateway.service import Sent
 from gateway.settings import Route
 from gateway.upstream.base import Outbound
+from gateway.web.auth import bound_senders, may_act
 from gateway.web.http import JsonAnswer, decision_headers, json_response, read_body
 from gateway.web.once import once, scope_key
 
@@ -56,6 +58,17 @@ def sender_and_category(rt: Runtime, item: NativeMessage, route: Route) -> tuple
         or "marketing"
     )
     return sender, category.lower()
+
+
+def _as_bound(rt: Runtime, item: NativeMessage, route: Route, scope: Scope) -> None:
+    """A key bound to senders sends as one of them: as its first one when the
+    message names none; Forbidden when it names another."""
+    bound = bound_senders(scope)
+    if not bound:
+        return
+    if item.sender is None:
+        item.sender = bound[0]
+    may_act(scope, sender_and_category(rt, item, route)[0])
 
 
 def build_message(rt: Runtime, item: NativeMessage, route: Route) -> Message:
@@ -89,19 +102,22 @@ async def invalid_recipient(
 
 async def check(request: Request) -> Response:
     rt = runtime(request)
-    return await check_body(rt, await read_body(request, rt.settings.max_body_bytes))
+    raw = await read_body(request, rt.settings.max_body_bytes)
+    return await check_body(rt, raw, request.scope)
 
 
 async def send(request: Request) -> Response:
     rt = runtime(request)
-    return await send_body(rt, await read_body(request, rt.settings.max_body_bytes))
+    raw = await read_body(request, rt.settings.max_body_bytes)
+    return await send_body(rt, raw, request.scope)
 
 
-async def check_body(rt: Runtime, raw: bytes) -> Response:
+async def check_body(rt: Runtime, raw: bytes, scope: Scope) -> Response:
     """`POST /v1/check` once its body is in; shared by starlette's route and
     the plain ASGI one (gateway/web/direct.py)."""
     item = parse_native(decode_json(raw), CheckRequest)
     route = native_route(rt)
+    _as_bound(rt, item, route, scope)
     at = item.at.astimezone(UTC) if item.at else None
     try:
         message = build_message(rt, item, route)
@@ -115,10 +131,11 @@ async def check_body(rt: Runtime, raw: bytes) -> Response:
     return JsonAnswer(dumps(decision.to_json()), 200, decision_headers(decision))
 
 
-async def send_body(rt: Runtime, raw: bytes) -> Response:
+async def send_body(rt: Runtime, raw: bytes, scope: Scope) -> Response:
     """`POST /v1/messages` once its body is in (see `check_body`)."""
     item = parse_native(decode_json(raw), NativeMessage)
     route = native_route(rt)
+    _as_bound(rt, item, route, scope)
     if item.idempotency_key is None:
         return await _decide_and_send(rt, item, route, raw)
     # A refusal of the recipient is an answer too: repeated, it is replayed.

@@ -26,6 +26,7 @@ from gateway.recipients import hint, normalize_address
 from gateway.rules.consent import Consent
 from gateway.runtime import Runtime
 from gateway.store.base import OptOutEntry
+from gateway.web.auth import may_act
 from gateway.web.http import json_response, read_body
 from gateway.web.messages import runtime
 
@@ -107,6 +108,8 @@ async def make_link(request: Request) -> Response:
     address = normalize_address(asked.address)
     settings = runtime(request).settings
     link = unsubscribe.Link(asked.list or settings.unsubscribe.list, address)
+    if link.list.startswith("sender:"):  # a bound key takes nobody off another sender's list
+        may_act(request.scope, link.list.removeprefix("sender:"))
     base = settings.unsubscribe.url or f"{str(request.base_url).rstrip('/')}/v1/unsubscribe"
     url = f"{base}?token={unsubscribe.token(_key(request), link)}"
     return json_response(

@@ -298,11 +298,16 @@ def test_a_broken_config_file_is_one_line(
         ("", {"GATEWAY_AUDIT_RETENTION": "a year"}, "'a year' is not a duration"),
         ("", {"GATEWAY_AUDIT_URL": "mysql://db/x"}, "GATEWAY_AUDIT_URL (audit.url): String should"),
         ("", {"GATEWAY_PORT": "abc"}, "GATEWAY_PORT (port): Input should be a valid integer"),
-        # Keys are not bound to a sender: a setting that claims so is refused.
+        # A key is bound to senders by `senders`; a misspelt one is refused, not ignored.
         (
             "",
             {"GATEWAY_API_KEYS": f"[{{sha256: '{'0' * 64}', role: sender, sender: acme}}]"},
             "GATEWAY_API_KEYS (api_keys.0.sender): Extra inputs are not permitted",
+        ),
+        (
+            "",
+            {"GATEWAY_API_KEYS": f"[{{sha256: '{'0' * 64}', role: auditor, senders: [acme]}}]"},
+            "senders: only a sender key acts for senders, not an auditor key",
         ),
         ("", {"GATEWAY_AUDIT_URL": "postgresql://db/x"}, "audit: a trail in PostgreSQL (url)"),
     ],

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 
 import pytest
 from starlette.testclient import TestClient
 
+from gateway.clock import FixedClock
 from tests.web.conftest import Make, sms
 
 
@@ -64,3 +66,88 @@ def test_the_trail_is_for_auditors(make_client: Make, path: str) -> None:
     assert client.get(path).status_code == 401
     assert client.get(path, headers=bearer("s3cret")).status_code == 403
     assert client.get(path, headers=bearer("aud1t")).status_code == 200
+
+
+BOUND = [
+    {"sha256": hashlib.sha256(b"acme-key").hexdigest(), "role": "sender", "senders": ["acme"]},
+    {"sha256": hashlib.sha256(b"beta-key").hexdigest(), "role": "sender", "senders": ["beta"]},
+    {"sha256": hashlib.sha256(b"r00t").hexdigest(), "role": "admin"},
+]
+TWILIO = "/2010-04-01/Accounts/ACbeta/Messages.json"
+TWILIO_FORM = {"To": "+12125550100", "From": "+12125550199", "Body": "Hello"}
+
+
+def bound(make_client: Make) -> TestClient:
+    """Two sender keys, each bound to its sender, and an admin key; the
+    account ACbeta is beta's."""
+    senders = json.dumps({"beta": {"accounts": ["ACbeta"]}})
+    env = {"GATEWAY_API_KEYS": json.dumps(BOUND), "GATEWAY_SENDERS": senders}
+    return make_client(env=env)
+
+
+def test_a_bound_key_sends_as_its_sender_only(make_client: Make) -> None:
+    client = bound(make_client)
+    acme = bearer("acme-key")
+    sent = client.post("/v1/messages", json=sms(), headers=acme)
+    assert sent.status_code == 201
+    record = client.get(f"/v1/decisions/{sent.json()['decision_id']}", headers=bearer("r00t"))
+    assert record.json()["sender"] == "acme"  # a message naming no sender is the key's
+    for path in ("/v1/messages", "/v1/check"):
+        refused = client.post(path, json=sms(sender="beta"), headers=acme)
+        assert refused.status_code == 403
+        assert refused.json() == {"error": "this key acts for acme only, not for sender 'beta'"}
+        assert refused.headers["X-Gateway-Decision"] == "reject"
+    decisions = client.get("/v1/decisions", headers=bearer("r00t")).json()["decisions"]
+    assert len(decisions) == 1  # the refused ones were never decided
+    assert client.post("/v1/messages", json=sms(sender="beta"), headers=bearer("r00t")).is_success
+
+
+def test_a_bound_key_sends_drop_in_as_its_sender_only(make_client: Make) -> None:
+    client = bound(make_client)
+    refused = client.post(TWILIO, data=TWILIO_FORM, headers={"X-Gateway-Key": "acme-key"})
+    assert refused.status_code == 403
+    assert refused.json()["code"] == 20403  # Twilio's shape, which its SDK raises
+    assert "not for sender 'beta'" in refused.json()["message"]
+    sent = client.post(TWILIO, data=TWILIO_FORM, headers={"X-Gateway-Key": "beta-key"})
+    assert sent.status_code == 201
+    other = "/2010-04-01/Accounts/ACother/Messages.json"  # no sender's account: the key's
+    sent = client.post(other, data=TWILIO_FORM, headers={"X-Gateway-Key": "acme-key"})
+    record = client.get(
+        f"/v1/decisions/{sent.headers['X-Gateway-Decision-Id']}", headers=bearer("r00t")
+    )
+    assert record.json()["sender"] == "acme"
+
+
+def test_a_bound_key_sees_and_cancels_its_senders_held_messages_only(
+    make_client: Make, clock: FixedClock
+) -> None:
+    client = bound(make_client)
+    clock.set(datetime(2026, 6, 2, 6, 0, tzinfo=UTC))  # 02:00 in New York: held till 08:00
+    held = {
+        key: client.post("/v1/messages", json=sms(), headers=bearer(key)).json()["decision_id"]
+        for key in ("acme-key", "beta-key")
+    }
+    acme = bearer("acme-key")
+    listed = client.get("/v1/deferred", headers=acme).json()["deferred"]
+    assert [(i["id"], i["sender"]) for i in listed] == [(held["acme-key"], "acme")]
+    assert len(client.get("/v1/deferred", headers=bearer("r00t")).json()["deferred"]) == 2
+    assert client.get("/v1/deferred?sender=beta", headers=acme).status_code == 403
+    theirs = f"/v1/deferred/{held['beta-key']}"
+    assert client.get(theirs, headers=acme).status_code == 404  # as if it did not exist
+    assert client.delete(theirs, headers=acme).status_code == 404
+    assert client.get(theirs, headers=bearer("beta-key")).json()["status"] == "pending"
+    mine = client.delete(f"/v1/deferred/{held['acme-key']}", headers=acme)
+    assert mine.json()["status"] == "cancelled"
+
+
+def test_a_bound_key_reads_no_sandbox_and_links_no_other_senders_list(make_client: Make) -> None:
+    client = bound(make_client)
+    acme = bearer("acme-key")
+    inbox = client.get("/v1/sandbox/messages", headers=acme)
+    assert inbox.status_code == 403 and "every sender's" in inbox.json()["error"]
+    assert client.get("/v1/sandbox/messages", headers=bearer("r00t")).status_code == 200
+    link = {"address": "ann@example.com", "list": "sender:beta"}
+    assert client.post("/v1/unsubscribe/links", json=link, headers=acme).status_code == 403
+    for name in ("sender:acme", "global"):
+        made = client.post("/v1/unsubscribe/links", json=link | {"list": name}, headers=acme)
+        assert made.status_code == 200
