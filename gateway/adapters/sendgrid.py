@@ -36,6 +36,27 @@ Slot = tuple[int, str, int]  # personalization, kind, position
 LATER = "not taken: the gateway decides when a message goes (it holds what waits for a window)"
 
 
+# SendGrid's own field names. A name that differs from one only in case
+# ("Bcc") is ignored by the gateway, but no one can say SendGrid would ignore
+# it too: an address there could go out unchecked. Such a name is refused.
+TOP = frozenset(
+    {"personalizations", "from", "reply_to", "reply_to_list", "subject", "content"}
+    | {"attachments", "template_id", "sections", "headers", "categories", "custom_args"}
+    | {"send_at", "batch_id", "asm", "ip_pool_name", "mail_settings", "tracking_settings"}
+)
+PERSONALIZATION = frozenset(
+    {"to", "cc", "bcc", "from", "subject", "headers", "substitutions"}
+    | {"dynamic_template_data", "custom_args", "send_at"}
+)
+_FOLDED = {name.lower(): name for name in TOP | PERSONALIZATION}
+
+
+def _same_but_case(block: dict[str, Any], known: frozenset[str], where: str) -> None:
+    for name in block:
+        if name not in known and (meant := _FOLDED.get(name.lower())) in known:
+            raise _fail(f"{where}{name}", f"unknown field; SendGrid's is '{meant}'")
+
+
 def _fail(field: str, message: str) -> InputError:
     return InputError(f"{field}: {message}", {field: message})
 
@@ -57,12 +78,14 @@ def _text(value: Any, field: str) -> str:
 def slots(data: dict[str, Any]) -> list[Slot]:
     """Every recipient's place, in reading order; checks the shape on the way."""
     found: list[Slot] = []
+    _same_but_case(data, TOP, "")
     personalizations = _list(data.get("personalizations"), "personalizations", required=True)
     if "send_at" in data:
         raise _fail("send_at", LATER)
     for p, block in enumerate(personalizations):
         if not isinstance(block, dict):
             raise _fail(f"personalizations.{p}", "must be an object")
+        _same_but_case(block, PERSONALIZATION, f"personalizations.{p}.")
         if "send_at" in block:
             raise _fail(f"personalizations.{p}.send_at", LATER)
         for kind in KINDS:

@@ -223,6 +223,13 @@ def test_unreachable_upstream_is_502_in_sendgrid_shape(start_live: StartLive) ->
             json.dumps(mail({"to": to("a@example.com"), "dynamic_template_data": [1]})).encode(),
             "personalizations.0.dynamic_template_data",
         ),
+        # SendGrid might read a name in another case as its own: an address
+        # or a send time there would go out unchecked.
+        (
+            json.dumps(mail({"to": to("a@example.com"), "Bcc": to("b@example.com")})).encode(),
+            "personalizations.0.Bcc",
+        ),
+        (json.dumps(mail({"to": to("a@example.com")}, Send_At=1780000000)).encode(), "Send_At"),
         # SendGrid would send at send_at, after the gateway judged the window now.
         (
             json.dumps(mail({"to": to("a@example.com")}) | {"send_at": 1780000000}).encode(),
