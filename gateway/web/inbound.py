@@ -18,20 +18,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.adapters.twilio import parse_form
-from gateway.errors import InputError, InvalidRecipient
+from gateway.errors import ConflictError, InputError, InvalidRecipient
 from gateway.keywords import Ask, read
 from gateway.recipients import hint, parse_phone
 from gateway.settings import Settings, TwilioInbound
 from gateway.store.base import OptOutEntry
 from gateway.web.http import json_response, read_body
 from gateway.web.messages import runtime
+from gateway.web.once import once
+
+log = logging.getLogger("gateway")
 
 MAX_BODY = 64 * 1024
+REPLAY_MEMORY = 400 * 24 * 3600  # seconds a reply's MessageSid is remembered
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 _TWILIO_ASK = {"STOP": Ask.OPT_OUT, "START": Ask.OPT_IN, "HELP": Ask.HELP}
 
@@ -55,8 +60,29 @@ async def twilio(request: Request) -> Response:
     if not hmac.compare_digest(given.encode(), signature(config, form).encode()):
         return json_response({"error": "X-Twilio-Signature does not match"}, 403)
     ask = _TWILIO_ASK.get(_one(form, "OptOutType").upper()) or read(_one(form, "Body"))
-    if ask is Ask.OPT_OUT or ask is Ask.OPT_IN:
-        await _apply(request, ask, form, _list_for(rt.settings, config, _one(form, "AccountSid")))
+    if ask is not Ask.OPT_OUT and ask is not Ask.OPT_IN:
+        return _twiml()
+    list_name = _list_for(rt.settings, config, _one(form, "AccountSid"))
+
+    async def apply() -> Response:
+        await _apply(request, ask, form, list_name)
+        return _twiml()
+
+    sid = _one(form, "MessageSid")
+    if not sid:
+        return await apply()
+    # Twilio signs no timestamp: a captured reply stays valid for ever, and a
+    # START sent again after a STOP would take the number off the list. Each
+    # reply is applied once, by its MessageSid (Twilio's own retries repeat it).
+    fingerprint = hashlib.sha256(signature(config, form).encode()).hexdigest()
+    try:
+        return await once(rt, f"inbound:twilio:{sid}", fingerprint, apply, REPLAY_MEMORY)
+    except ConflictError as exc:  # the same sid with other words: not Twilio's retry
+        log.warning("inbound Twilio reply %s not applied: %s", sid, exc)
+        return _twiml()
+
+
+def _twiml() -> Response:
     return Response(EMPTY_TWIML, media_type="application/xml")
 
 

@@ -26,14 +26,18 @@ def scope_key(sender: str, key: str) -> str:
 
 
 async def once(
-    rt: Runtime, key: str, fingerprint: str, act: Callable[[], Awaitable[Response]]
+    rt: Runtime,
+    key: str,
+    fingerprint: str,
+    act: Callable[[], Awaitable[Response]],
+    ttl: int | None = None,
 ) -> Response:
-    """Run `act` once per `key` (see `scope_key`) within the idempotency window;
-    repeats get the first answer, another request with the same key a
-    ConflictError (409), and a repeat that arrives while the first is in
-    flight waits for its answer. An answer saying nothing was sent (502, 503)
-    is not kept, so a retry may try again."""
-    ttl_ms = rt.settings.idempotency_ttl * 1000
+    """Run `act` once per `key` (see `scope_key`) within the idempotency window
+    (or `ttl` seconds); repeats get the first answer, another request with
+    the same key a ConflictError (409), and a repeat that arrives while the
+    first is in flight waits for its answer. An answer saying nothing was
+    sent (502, 503) is not kept, so a retry may try again."""
+    ttl_ms = (ttl or rt.settings.idempotency_ttl) * 1000
     deadline = asyncio.get_running_loop().time() + IN_FLIGHT_WAIT
     while True:
         state = await rt.store.idempotency_begin(key, fingerprint, ms(rt.clock.now()), ttl_ms)

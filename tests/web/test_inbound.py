@@ -4,6 +4,7 @@ Signatures are made with the official Twilio SDK's RequestValidator."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -38,7 +39,8 @@ def reply(
         "To": "+14155550199",
         "Body": body,
         "AccountSid": account,
-        "MessageSid": "SM" + "1" * 32,
+        # Every message Twilio receives has a sid of its own.
+        "MessageSid": "SM" + uuid.uuid4().hex,
         **extra,
     }
     signed = RequestValidator(token).compute_signature(URL, form)
@@ -47,7 +49,7 @@ def reply(
 
 def test_stop_opts_out_of_the_sender_and_start_opts_back_in(make_client: Make) -> None:
     client = configured(make_client)
-    answer = reply(client, "Stop please")
+    answer = reply(client, "Stop please", MessageSid="SM" + "1" * 32)
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/xml"
     assert answer.text.endswith("<Response></Response>")
@@ -60,6 +62,24 @@ def test_stop_opts_out_of_the_sender_and_start_opts_back_in(make_client: Make) -
     # Another sender's messages are not touched by a STOP sent to acme.
     assert client.post("/v1/messages", json=sms(sender="other")).status_code == 201
     assert reply(client, "START").status_code == 200
+    assert client.get("/v1/opt-outs/sender:acme/+12125550100").status_code == 404
+
+
+def test_a_reply_sent_again_is_applied_once(make_client: Make) -> None:
+    """Twilio signs no timestamp: a captured START replayed after a later STOP
+    must not take the number off the list again."""
+    client = configured(make_client)
+    start = {"MessageSid": "SM" + "2" * 32}
+    assert reply(client, "STOP").status_code == 200
+    assert reply(client, "START", **start).status_code == 200
+    assert reply(client, "STOP").status_code == 200
+    replayed = reply(client, "START", **start)
+    assert replayed.status_code == 200
+    assert replayed.text.endswith("<Response></Response>")
+    assert client.get("/v1/opt-outs/sender:acme/+12125550100").status_code == 200
+    # The same sid with other words is no retry of Twilio's: nothing changes.
+    assert reply(client, "START", MessageSid="SM" + "3" * 32).status_code == 200
+    assert reply(client, "STOP", MessageSid="SM" + "3" * 32).status_code == 200
     assert client.get("/v1/opt-outs/sender:acme/+12125550100").status_code == 404
 
 
