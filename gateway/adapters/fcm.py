@@ -126,6 +126,31 @@ def _one_text(message: dict[str, Any], notification: dict[str, str]) -> None:
             )
 
 
+def _loc_args(message: dict[str, Any]) -> list[str]:
+    """The arguments that fill a platform's localized title or body (the
+    string itself is in the app, but what fills it is in the request)."""
+    found: list[tuple[str, Any]] = []
+    android, apns = message.get("android"), message.get("apns")
+    if isinstance(android, dict) and isinstance(android.get("notification"), dict):
+        shown = android["notification"]
+        where = "message.android.notification."
+        found += [(where + key, shown.get(key)) for key in ("title_loc_args", "body_loc_args")]
+    if isinstance(apns, dict) and isinstance(apns.get("payload"), dict):
+        aps = apns["payload"].get("aps")
+        alert = aps.get("alert") if isinstance(aps, dict) else None
+        if isinstance(alert, dict):
+            where = "message.apns.payload.aps.alert."
+            found += [(where + key, alert.get(key)) for key in ("title-loc-args", "loc-args")]
+    texts: list[str] = []
+    for where, value in found:
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _fail(where, "must be a list of strings")
+        texts.extend(value)
+    return texts
+
+
 class FcmAdapter(SingleRecipient):
     name = "fcm"
 
@@ -150,7 +175,7 @@ class FcmAdapter(SingleRecipient):
         normalized = Message(
             channel=Channel.PUSH,
             recipient=recipient,
-            body=notification.get("body", ""),
+            body="\n".join(t for t in (notification.get("body"), *_loc_args(message)) if t),
             sender=context.sender,
             route=context.route,
             category=context.category,

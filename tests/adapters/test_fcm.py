@@ -70,6 +70,26 @@ def test_banned_term_is_invalid_argument(live: Live) -> None:
     assert "finance-claims" in rpc(answer)["message"]
 
 
+@pytest.mark.parametrize(
+    "platform",
+    [
+        {
+            "android": {
+                "notification": {"body_loc_key": "offer", "body_loc_args": ["guaranteed returns"]}
+            }
+        },
+        {"apns": {"payload": {"aps": {"alert": {"title-loc-args": ["guaranteed returns"]}}}}},
+    ],
+)
+def test_what_fills_a_localized_text_is_judged(live: Live, platform: dict[str, Any]) -> None:
+    """The localized string is in the app; the arguments that fill it are in
+    the request, and a banned term there refuses the push."""
+    answer = live.http.post(PATH, json=push(**platform), headers=AUTH)
+    assert (answer.status_code, rpc(answer)["status"]) == (400, "INVALID_ARGUMENT")
+    assert "finance-claims" in rpc(answer)["message"]
+    assert live.stub.received == []
+
+
 def test_topic_is_a_recipient_of_its_own(live: Live) -> None:
     live.opt_out("topic:news")
     answer = live.http.post(PATH, json={"message": {"topic": "news"}}, headers=AUTH)
@@ -106,6 +126,10 @@ def test_idempotency_key_returns_the_first_answer(live: Live) -> None:
         (json.dumps({"message": {"token": TOKEN, "data": {"n": 1}}}).encode(), "string values"),
         (json.dumps({"message": {"token": "bad token!"}}).encode(), "registration token"),
         (json.dumps({"message": "x"}).encode(), "an object"),
+        (
+            json.dumps(push(android={"notification": {"body_loc_args": "x"}})).encode(),
+            '"message.android.notification.body_loc_args": must be a list of strings',
+        ),
         # A platform would show a text the policies never saw.
         (
             json.dumps(push(android={"notification": {"body": "guaranteed returns"}})).encode(),
