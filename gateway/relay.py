@@ -53,17 +53,37 @@ def forwardable(headers: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
 
 def credential_digests(authorization: str | None) -> set[str]:
     """sha256 hex of the secret in an Authorization header: the decoded
-    `user:password` of Basic, the token of Bearer, and the whole value."""
+    `user:password` of Basic, the token of Bearer, and the whole value. The
+    scheme may be followed by any whitespace, and Basic's base64 may lack its
+    padding: a server that reads it so must not find another sender than ours."""
     if not authorization:
         return set()
     secrets = {authorization.strip()}
-    scheme, _, token = authorization.strip().partition(" ")
+    scheme, token = [*authorization.split(None, 1), ""][:2]
+    token = token.strip()
     if scheme.lower() == "bearer" and token:
-        secrets.add(token.strip())
+        secrets.add(token)
     elif scheme.lower() == "basic" and token:
         with contextlib.suppress(binascii.Error, UnicodeDecodeError):
-            secrets.add(base64.b64decode(token.strip(), validate=True).decode("utf-8"))
+            padded = token + "=" * (-len(token) % 4)
+            secrets.add(base64.b64decode(padded, validate=True).decode("utf-8"))
     return {hashlib.sha256(s.encode("utf-8")).hexdigest() for s in secrets}
+
+
+def senders_named(settings: Settings, incoming: Incoming) -> list[str]:
+    """The configured senders a drop-in request names: by its credential, then
+    by the account or project in its path."""
+    digests = credential_digests(incoming.header("authorization"))
+    account = incoming.params.get("account") or incoming.params.get("project")
+    by_credential = [
+        name
+        for name, sender in settings.senders.items()
+        if any(hmac.compare_digest(d, c) for d in digests for c in sender.credentials)
+    ]
+    by_account = [
+        name for name, sender in settings.senders.items() if account and account in sender.accounts
+    ]
+    return by_credential + by_account
 
 
 def identify(
@@ -72,15 +92,8 @@ def identify(
     """The sender: by credential, then by the account or project in the path,
     then the first sender the gateway key is `bound` to, then the route's
     default sender, else `default`."""
-    digests = credential_digests(incoming.header("authorization"))
-    for name, sender in settings.senders.items():
-        if any(hmac.compare_digest(d, c) for d in digests for c in sender.credentials):
-            return name
-    account = incoming.params.get("account") or incoming.params.get("project")
-    for name, sender in settings.senders.items():
-        if account and account in sender.accounts:
-            return name
-    return next(iter(bound), None) or route.default_sender or "default"
+    named = senders_named(settings, incoming)
+    return next(iter(named + list(bound)), None) or route.default_sender or "default"
 
 
 def context(settings: Settings, route: Route, sender: str, headers: Mapping[str, str]) -> Context:

@@ -143,10 +143,12 @@ class ApiKey(Strict):
 
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     role: Literal["sender", "auditor", "admin"]
-    senders: list[Annotated[str, Field(pattern=NAME)]] = []
+    senders: list[Annotated[str, Field(pattern=NAME)]] | None = None
 
     @model_validator(mode="after")
     def _bound(self) -> ApiKey:
+        if self.senders == []:  # read as "every sender", it would fail open
+            raise ValueError("senders: name at least one, or leave it out to act for every sender")
         if self.senders and self.role != "sender":
             raise ValueError(f"senders: only a sender key acts for senders, not an {self.role} key")
         return self

@@ -38,6 +38,16 @@ class ListRule(Rule):
         a placeholder stands for any name the list names allow."""
         return any(pattern.fullmatch(list_name) for pattern in _patterns(self.lists))
 
+    def names_for_others(self, list_name: str, senders: tuple[str, ...]) -> bool:
+        """Whether one of the rule's lists that depends on the sender is
+        `list_name` for some sender, but for none of `senders`."""
+        for template in self.lists:
+            if _pattern(template, None).fullmatch(list_name) and not any(
+                _pattern(template, sender).fullmatch(list_name) for sender in senders
+            ):
+                return True
+        return False
+
     def blocks_when_listed(self) -> bool:
         """Whether the store may refuse to count a send to someone on one of
         the lists (an enforced opt-out); the engine judges the rest."""
@@ -73,3 +83,21 @@ def _patterns(templates: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
         )
         patterns.append(re.compile(text))
     return tuple(patterns)
+
+
+@lru_cache(maxsize=1024)
+def _pattern(template: str, sender: str | None) -> re.Pattern[str]:
+    """A template that names the sender as a pattern, with {sender} as `sender`
+    (None: any sender) and every other placeholder as any name; a template
+    that does not name the sender matches nothing."""
+    parts = list(string.Formatter().parse(template))
+    if not any(name == "sender" for _, name, _, _ in parts):
+        return re.compile("(?!)")
+    text = ""
+    for literal, name, _, _ in parts:
+        text += re.escape(literal)
+        if name == "sender" and sender is not None:
+            text += re.escape(sender)
+        elif name is not None:
+            text += _FILLED
+    return re.compile(text)

@@ -35,6 +35,7 @@ from gateway.relay import (
     held_payload,
     identify,
     outbound,
+    senders_named,
 )
 from gateway.runtime import Runtime
 from gateway.service import Batch
@@ -97,6 +98,9 @@ async def handle(request: Request, name: str) -> Response:
 
 async def _handle(rt: Runtime, request: Request, adapter: Adapter, route: Route) -> Response:
     raw = await read_body(request, rt.settings.max_body_bytes)
+    if [name for name, _ in request.headers.raw if name == b"authorization"][1:]:
+        # The sender is known by one credential; the provider might read the other.
+        raise InputError("Authorization is given more than once", {"Authorization": "repeated"})
     incoming = Incoming(
         request.method,
         _raw_path(request),
@@ -105,7 +109,10 @@ async def _handle(rt: Runtime, request: Request, adapter: Adapter, route: Route)
         dict(request.path_params),
     )
     sender = identify(rt.settings, route, incoming, bound_senders(request.scope))
-    may_act(request.scope, sender)
+    # A bound key acts for its senders only, whichever of them the request names:
+    # a credential of its own must not carry another sender's account along.
+    for named in dict.fromkeys([sender, *senders_named(rt.settings, incoming)]):
+        may_act(request.scope, named)
     ctx = context(rt.settings, route, sender, request.headers)
     try:
         items = adapter.items(incoming, ctx)

@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def scope_key(sender: str, key: str) -> str:
-    return f"idem:{sender}:{key}"
+    # "/" is in no sender name, though ":" may be: sender "a:b" with key "k"
+    # and sender "a" with key "b:k" must not share a record.
+    return f"idem:{sender}/{key}"
 
 
 async def once(

@@ -18,15 +18,17 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.types import Scope
 
 from gateway import unsubscribe
 from gateway.adapters.native import decode_json, field_errors
-from gateway.errors import InputError
+from gateway.errors import Forbidden, InputError
 from gateway.recipients import hint, normalize_address
 from gateway.rules.consent import Consent
+from gateway.rules.lists import ListRule
 from gateway.runtime import Runtime
 from gateway.store.base import OptOutEntry
-from gateway.web.auth import may_act
+from gateway.web.auth import bound_senders, may_act
 from gateway.web.http import json_response, read_body
 from gateway.web.messages import runtime
 
@@ -66,6 +68,23 @@ async def one_click(request: Request) -> Response:
     entry = OptOutEntry(link.list, token, hint(link.address), at_ms, "unsubscribe", NOTE)
     await rt.store.opt_out_put(entry)
     return _page("Unsubscribed", f"{hint(link.address)} is unsubscribed ({link.list}).")
+
+
+def _may_link(rt: Runtime, scope: Scope, list_name: str) -> None:
+    """Forbidden when a key bound to senders asks for a link to another
+    sender's list: `sender:<name>`, or one a list rule names for another
+    sender (`consent:{sender}`). The link would take people off it."""
+    bound = bound_senders(scope)
+    if not bound:
+        return
+    if list_name.startswith("sender:"):
+        may_act(scope, list_name.removeprefix("sender:"))
+    for rule in rt.policies.current().rules:
+        if isinstance(rule, ListRule) and rule.names_for_others(list_name, bound):
+            raise Forbidden(
+                f"this key acts for {', '.join(bound)} only, and rule '{rule.id}'"
+                f" names list '{list_name}' for another sender"
+            )
 
 
 def _consent_list(rt: Runtime, list_name: str) -> bool:
@@ -108,8 +127,7 @@ async def make_link(request: Request) -> Response:
     address = normalize_address(asked.address)
     settings = runtime(request).settings
     link = unsubscribe.Link(asked.list or settings.unsubscribe.list, address)
-    if link.list.startswith("sender:"):  # a bound key takes nobody off another sender's list
-        may_act(request.scope, link.list.removeprefix("sender:"))
+    _may_link(runtime(request), request.scope, link.list)
     base = settings.unsubscribe.url or f"{str(request.base_url).rstrip('/')}/v1/unsubscribe"
     url = f"{base}?token={unsubscribe.token(_key(request), link)}"
     return json_response(

@@ -309,6 +309,11 @@ def test_a_broken_config_file_is_one_line(
             {"GATEWAY_API_KEYS": f"[{{sha256: '{'0' * 64}', role: auditor, senders: [acme]}}]"},
             "senders: only a sender key acts for senders, not an auditor key",
         ),
+        (
+            "",
+            {"GATEWAY_API_KEYS": f"[{{sha256: '{'0' * 64}', role: sender, senders: []}}]"},
+            "senders: name at least one, or leave it out to act for every sender",
+        ),
         ("", {"GATEWAY_AUDIT_URL": "postgresql://db/x"}, "audit: a trail in PostgreSQL (url)"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.clock import FixedClock
-from tests.web.conftest import Make, sms
+from tests.web.conftest import BASE_RULES, Make, sms
 
 
 def keys(**roles: str) -> str:
@@ -77,12 +78,33 @@ TWILIO = "/2010-04-01/Accounts/ACbeta/Messages.json"
 TWILIO_FORM = {"To": "+12125550100", "From": "+12125550199", "Body": "Hello"}
 
 
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def basic(user: str, password: str, padded: bool = True) -> str:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return "Basic " + (token if padded else token.rstrip("="))
+
+
 def bound(make_client: Make) -> TestClient:
     """Two sender keys, each bound to its sender, and an admin key; the
-    account ACbeta is beta's."""
-    senders = json.dumps({"beta": {"accounts": ["ACbeta"]}})
-    env = {"GATEWAY_API_KEYS": json.dumps(BOUND), "GATEWAY_SENDERS": senders}
-    return make_client(env=env)
+    account ACbeta is beta's, and each sender has a Twilio credential."""
+    senders = {
+        "acme": {"credentials": [digest("ACacme:tok-a")]},
+        "beta": {"accounts": ["ACbeta"], "credentials": [digest("ACbeta:tok-b")]},
+    }
+    env = {"GATEWAY_API_KEYS": json.dumps(BOUND), "GATEWAY_SENDERS": json.dumps(senders)}
+    rules = BASE_RULES + CONSENT
+    return make_client(rules, env=env)
+
+
+CONSENT = """
+  - id: email-consent
+    type: consent
+    match: {channel: email}
+    lists: ["consent:{sender}"]
+"""
 
 
 def test_a_bound_key_sends_as_its_sender_only(make_client: Make) -> None:
@@ -148,6 +170,36 @@ def test_a_bound_key_reads_no_sandbox_and_links_no_other_senders_list(make_clien
     assert client.get("/v1/sandbox/messages", headers=bearer("r00t")).status_code == 200
     link = {"address": "ann@example.com", "list": "sender:beta"}
     assert client.post("/v1/unsubscribe/links", json=link, headers=acme).status_code == 403
-    for name in ("sender:acme", "global"):
+    # A rule names beta's consent list so: a link would withdraw beta's consents.
+    theirs = client.post(
+        "/v1/unsubscribe/links", json=link | {"list": "consent:beta"}, headers=acme
+    )
+    assert theirs.status_code == 403
+    assert "rule 'email-consent' names list 'consent:beta' for another sender" in theirs.text
+    for name in ("sender:acme", "consent:acme", "global"):
         made = client.post("/v1/unsubscribe/links", json=link | {"list": name}, headers=acme)
         assert made.status_code == 200
+
+
+def test_a_bound_key_cannot_send_for_another_sender_by_any_credential(make_client: Make) -> None:
+    client = bound(make_client)
+    key = {"X-Gateway-Key": "acme-key"}
+    # Its own credential, but beta's account in the path.
+    mixed = client.post(
+        TWILIO, data=TWILIO_FORM, headers=key | {"Authorization": basic("ACacme", "tok-a")}
+    )
+    assert mixed.status_code == 403 and "not for sender 'beta'" in mixed.json()["message"]
+    other = "/2010-04-01/Accounts/ACother/Messages.json"
+    # Beta's credential, written as a lenient server would still read it.
+    for written in (
+        basic("ACbeta", "tok-b", padded=False),
+        basic("ACbeta", "tok-b").replace(" ", "\t"),
+    ):
+        answer = client.post(other, data=TWILIO_FORM, headers=key | {"Authorization": written})
+        assert answer.status_code == 403, written
+    twice = [("X-Gateway-Key", "acme-key"), ("Authorization", basic("ACacme", "tok-a"))]
+    twice.append(("Authorization", basic("ACbeta", "tok-b")))
+    answer = client.post(other, data=TWILIO_FORM, headers=twice)
+    assert answer.status_code == 400 and "Authorization is given more than once" in answer.text
+    decisions = client.get("/v1/decisions", headers=bearer("r00t")).json()["decisions"]
+    assert decisions == []

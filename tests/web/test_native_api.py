@@ -141,6 +141,16 @@ def test_idempotency_key_returns_the_first_answer(client: TestClient) -> None:
     assert client.post("/v1/messages", json=sms(body="x")).status_code == 201
 
 
+def test_idempotency_keys_of_two_senders_never_meet(client: TestClient) -> None:
+    """Sender names may hold ':', as keys may: "a:b" with key "k" and "a" with
+    key "b:k" are two senders' keys, not one."""
+    first = client.post("/v1/messages", json=sms(sender="a:b", idempotency_key="k"))
+    second = client.post("/v1/messages", json=sms(sender="a", idempotency_key="b:k"))
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert "idempotent-replayed" not in second.headers
+    assert second.json()["decision_id"] != first.json()["decision_id"]
+
+
 def test_a_refused_recipient_is_replayed_under_its_idempotency_key(client: TestClient) -> None:
     first = client.post("/v1/messages", json=sms(to="+1415", idempotency_key="k3"))
     again = client.post("/v1/messages", json=sms(to="+1415", idempotency_key="k3"))
