@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.adapters import mailtext
 from gateway.adapters.base import (
     Answer,
     Context,
@@ -82,6 +83,11 @@ def slots(data: dict[str, Any]) -> list[Slot]:
     personalizations = _list(data.get("personalizations"), "personalizations", required=True)
     if "send_at" in data:
         raise _fail("send_at", LATER)
+    settings = data.get("mail_settings")
+    bcc = settings.get("bcc") if isinstance(settings, dict) else None
+    if isinstance(bcc, dict) and bcc.get("enable") is not False:
+        # An address there would get every mail with no decision of its own.
+        raise _fail("mail_settings.bcc", "not taken: give the address in personalizations bcc")
     for p, block in enumerate(personalizations):
         if not isinstance(block, dict):
             raise _fail(f"personalizations.{p}", "must be an object")
@@ -96,51 +102,13 @@ def slots(data: dict[str, Any]) -> list[Slot]:
     return found
 
 
-def _content(data: dict[str, Any]) -> list[str]:
+def _content(data: dict[str, Any]) -> list[tuple[Any, str]]:
     parts = _list(data.get("content"), "content", required="template_id" not in data)
-    texts = []
+    found = []
     for n, part in enumerate(parts):
         if not isinstance(part, dict):
             raise _fail(f"content.{n}", "must be an object with type and value")
-        texts.append(_text(part.get("value"), f"content.{n}.value"))
-    return texts
-
-
-def _leaves(value: Any) -> list[str]:
-    """Every string and number in a JSON value, in reading order (a loop: the
-    value may be nested as deep as the parser took)."""
-    found: list[str] = []
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(reversed(item.values()))
-        elif isinstance(item, list):
-            stack.extend(reversed(item))
-        elif isinstance(item, str):
-            found.append(item)
-        elif isinstance(item, int | float) and not isinstance(item, bool):
-            found.append(str(item))
-    return found
-
-
-def _fills(data: dict[str, Any], p: int) -> list[str]:
-    """What fills the template or the content for personalization p: its
-    `substitutions` and `dynamic_template_data`, and the top-level `sections`.
-    A template's own text stays with SendGrid; what fills it is in the
-    request, and it is judged with the content."""
-    block = data["personalizations"][p]
-    found: list[str] = []
-    for field, value in (
-        (f"personalizations.{p}.substitutions", block.get("substitutions")),
-        (f"personalizations.{p}.dynamic_template_data", block.get("dynamic_template_data")),
-        ("sections", data.get("sections")),
-    ):
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            raise _fail(field, "must be an object")
-        found.extend(_leaves(value))
+        found.append((part.get("type"), _text(part.get("value"), f"content.{n}.value")))
     return found
 
 
@@ -162,7 +130,7 @@ def _subject(data: dict[str, Any], p: int) -> str | None:
     subject = data["personalizations"][p].get("subject", data.get("subject"))
     if subject is None and "template_id" not in data:
         raise _fail("subject", "required (here or in each personalization)")
-    return None if subject is None else _text(subject, "subject")
+    return None if subject is None else mailtext.replace_tags(data, p, _text(subject, "subject"))
 
 
 class SendGridAdapter:
@@ -178,8 +146,8 @@ class SendGridAdapter:
         content, tags = _content(data), _tags(data, context)
         items: list[Item] = []
         seen: set[tuple[int, str]] = set()
-        fills = range(len(data["personalizations"]))
-        bodies = ["\n".join(content + _fills(data, p)) for p in fills]
+        blocks = range(len(data["personalizations"]))
+        bodies = [mailtext.body(data, content, p) for p in blocks]
         for slot in places:
             address, where = _address(data, slot), "personalizations.{}.{}.{}.email".format(*slot)
             try:

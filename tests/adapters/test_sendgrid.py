@@ -3,6 +3,7 @@ one decision per recipient, one upstream request for the allowed ones."""
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -160,6 +161,62 @@ def test_what_fills_a_template_is_judged_for_its_personalization(live: Live) -> 
     assert [r["reasons"][0]["rule"] for r in refused] == ["finance-claims", "finance-claims"]
 
 
+def html(value: str) -> list[dict[str, str]]:
+    return [{"type": "text/html", "value": value}]
+
+
+def attached(text: str, kind: str = "text/plain") -> list[dict[str, str]]:
+    content = base64.b64encode(text.encode()).decode()
+    return [{"content": content, "type": kind, "filename": "offer.txt"}]
+
+
+TERM = "guaranteed returns"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        # Substitutions are replaced into the content before it is judged.
+        {
+            "content": [{"type": "text/plain", "value": "-a- returns"}],
+            "subs": {"-a-": "guaranteed"},
+        },
+        {"subject": "-a- returns", "subs": {"-a-": "guaranteed"}},
+        {
+            "content": [{"type": "text/plain", "value": "-a-"}],
+            "subs": {"-a-": "%s%"},
+            "sections": {"%s%": TERM},
+        },
+        # HTML is judged as a mail client shows it.
+        {"content": html("<p>guaranteed&#32;returns</p>")},
+        {"content": html("guar<b></b>anteed returns")},
+        {"content": html("guar<!-- x -->anteed returns")},
+        {"content": html('<img src="x.png" alt="guaranteed returns">')},
+        # What SendGrid adds, and what the reader sees beside the body.
+        {"mail_settings": {"footer": {"enable": True, "text": TERM}}},
+        {
+            "tracking_settings": {
+                "subscription_tracking": {"enable": True, "html": f"<i>{TERM}</i>"}
+            }
+        },
+        {"from": {"email": "news@shop.example", "name": TERM}},
+        {"to": [{"email": "ann@example.com", "name": TERM}]},
+        {"attachments": attached(TERM)},
+        {"template_id": "d-1", "dtd": {TERM: True}},
+    ],
+)
+def test_whatever_the_reader_is_shown_is_judged(live: Live, extra: dict[str, Any]) -> None:
+    block: dict[str, Any] = {"to": extra.pop("to", to("ann@example.com"))}
+    if "subs" in extra:
+        block["substitutions"] = extra.pop("subs")
+    if "dtd" in extra:
+        block["dynamic_template_data"] = extra.pop("dtd")
+    answer = live.http.post("/v3/mail/send", json=mail(block, **extra))
+    assert answer.status_code == 400, answer.text
+    assert "finance-claims" in answer.json()["errors"][0]["message"]
+    assert live.stub.received == []
+
+
 def test_all_refused_is_a_400_errors_list(live: Live) -> None:
     live.opt_out("ann@example.com")
     live.opt_out("bob@example.com")
@@ -230,6 +287,25 @@ def test_unreachable_upstream_is_502_in_sendgrid_shape(start_live: StartLive) ->
             "personalizations.0.Bcc",
         ),
         (json.dumps(mail({"to": to("a@example.com")}, Send_At=1780000000)).encode(), "Send_At"),
+        # An address SendGrid would copy every mail to, with no decision of its own.
+        (
+            json.dumps(
+                mail(
+                    {"to": to("a@example.com")},
+                    mail_settings={"bcc": {"enable": True, "email": "b@example.com"}},
+                )
+            ).encode(),
+            "mail_settings.bcc",
+        ),
+        (
+            json.dumps(
+                mail(
+                    {"to": to("a@example.com")},
+                    attachments=[{"type": "text/plain", "content": "%%"}],
+                )
+            ).encode(),
+            "attachments.0.content",
+        ),
         # SendGrid would send at send_at, after the gateway judged the window now.
         (
             json.dumps(mail({"to": to("a@example.com")}) | {"send_at": 1780000000}).encode(),
