@@ -126,28 +126,41 @@ def _one_text(message: dict[str, Any], notification: dict[str, str]) -> None:
             )
 
 
-def _loc_args(message: dict[str, Any]) -> list[str]:
-    """The arguments that fill a platform's localized title or body (the
-    string itself is in the app, but what fills it is in the request)."""
+# Texts a platform shows beside the title and body, and the arguments that
+# fill a localized title or body (the string itself is in the app). FCM
+# takes its fields in lowerCamelCase too, as proto3 JSON does.
+_ANDROID_SHOWN = ("ticker", "title_loc_args", "titleLocArgs", "body_loc_args", "bodyLocArgs")
+_APNS_SHOWN = ("subtitle", "title-loc-args", "subtitle-loc-args", "loc-args")
+
+
+def _shown_beside(message: dict[str, Any]) -> list[str]:
+    """What else a platform block makes the device show, to be judged with the body."""
     found: list[tuple[str, Any]] = []
-    android, apns = message.get("android"), message.get("apns")
+    android, apns, webpush = (message.get(name) for name in ("android", "apns", "webpush"))
     if isinstance(android, dict) and isinstance(android.get("notification"), dict):
-        shown = android["notification"]
-        where = "message.android.notification."
-        found += [(where + key, shown.get(key)) for key in ("title_loc_args", "body_loc_args")]
+        shown, where = android["notification"], "message.android.notification."
+        found += [(where + key, shown[key]) for key in _ANDROID_SHOWN if key in shown]
     if isinstance(apns, dict) and isinstance(apns.get("payload"), dict):
         aps = apns["payload"].get("aps")
         alert = aps.get("alert") if isinstance(aps, dict) else None
         if isinstance(alert, dict):
             where = "message.apns.payload.aps.alert."
-            found += [(where + key, alert.get(key)) for key in ("title-loc-args", "loc-args")]
+            found += [(where + key, alert[key]) for key in _APNS_SHOWN if key in alert]
+    if isinstance(webpush, dict) and isinstance(webpush.get("notification"), dict):
+        actions = webpush["notification"].get("actions")  # the buttons' labels
+        for n, action in enumerate(actions if isinstance(actions, list) else []):
+            if isinstance(action, dict) and "title" in action:
+                found.append((f"message.webpush.notification.actions.{n}.title", action["title"]))
     texts: list[str] = []
     for where, value in found:
-        if value is None:
-            continue
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise _fail(where, "must be a list of strings")
-        texts.extend(value)
+        if where.lower().endswith("args"):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise _fail(where, "must be a list of strings")
+            texts.extend(value)
+        elif isinstance(value, str):
+            texts.append(value)
+        else:
+            raise _fail(where, "must be a string")
     return texts
 
 
@@ -175,7 +188,7 @@ class FcmAdapter(SingleRecipient):
         normalized = Message(
             channel=Channel.PUSH,
             recipient=recipient,
-            body="\n".join(t for t in (notification.get("body"), *_loc_args(message)) if t),
+            body="\n".join(t for t in (notification.get("body"), *_shown_beside(message)) if t),
             sender=context.sender,
             route=context.route,
             category=context.category,

@@ -79,11 +79,21 @@ def test_banned_term_is_invalid_argument(live: Live) -> None:
             }
         },
         {"apns": {"payload": {"aps": {"alert": {"title-loc-args": ["guaranteed returns"]}}}}},
+        {"android": {"notification": {"titleLocArgs": ["guaranteed returns"]}}},
+        {"android": {"notification": {"ticker": "guaranteed returns"}}},
+        {"apns": {"payload": {"aps": {"alert": {"subtitle": "guaranteed returns"}}}}},
+        {
+            "webpush": {
+                "notification": {"actions": [{"action": "a", "title": "guaranteed returns"}]}
+            }
+        },
     ],
 )
-def test_what_fills_a_localized_text_is_judged(live: Live, platform: dict[str, Any]) -> None:
-    """The localized string is in the app; the arguments that fill it are in
-    the request, and a banned term there refuses the push."""
+def test_what_a_platform_shows_beside_the_body_is_judged(
+    live: Live, platform: dict[str, Any]
+) -> None:
+    """A subtitle, a ticker, a button's label, and the arguments that fill a
+    localized string (the string is in the app): a banned term there refuses the push."""
     answer = live.http.post(PATH, json=push(**platform), headers=AUTH)
     assert (answer.status_code, rpc(answer)["status"]) == (400, "INVALID_ARGUMENT")
     assert "finance-claims" in rpc(answer)["message"]
