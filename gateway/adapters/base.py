@@ -66,6 +66,9 @@ class Answer:
 
 class Adapter(Protocol):
     name: str
+    # The query parameters the provider takes on its path: none that carry a
+    # part of the message, which the gateway would forward without judging.
+    query: frozenset[str]
 
     def items(self, incoming: Incoming, context: Context) -> list[Item]:
         """Every recipient's message; raise InputError (with the provider's

@@ -166,6 +166,11 @@ def _shown_beside(message: dict[str, Any]) -> list[str]:
 
 class FcmAdapter(SingleRecipient):
     name = "fcm"
+    # Google's system parameters (the response's format, quota, credentials),
+    # which Google's generated clients add: none is a part of the message.
+    query = frozenset(
+        {"alt", "prettyPrint", "fields", "quotaUser", "key", "access_token", "$.xgafv"}
+    )
 
     def items(self, incoming: Incoming, context: Context) -> list[Item]:
         data = decode_object(incoming.body)

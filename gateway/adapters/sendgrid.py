@@ -135,6 +135,7 @@ def _subject(data: dict[str, Any], p: int) -> str | None:
 
 class SendGridAdapter:
     name = "sendgrid"
+    query: frozenset[str] = frozenset()
 
     def items(self, incoming: Incoming, context: Context) -> list[Item]:
         data = decode_object(incoming.body)

@@ -100,11 +100,40 @@ def _recipient(to: str | None) -> str:
     return to.removeprefix("whatsapp:")
 
 
+# The Messages API's parameters. One that differs from these only in case
+# is refused: the gateway would ignore it, and Twilio might read it.
+PARAMETERS = frozenset(
+    {"To", "From", "MessagingServiceSid", "Body", "MediaUrl", "ContentSid", "ContentVariables"}
+    | {"StatusCallback", "ApplicationSid", "MaxPrice", "ProvideFeedback", "Attempt"}
+    | {"ValidityPeriod", "ForceDelivery", "ContentRetention", "AddressRetention"}
+    | {"SmartEncoded", "PersistentAction", "ShortenUrls", "ScheduleType", "SendAt"}
+    | {"SendAsMms", "Tags", "RiskCheck", "TrafficType"}
+)
+_FOLDED = {name.lower(): name for name in PARAMETERS}
+FORM = "application/x-www-form-urlencoded"
+
+
+def _readable(incoming: Incoming, form: dict[str, list[str]]) -> None:
+    """InputError for a request Twilio might read otherwise than the gateway:
+    declared as another type than a form, or with a parameter in another case."""
+    declared = incoming.header("content-type")
+    if declared is not None and declared.split(";")[0].strip().lower() != FORM:
+        raise TwilioInputError(20400, f"Content-Type must be {FORM}", "Content-Type")
+    for name in form:
+        meant = _FOLDED.get(name.lower())
+        if meant is not None and meant != name:
+            raise TwilioInputError(
+                20400, f"'{name}' is not a parameter; Twilio's is '{meant}'", name
+            )
+
+
 class TwilioAdapter(SingleRecipient):
     name = "twilio"
+    query: frozenset[str] = frozenset()
 
     def items(self, incoming: Incoming, context: Context) -> list[Item]:
         form = parse_form(incoming.body)
+        _readable(incoming, form)
         for later in ("SendAt", "ScheduleType"):
             # Twilio would deliver at SendAt, after the gateway judged now:
             # the time windows would not hold. The gateway holds messages itself.

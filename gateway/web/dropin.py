@@ -98,6 +98,12 @@ async def handle(request: Request, name: str) -> Response:
 
 async def _handle(rt: Runtime, request: Request, adapter: Adapter, route: Route) -> Response:
     raw = await read_body(request, rt.settings.max_body_bytes)
+    unknown = [name for name in request.query_params if name not in adapter.query]
+    if unknown:
+        raise InputError(
+            f"query parameter '{unknown[0]}' is not taken: give the message in the body",
+            {unknown[0]: "not taken"},
+        )
     if [name for name, _ in request.headers.raw if name == b"authorization"][1:]:
         # The sender is known by one credential; the provider might read the other.
         raise InputError("Authorization is given more than once", {"Authorization": "repeated"})

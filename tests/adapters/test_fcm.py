@@ -100,6 +100,15 @@ def test_what_a_platform_shows_beside_the_body_is_judged(
     assert live.stub.received == []
 
 
+def test_googles_own_query_parameters_are_taken_and_no_other(live: Live) -> None:
+    taken = live.http.post(PATH + "?alt=json&prettyPrint=false", json=push(), headers=AUTH)
+    assert taken.status_code == 201
+    refused = live.http.post(PATH + "?message.notification.body=x", json=push(), headers=AUTH)
+    assert (refused.status_code, rpc(refused)["status"]) == (400, "INVALID_ARGUMENT")
+    assert "is not taken" in rpc(refused)["message"]
+    assert len(live.stub.received) == 1
+
+
 def test_topic_is_a_recipient_of_its_own(live: Live) -> None:
     live.opt_out("topic:news")
     answer = live.http.post(PATH, json={"message": {"topic": "news"}}, headers=AUTH)

@@ -305,6 +305,10 @@ def test_raw_request_goes_byte_for_byte_and_repeats_answer_once(live: Live) -> N
         # Twilio would send at SendAt, after the gateway judged the window now.
         (b"To=%2B12125550100&From=%2B12125550199&Body=hi&ScheduleType=fixed", 20400),
         (b"To=%2B12125550100&From=%2B12125550199&Body=hi&SendAt=2026-06-03T07%3A00%3A00Z", 20400),
+        # Twilio might read a parameter in another case: it would go out unjudged.
+        (b"To=%2B12125550100&From=x&Body=hi&body=guaranteed+returns", 20400),
+        (b"To=%2B12125550100&From=x&Body=hi&sendat=2030-01-01T00%3A00%3A00Z", 20400),
+        (b"To=%2B12125550100&From=x&Body=hi&to=%2B12125550101", 20400),
         # ContentVariables must be a JSON object of strings, as Twilio requires.
         (b"To=%2B12125550100&From=x&ContentSid=HX1&ContentVariables=%7B1", 21656),
         (b"To=%2B12125550100&From=x&ContentSid=HX1&ContentVariables=%7B%221%22%3A2%7D", 21656),
@@ -322,6 +326,25 @@ def test_bad_input_is_a_twilio_400_and_records_nothing(live: Live, body: bytes, 
     assert answer.json()["code"] == code
     assert answer.headers["x-gateway-decision"] == "reject"
     assert live.http.get("/v1/decisions").json()["decisions"] == []
+    assert live.stub.received == []
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "what"),
+    [
+        # Read as a form by the gateway, as multipart by a provider that trusts the type.
+        (PATH, {"Content-Type": "multipart/form-data; boundary=XX"}, "Content-Type must be"),
+        (PATH + "?Body=guaranteed+returns", {}, "query parameter 'Body' is not taken"),
+        (PATH + "?To=%2B12125550101", {}, "query parameter 'To' is not taken"),
+    ],
+)
+def test_what_twilio_might_read_otherwise_is_refused(
+    live: Live, path: str, headers: dict[str, str], what: str
+) -> None:
+    body = b"To=%2B12125550100&From=%2B12125550199&Body=hi"
+    answer = live.http.post(path, content=body, headers=headers)
+    assert answer.status_code == 400
+    assert what in answer.json()["message"]
     assert live.stub.received == []
 
 
