@@ -75,6 +75,12 @@ class Adapter(Protocol):
         status) for a request the provider would refuse."""
         ...
 
+    def dry_run(self, incoming: Incoming) -> bool:
+        """Whether the provider only validates the request and delivers
+        nothing (FCM's validate_only, SendGrid's sandbox mode); called once
+        `items` took it."""
+        ...
+
     def forward_body(
         self, incoming: Incoming, allowed: Sequence[int]
     ) -> tuple[bytes, dict[int, int]]:
@@ -234,3 +240,6 @@ class SingleRecipient:
 
     def held_body(self, incoming: Incoming, index: int) -> bytes:
         return incoming.body
+
+    def dry_run(self, incoming: Incoming) -> bool:
+        return False

@@ -203,6 +203,12 @@ class FcmAdapter(SingleRecipient):
         )
         return [Item(normalized, f"message.{name}")]
 
+    def dry_run(self, incoming: Incoming) -> bool:
+        return (
+            b"validate_only" in incoming.body
+            and decode_object(incoming.body).get("validate_only") is True
+        )
+
     def held(self, incoming: Incoming, decisions: Sequence[Decision]) -> Answer:
         """FCM's success shape, with the gateway's id as the message id."""
         project = incoming.params.get("project", "")

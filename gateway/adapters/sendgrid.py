@@ -207,6 +207,13 @@ class SendGridAdapter:
         data["personalizations"] = [block]
         return _dump(data)
 
+    def dry_run(self, incoming: Incoming) -> bool:
+        if b"sandbox_mode" not in incoming.body:
+            return False
+        settings = decode_object(incoming.body).get("mail_settings")
+        sandbox = settings.get("sandbox_mode") if isinstance(settings, dict) else None
+        return isinstance(sandbox, dict) and sandbox.get("enable") is True
+
     def held(self, incoming: Incoming, decisions: Sequence[Decision]) -> Answer:
         """SendGrid's own acceptance: 202, no body, the gateway's id as X-Message-Id."""
         return Answer(202, (("X-Message-Id", decisions[0].decision_id),), b"")

@@ -24,6 +24,7 @@ from gateway.errors import (
     Forbidden,
     InputError,
     StoreUnavailable,
+    UpstreamError,
     UpstreamTimeout,
 )
 from gateway.model import Action, Channel, Code, Decision, Reason, Verdict
@@ -132,6 +133,8 @@ async def _handle(rt: Runtime, request: Request, adapter: Adapter, route: Route)
     else:
 
         async def act() -> Response:
+            if adapter.dry_run(incoming):
+                return await _dry_run(rt, adapter, route, incoming, items)
             return await _send(rt, adapter, route, incoming, ctx, items)
 
     key = next((v for v in map(incoming.header, IDEMPOTENCY_HEADERS) if v), None)
@@ -182,6 +185,29 @@ async def _send(
     return respond(render(adapter, incoming, items, batch))
 
 
+async def _dry_run(
+    rt: Runtime, adapter: Adapter, route: Route, incoming: Incoming, items: list[Item]
+) -> Response:
+    """A provider's dry run delivers nothing, so nothing is counted, held or
+    recorded: it is judged as /v1/check judges, and when every recipient is
+    allowed the provider validates it too, as the sender asked."""
+    decisions = [await rt.gateway.check(item.message) for item in items]
+    headers = [*gateway_headers(items, decisions), ("X-Gateway-Dry-Run", "true")]
+    kept = [
+        (i, d) for i, d in zip(items, decisions, strict=True) if d.decision is not Verdict.ALLOW
+    ]
+    if kept:  # the answer names the recipients that would not be sent now
+        refused = _not_sent(adapter, incoming, [i for i, _ in kept], [d for _, d in kept])
+        return respond(refused.with_headers(headers))
+    try:
+        reply = await rt.upstream(route).send(outbound(route, adapter, incoming, incoming.body))
+    except UpstreamError as exc:
+        status = 504 if isinstance(exc, UpstreamTimeout) else 502
+        answer = adapter.error(status, f"the upstream gave no answer: {exc}")
+        return respond(answer.with_headers(headers))
+    return respond(Answer(reply.status, reply.headers, reply.body).with_headers(headers))
+
+
 def render(adapter: Adapter, incoming: Incoming, items: Sequence[Item], batch: Batch) -> Answer:
     """The upstream's answer unchanged when it gave one; else the gateway's own."""
     decisions = batch.decisions
@@ -193,13 +219,20 @@ def render(adapter: Adapter, incoming: Incoming, items: Sequence[Item], batch: B
         status = 504 if isinstance(batch.failure, UpstreamTimeout) else 502
         message = f"the upstream gave no answer: {batch.failure}"
         return adapter.error(status, message).with_headers(headers)
+    return _not_sent(adapter, incoming, items, decisions).with_headers(headers)
+
+
+def _not_sent(
+    adapter: Adapter, incoming: Incoming, items: Sequence[Item], decisions: Sequence[Decision]
+) -> Answer:
+    """The answer when nothing goes out now: held, or refused (429 with
+    Retry-After when every refusal is a cap)."""
     held = [d for d in decisions if d.decision is Verdict.DEFER]
     if held:
-        return adapter.held(incoming, held).with_headers(headers)
+        return adapter.held(incoming, held)
     capped = all(d.capped_only and d.retry_at is not None for d in decisions)
-    if capped:
-        headers.append(("Retry-After", str(_retry_after(decisions))))
-    return adapter.refused(items, decisions, capped).with_headers(headers)
+    refused = adapter.refused(items, decisions, capped)
+    return refused.with_headers([("Retry-After", str(_retry_after(decisions)))] if capped else [])
 
 
 def gateway_headers(items: Sequence[Item], decisions: Sequence[Decision]) -> Headers:

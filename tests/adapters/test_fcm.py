@@ -109,6 +109,24 @@ def test_googles_own_query_parameters_are_taken_and_no_other(live: Live) -> None
     assert len(live.stub.received) == 1
 
 
+def test_a_dry_run_is_judged_and_validated_but_not_counted(live: Live) -> None:
+    """validate_only: FCM delivers nothing, so the cap of one push an hour
+    counts only the real one, and no decision is recorded for a dry run."""
+    dry = {"message": push()["message"], "validate_only": True}
+    for _ in range(2):
+        answer = live.http.post(PATH, json=dry, headers=AUTH)
+        assert answer.status_code == 201  # the upstream validated it
+        assert (answer.headers["x-gateway-decision"], answer.headers["x-gateway-dry-run"]) == (
+            "allow",
+            "true",
+        )
+    assert live.http.post(PATH, json=push(), headers=AUTH).status_code == 201
+    capped = live.http.post(PATH, json=dry, headers=AUTH)
+    assert (capped.status_code, rpc(capped)["status"]) == (429, "RESOURCE_EXHAUSTED")
+    assert len(live.stub.received) == 3  # the capped dry run never went out
+    assert len(live.http.get("/v1/decisions").json()["decisions"]) == 1
+
+
 def test_topic_is_a_recipient_of_its_own(live: Live) -> None:
     live.opt_out("topic:news")
     answer = live.http.post(PATH, json={"message": {"topic": "news"}}, headers=AUTH)

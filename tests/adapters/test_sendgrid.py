@@ -217,6 +217,21 @@ def test_whatever_the_reader_is_shown_is_judged(live: Live, extra: dict[str, Any
     assert live.stub.received == []
 
 
+def test_sandbox_mode_is_judged_but_not_counted(live: Live) -> None:
+    """SendGrid delivers nothing in sandbox mode: the cap of one marketing mail
+    a day counts only the real one."""
+    sandbox = {"sandbox_mode": {"enable": True}}
+    headers = {"X-Message-Category": "marketing"}
+    data = mail({"to": to("ann@example.com")})
+    for _ in range(2):
+        answer = post(live, data | {"mail_settings": sandbox}, **headers)
+        assert answer.headers["X-Gateway-Dry-Run"] == "true"
+    assert post(live, data, **headers).headers["X-Gateway-Decision"] == "allow"
+    with pytest.raises(TooManyRequestsError):
+        post(live, data | {"mail_settings": sandbox}, **headers)
+    assert len(live.stub.received) == 3
+
+
 def test_all_refused_is_a_400_errors_list(live: Live) -> None:
     live.opt_out("ann@example.com")
     live.opt_out("bob@example.com")
