@@ -22,8 +22,8 @@ from starlette.types import Scope
 
 from gateway import unsubscribe
 from gateway.adapters.native import decode_json, field_errors
-from gateway.errors import Forbidden, InputError
-from gateway.recipients import hint, normalize_address
+from gateway.errors import Forbidden, InputError, InvalidRecipient
+from gateway.recipients import hint, normalize_address, stored_recipient
 from gateway.rules.consent import Consent
 from gateway.rules.lists import ListRule
 from gateway.runtime import Runtime
@@ -124,7 +124,13 @@ async def make_link(request: Request) -> Response:
         asked = LinkRequest.model_validate(decode_json(raw))
     except ValidationError as exc:
         raise InputError("the link request is not valid", field_errors(exc)) from None
-    address = normalize_address(asked.address)
+    if stored_recipient(asked.address):
+        why = "a link names the plain address it is sent to, not a stored recipient (hmac:...)"
+        raise InputError(f"address: {why}", {"address": why})
+    try:
+        address = normalize_address(asked.address)
+    except InvalidRecipient as exc:
+        raise InputError(f"address: {exc}", {"address": str(exc)}) from None
     settings = runtime(request).settings
     link = unsubscribe.Link(asked.list or settings.unsubscribe.list, address)
     _may_link(runtime(request), request.scope, link.list)

@@ -145,7 +145,8 @@ def test_bad_one_click_requests_change_nothing(
 @pytest.mark.parametrize(
     ("asked", "field"),
     [
-        ({"address": "not an address!"}, None),
+        ({"address": "not an address!"}, "address"),
+        ({"address": "hmac:" + "a" * 40}, "address"),  # the link goes to a plain address
         ({"address": 5}, "address"),
         ({"address": ANN, "list": "no spaces"}, "list"),
         ({"address": ANN, "extra": 1}, "extra"),
