@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from gateway import runtime as runtime_module
 from gateway.audit.base import AuditTrail
 from gateway.busypoll import BusyPoll
 from gateway.clock import Clock
+from gateway.errors import StoreUnavailable
 from gateway.policy.holder import Policies
 from gateway.settings import Settings
 from gateway.store.base import Store
@@ -25,6 +27,8 @@ from gateway.upstream.base import Upstream
 from gateway.web import admin, dropin, inbound, messages, unsubscribe
 from gateway.web.direct import GatewayApp
 from gateway.web.errors import HANDLERS
+
+log = logging.getLogger("gateway")
 
 ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 ROUTES = [
@@ -91,6 +95,22 @@ async def _snapshots(counts: metrics.Metrics, folder: Path) -> None:
         metrics.write_snapshot(counts, folder)
 
 
+FOLLOW_RELOADS_S = 1.0
+
+
+async def _follow_reloads(rt: runtime_module.Runtime) -> None:
+    """Every second, reload the policies when another process sharing the
+    store has (a store that does not answer is tried again the next second)."""
+    while True:
+        await asyncio.sleep(FOLLOW_RELOADS_S)
+        try:
+            await rt.follow_reloads()
+        except StoreUnavailable:
+            continue
+        except Exception:  # the next second tries again; the process serves on
+            log.exception("following the other processes' policy reloads failed")
+
+
 def create_app(
     settings: Settings,
     *,
@@ -135,6 +155,8 @@ def create_app(
             tasks.append(asyncio.create_task(scheduler.loop(rt, settings.scheduler_interval)))
         if rt.worker is not None and rt.folder is not None:
             tasks.append(asyncio.create_task(_snapshots(rt.gateway.metrics, rt.folder)))
+        if settings.shared:  # a reload asked of another process reaches this one
+            tasks.append(asyncio.create_task(_follow_reloads(rt)))
         if rt.gateway.pseudonyms.missing:
             tasks.append(asyncio.create_task(runtime_module.load_key_later(rt)))
         try:

@@ -18,7 +18,8 @@ from gateway.audit.base import AuditTrail
 from gateway.audit.memory import MemoryTrail
 from gateway.audit.sqlite import SqliteTrail
 from gateway.clock import Clock, SystemClock
-from gateway.errors import ConfigError, DataDirLocked, StoreUnavailable
+from gateway.errors import ConfigError, DataDirLocked, PolicyError, StoreUnavailable
+from gateway.policy.bundle import Bundle
 from gateway.policy.holder import Policies
 from gateway.recipients import Pseudonymizer
 from gateway.service import Gateway
@@ -47,9 +48,38 @@ class Runtime:
     kept_key: bytes | None = None  # the pseudonymization key, when the shared store keeps it
     folder: Path | None = None  # the folder this process claimed (its trail, its metrics)
     worker: str | None = None  # shared mode: N of its worker-N folder
+    # The store's count of reloads as last followed. From 0, a process that
+    # starts after reloads were made loads the bundle once more: one that
+    # came between its first load and its first look is not missed.
+    reloads_seen: int = 0
+    _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def upstream(self, route: Route) -> Upstream:
         return self.sandbox if route.upstream == "sandbox" else self.http
+
+    async def reload_policies(self) -> Bundle:
+        """Load the bundle again and tell the other workers to (PolicyError
+        when it is refused: the previous one keeps serving, here and there).
+        Off the event loop: a large bundle takes seconds to read and compile,
+        and messages go on being decided by the current one meanwhile."""
+        async with self._reloading:
+            bundle = await asyncio.to_thread(self.policies.reload)
+            self.reloads_seen = await self.store.reloads(bump=True)
+            return bundle
+
+    async def follow_reloads(self) -> None:
+        """Reload when another worker has (the store's count moved since)."""
+        count = await self.store.reloads()
+        if count == self.reloads_seen:
+            return
+        async with self._reloading:
+            self.reloads_seen = count
+            try:
+                bundle = await asyncio.to_thread(self.policies.reload)
+            except PolicyError as exc:
+                log.warning("policies not reloaded as another worker did: %s", exc.problems[0])
+                return
+        log.info("policies reloaded as another worker did: version %s", bundle.version[:19])
 
     async def store_ready(self) -> None:
         """Raise unless the store answers (and, in shared mode, still holds the

@@ -237,6 +237,13 @@ class Store(Protocol):
         every process and every restart uses the same one."""
         ...
 
+    async def reloads(self, *, bump: bool = False) -> int:
+        """How many policy reloads the processes sharing this store have made;
+        `bump` counts one more and returns the new count. Every worker follows
+        the count, so a reload asked of one reaches them all. A store that one
+        process owns may keep it in memory."""
+        ...
+
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""
         ...

@@ -64,6 +64,7 @@ class MemoryStore:
         self._idempotency: dict[str, _IdempotencyRecord] = {}
         self._deferred: dict[str, DeferredMessage] = {}
         self._secrets: dict[str, bytes] = {}
+        self._reloads = 0
 
     # -- opt-outs and caps -------------------------------------------------
 
@@ -227,6 +228,10 @@ class MemoryStore:
         if name not in self._secrets:
             self._secrets[name] = make()
         return self._secrets[name]
+
+    async def reloads(self, *, bump: bool = False) -> int:
+        self._reloads += bump
+        return self._reloads
 
     async def ping(self) -> None:
         return None

@@ -7,6 +7,7 @@ Cluster hash tag):
     gw:cap:{<tag>}:<counter>             zset   send id, scored by its time (ms)
     gw:idem:{<key>}                      string {"fp", "state", "response"} (JSON), PX ttl
     gw:secret:{<name>}                   string the secret's bytes
+    gw:policy:{reloads}                  string policy reloads made (workers follow it)
     gw:defer:{queue}:msg:<id>            hash   one deferred message
     gw:defer:{queue}:<index>             zsets and sets indexing the queue (lua/defer_lib.lua)
 
@@ -366,6 +367,11 @@ class RedisStore:
         if stored is None:
             raise StoreUnavailable(f"redis store: secret {name!r} vanished after it was set")
         return bytes.fromhex(str(stored))
+
+    @_translated
+    async def reloads(self, *, bump: bool = False) -> int:
+        key = f"{self.prefix}policy:{{reloads}}"
+        return int(await self._redis.incr(key) if bump else await self._redis.get(key) or 0)
 
     @_translated
     async def ping(self) -> None:

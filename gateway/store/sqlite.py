@@ -143,6 +143,7 @@ class SqliteStore:
         # dropped whenever another connection has committed since.
         self._mirrors: dict[str, SendLog] = {}
         self._version: int | None = None
+        self._reloads = 0
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -397,6 +398,11 @@ class SqliteStore:
             value = make()
             db.execute("INSERT INTO secrets (name, value) VALUES (?, ?)", (name, value))
             return value
+
+    async def reloads(self, *, bump: bool = False) -> int:
+        # One process owns the data folder: the count need not leave it.
+        self._reloads += bump
+        return self._reloads
 
     @_operation
     async def ping(self) -> None:

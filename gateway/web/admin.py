@@ -358,16 +358,10 @@ async def policies(request: Request) -> Response:
     )
 
 
-_reloading = asyncio.Lock()  # one reload at a time: the last one asked for wins
-
-
 async def policies_reload(request: Request) -> Response:
     rt = runtime(request)
     try:
-        # Off the event loop: a large bundle takes seconds to read and compile,
-        # and messages go on being decided by the current one meanwhile.
-        async with _reloading:
-            bundle = await asyncio.to_thread(rt.policies.reload)
+        bundle = await rt.reload_policies()
     except PolicyError as exc:
         return json_response(
             {

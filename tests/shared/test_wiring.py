@@ -25,7 +25,7 @@ from tests.redis_support import free_port
 from tests.server import Server
 from tests.stub_upstream import StubUpstream
 
-from .conftest import BOUND, Launch, Shared, post, sms
+from .conftest import BOUND, Launch, Shared, post, rules, sms
 from .test_concurrency import fire
 
 KEY = "secret:{pseudonymization-key}"
@@ -144,3 +144,21 @@ def test_serve_with_workers_runs_processes_on_one_set_of_limits(
         assert time.monotonic() < deadline, f"worker trails: {trails}"
         time.sleep(0.05)
     assert [p.parent.name for p in trails] == ["worker-1", "worker-2"]
+
+
+def test_a_reload_asked_of_one_worker_reaches_every_worker(
+    launch: Launch, shared: Shared, tmp_path: Path
+) -> None:
+    server: Server = launch(shared, "--workers", "2", cap=3)
+    before = httpx.get(server.url + "/v1/policies", timeout=BOUND).json()["version"]
+    (tmp_path / "policies-0" / "rules.yaml").write_text(rules(7), encoding="utf-8")
+    after = httpx.post(server.url + "/v1/policies/reload", timeout=BOUND).json()["version"]
+    assert after != before
+    # Each request on a new connection, which either worker may take: within
+    # a few seconds, every answer names the new bundle, 40 times in a row.
+    deadline, in_a_row = time.monotonic() + BOUND, 0
+    while in_a_row < 40:
+        assert time.monotonic() < deadline, "a worker still serves the previous bundle"
+        seen = httpx.get(server.url + "/v1/policies", timeout=BOUND).json()["version"]
+        in_a_row = in_a_row + 1 if seen == after else 0
+        time.sleep(0.02)

@@ -546,5 +546,12 @@ async def test_a_secret_is_made_once_and_kept(backend: Backend) -> None:
     assert made[0] == first
 
 
+async def test_reloads_are_counted(store: Store) -> None:
+    assert await store.reloads() == 0
+    assert await store.reloads(bump=True) == 1
+    assert await store.reloads(bump=True) == 2
+    assert await store.reloads() == 2
+
+
 async def test_ping_answers(store: Store) -> None:
     await store.ping()

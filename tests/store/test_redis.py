@@ -41,6 +41,7 @@ async def test_every_key_has_the_prefix_and_a_hash_tag(redis_stores: RedisStores
     await store.idempotency_begin("acme:k1", "fp1", T, 60_000)
     await store.defer_put(held("m1", T))
     await store.secret("key", lambda: b"\x00\x01")
+    await store.reloads(bump=True)
 
     keys = await _keys(redis_stores)
     p = redis_stores.prefix
@@ -51,6 +52,7 @@ async def test_every_key_has_the_prefix_and_a_hash_tag(redis_stores: RedisStores
             f"{p}cap:{{sender:acme}}:cap:sender-caps:acme",
             f"{p}idem:{{acme:k1}}",
             f"{p}secret:{{key}}",
+            f"{p}policy:{{reloads}}",
             f"{p}defer:{{queue}}:msg:m1",
             f"{p}defer:{{queue}}:all",
             f"{p}defer:{{queue}}:sender:acme",
@@ -62,6 +64,14 @@ async def test_every_key_has_the_prefix_and_a_hash_tag(redis_stores: RedisStores
     # One recipient's opt-outs and recipient-keyed counters share a cluster slot.
     recipient_keys = [k for k in keys if f"{{{ALICE}}}" in k]
     assert len({key_slot(k.encode()) for k in recipient_keys}) == 1
+
+
+async def test_every_process_sees_the_reloads_of_the_others(redis_stores: RedisStores) -> None:
+    one, other = redis_stores.make(), redis_stores.make()
+    assert await one.reloads(bump=True) == 1
+    assert await other.reloads() == 1
+    assert await other.reloads(bump=True) == 2
+    assert await one.reloads() == 2
 
 
 async def test_a_counter_expires_after_its_longest_window(redis_stores: RedisStores) -> None:
