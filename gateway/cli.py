@@ -26,6 +26,9 @@ from gateway.settings import Settings, load_settings, unknown_variables
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    # What any command writes (state, trail, the kept key, exports of them)
+    # is for its user alone; a server's workers and indexer inherit the mask.
+    os.umask(0o077)
     try:
         _refuse_undecodable(args, _shown_names(parser))
         result: int = args.run(args)
@@ -127,10 +130,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args, data_dir=args.data_dir, host=args.host, port=args.port)
     _refuse_open_network(settings)
-    # What the gateway writes (state, journal, index, the kept key, held
-    # messages with their credentials) is for its own user alone; workers
-    # and the indexer inherit the mask.
-    os.umask(0o077)
     if args.workers > 1 and not settings.shared:
         raise GatewayError(
             "--workers needs shared mode (GATEWAY_REDIS_URL): one process owns a data folder"

@@ -219,12 +219,13 @@ async def _store(settings: Settings) -> AsyncIterator[Store]:
     if settings.shared:
         store: Store = await open_store(settings)
     else:
-        try:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
+        if not settings.data_dir.is_dir():
+            # A mistyped folder would get state and a key of its own, which no
+            # gateway reads: the opt-out would be lost without a word.
             raise GatewayError(
-                f"data_dir: cannot use {settings.data_dir} ({exc.strerror})"
-            ) from None
+                f"{settings.data_dir}: no such data folder (give the gateway's --data-dir;"
+                " to start an empty one, create the folder first)"
+            )
         store = SqliteStore(
             settings.data_dir / "state.db", synchronous_full=settings.synchronous_full
         )

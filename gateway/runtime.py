@@ -107,6 +107,8 @@ class Runtime:
 def lock_data_dir(folder: Path) -> IO[str]:
     """Only one process may own a data folder: a second one refuses to start."""
     folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # made by an older version, or by hand: now ours alone
+        folder.chmod(0o700)
     handle = open(folder / "gateway.lock", "a+")  # noqa: SIM115 - held for the process's life
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -163,3 +163,31 @@ def test_link_needs_a_url(served: tuple[Server, Path]) -> None:
         2,
         "gateway: 'no spaces' is not a list name (letters, digits, . _ : @ -)\n",
     )
+
+
+def test_a_folder_that_does_not_exist_is_refused_not_made(tmp_path: Path) -> None:
+    """A mistyped --data-dir would get state and a key of its own, which no
+    gateway reads: the opt-out would be lost without a word."""
+    mistyped = tmp_path / "gateway-dat"
+    for args in (
+        ("add", "global", "+12125550100"),
+        ("link", "ann@example.com", "--url", "https://gw.example.com/v1/unsubscribe"),
+    ):
+        done = run("opt-out", args[0], "--data-dir", str(mistyped), *args[1:])
+        assert done.returncode == 2
+        assert done.stderr == (
+            f"gateway: {mistyped}: no such data folder (give the gateway's --data-dir;"
+            " to start an empty one, create the folder first)\n"
+        )
+    assert not mistyped.exists()
+
+
+def test_what_the_command_line_writes_is_for_its_user_alone(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert run("opt-out", "add", "--data-dir", str(fresh), "global", "+12125550100").returncode == 0
+    made = sorted(p.name for p in fresh.iterdir())
+    assert "state.db" in made
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in fresh.iterdir()} == dict.fromkeys(
+        made, "0o600"
+    )
