@@ -406,7 +406,10 @@ class SqliteStore:
 
     @_operation
     async def ping(self) -> None:
-        self._db.execute("SELECT 1").fetchone()
+        # The write lock, not a read: a file locked by another connection for
+        # longer than BUSY_SECONDS refuses every message, so it is not ready.
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("ROLLBACK")
 
     @_operation
     async def close(self) -> None:

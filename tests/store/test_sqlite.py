@@ -127,6 +127,27 @@ async def test_a_locked_file_is_waited_for_without_holding_the_loop(
         await store.close()
 
 
+async def test_a_file_locked_for_writing_is_not_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock that refuses every message makes /readyz say so: ping takes the
+    write lock, not a read, which another connection's lock allows."""
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    monkeypatch.setattr(sqlite_store, "BUSY_SECONDS", 0.2)
+    try:
+        await store.ping()
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match="database is locked"):
+            await store.ping()
+        holder.execute("ROLLBACK")
+        await store.ping()
+    finally:
+        holder.close()
+        await store.close()
+
+
 def test_two_connections_on_one_file_count_atomically(tmp_path: Path) -> None:
     """Two stores on one file, each driven from its own thread: a cap of 5 holds."""
     path = tmp_path / "state.db"
