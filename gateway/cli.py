@@ -87,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int, default=1, help="processes (shared mode only)")
+    serve.add_argument(
+        "--workers", type=_at_least_one, default=1, help="processes (shared mode only)"
+    )
     serve.set_defaults(run=_serve)
 
     check = sub.add_parser("check", help="decide messages offline, one JSON line each")
@@ -119,6 +121,16 @@ def _parser() -> argparse.ArgumentParser:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="config file (default ./gateway.yaml)")
     parser.add_argument("--policies", type=Path, help="policies folder")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of processes (1 or more)")
+    return number
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -156,7 +168,13 @@ def _serve(args: argparse.Namespace) -> int:
             f"loopback only ({settings.host})",
             file=sys.stderr,
         )
-    store = "Redis (shared mode)" if settings.shared else f"embedded, in {settings.data_dir}"
+    store = (
+        "Redis (shared mode)"
+        if settings.shared
+        else "in memory (a restart forgets every opt-out, count and held message)"
+        if settings.store == "memory"
+        else f"embedded, in {settings.data_dir}"
+    )
     workers = f", {args.workers} workers" if args.workers > 1 else ""
     print(
         f"gateway: serving http://{settings.host}:{settings.port}{workers}; policies"

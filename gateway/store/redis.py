@@ -51,8 +51,13 @@ SCAN_COUNT = 1000  # keys a SCAN looks at per round trip, at least
 # OSError covers socket errors and TimeoutError too.
 _translated = translated(
     (RedisError, OSError),
-    lambda exc: StoreUnavailable(f"redis store: {type(exc).__name__}: {exc}"),
+    lambda exc: StoreUnavailable(f"redis store: {_kind(exc)}: {exc}"),
 )
+
+
+def _kind(exc: BaseException) -> str:
+    """The error's public name: the nearest class not private to the gateway."""
+    return next(c.__name__ for c in type(exc).__mro__ if not c.__name__.startswith("_"))
 
 
 def _lua(*names: str) -> str:

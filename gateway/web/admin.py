@@ -21,6 +21,7 @@ from gateway.errors import (
     AuditUnavailable,
     GatewayError,
     InputError,
+    InvalidRecipient,
     PolicyError,
     StoreUnavailable,
 )
@@ -196,9 +197,17 @@ def _decision_query(request: Request, allowed: frozenset[str], limit: int) -> De
             f"decision: '{decision}' is not allow, reject or defer",
             {"decision": "allow, reject or defer"},
         )
-    recipient = params.get("recipient")
+    recipient, stored = params.get("recipient"), None
+    if recipient:
+        try:
+            stored = stored_form(rt.gateway.pseudonyms, recipient)
+        except InvalidRecipient as exc:
+            # A query string reads "+" as a space: "+1212..." arrives as " 1212...".
+            plus = " (a + in a query string is written %2B)" if recipient[:1] == " " else ""
+            why = f"{exc}{plus}"
+            raise InputError(f"recipient: {why}", {"recipient": why}) from None
     return DecisionQuery(
-        recipient=stored_form(rt.gateway.pseudonyms, recipient) if recipient else None,
+        recipient=stored,
         sender=params.get("sender"),
         decision=decision,
         rule=params.get("rule"),

@@ -542,3 +542,11 @@ def test_serve_writes_its_data_for_its_own_user_alone(tmp_path: Path) -> None:
     written = [path for path in data.rglob("*") if path.is_file()]
     assert any(path.name == "state.db" for path in written)
     assert {oct(path.stat().st_mode & 0o077) for path in written} == {"0o0"}
+
+
+def test_serve_needs_at_least_one_worker() -> None:
+    done = run("serve", "--workers", "0")
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(
+        "argument --workers: '0' is not a number of processes (1 or more)"
+    )

@@ -185,6 +185,14 @@ def test_numbers_in_the_query_that_int_cannot_take(
     assert answer.json()["fields"] == {field: "invalid"}
 
 
+def test_a_recipient_filter_that_is_no_address_names_the_filter(client: TestClient) -> None:
+    answer = client.get("/v1/decisions?recipient=+12125550100")  # "+" read as a space
+    assert answer.status_code == 400
+    assert list(answer.json()["fields"]) == ["recipient"]
+    assert answer.json()["error"].endswith("(a + in a query string is written %2B)")
+    assert client.get("/v1/decisions?recipient=%2B12125550100").status_code == 200
+
+
 def test_a_content_length_of_5000_digits_is_a_413(client: TestClient) -> None:
     # int() refuses that many digits: this was a 500.
     headers = {"content-length": "9" * 5000, "content-type": "application/json"}
