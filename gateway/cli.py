@@ -265,7 +265,7 @@ def _policy_test(args: argparse.Namespace) -> int:
 
     folder, packs = _policy_folder(args)
     bundle = load_bundle(folder, packs)
-    count, failures = asyncio.run(run_folder(bundle, folder, packs))
+    count, failures = asyncio.run(run_folder(bundle, folder))
     for failure in failures:
         print(failure)
     print(

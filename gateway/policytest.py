@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -257,20 +257,18 @@ def expected(expect: Expect) -> str:
     return " ".join(parts)
 
 
-async def run_folder(
-    bundle: Bundle, folder: Path, packs: Sequence[str] = ()
-) -> tuple[int, list[Failure]]:
+async def run_folder(bundle: Bundle, folder: Path) -> tuple[int, list[Failure]]:
     """Run every case; returns (cases run, failures). `bundle` is the folder's
-    bundle with `packs` switched on; a pack's own cases (packs/<name>/*.test.yaml)
-    run against that bundle with their pack switched on as well."""
+    bundle with `packs` switched on, for the folder's own cases; a pack's
+    cases (packs/<name>/*.test.yaml) test the pack, so they run against its
+    rules alone, whether it is switched on or not: the folder's own rules
+    (a required "Reply STOP") would fail them for reasons not the pack's."""
     count, failures = 0, []
     bundles: dict[str | None, Bundle] = {None: bundle}
     for path in case_files(folder):
         pack = path.parent.name if path.parent.parent == folder / "packs" else None
-        if pack in packs:
-            pack = None
         if pack not in bundles:
-            bundles[pack] = load_bundle(folder, [*packs, str(pack)])
+            bundles[pack] = load_bundle(folder / "packs" / str(pack))
         for case in load_cases(path, [rule.id for rule in bundles[pack].rules]):
             count += 1
             try:

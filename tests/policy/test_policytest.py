@@ -102,8 +102,9 @@ async def test_test_files_end_in_test_yaml_or_test_yml_in_any_case(
             "b.test.yml": cases,
             "C.TEST.YAML": cases,
             ".#d.test.yaml": "not: [valid",
-            "packs/p/rules.yml": "rules: []\n",
-            "packs/p/p.Test.Yml": cases,
+            # A pack's cases test the pack's rules alone.
+            "packs/p/rules.yml": RULES.replace("id: len", "id: p.len"),
+            "packs/p/p.Test.Yml": cases.replace("rule: len", "rule: p.len"),
         }
     )
     names = [str(path.relative_to(root)) for path in case_files(root)]

@@ -63,8 +63,24 @@ def test_a_packs_cases_run_with_that_pack_switched_on(
     count, failures = asyncio.run(run_folder(load_bundle(folder), folder))
     assert (count, failures) == (2, [])
     # Switched on for the whole folder, the base case sees the pack too.
-    count, failures = asyncio.run(run_folder(load_bundle(folder, ["abc"]), folder, ["abc"]))
+    count, failures = asyncio.run(run_folder(load_bundle(folder, ["abc"]), folder))
     assert [f.case for f in failures] == ["base alone allows"]
+
+
+def test_a_packs_cases_test_the_pack_alone(write_policies: Callable[..., Path]) -> None:
+    """The folder's own rules would fail a pack's cases for reasons not the
+    pack's: its cases run against its rules alone, switched on or not."""
+    folder = write_policies(
+        {
+            "base.yaml": "rules:\n  - {id: stop, type: required_text, any_of: [Reply STOP]}\n",
+            "packs/abc/rules.yaml": ABC_RULE,
+            "packs/abc/abc.test.yaml": CASE.replace("12:00", "08:30").format(
+                name="the pack allows", decision="allow"
+            ),
+        }
+    )
+    for packs in ([], ["abc"]):
+        assert asyncio.run(run_folder(load_bundle(folder, packs), folder)) == (1, [])
 
 
 def test_area_code_must_be_digits(write_policies: Callable[..., Path]) -> None:
