@@ -103,10 +103,14 @@ class Failure:
     case: str
     expected: str
     actual: str
+    reasons: str = ""  # every reason of the actual decision: what to fix
 
     def __str__(self) -> str:
         # One line per failure, even when a case name from the file holds a newline.
-        return one_line(f"{self.file}: {self.case}: expected {self.expected}, got {self.actual}")
+        why = f" (reasons: {self.reasons})" if self.reasons else ""
+        return one_line(
+            f"{self.file}: {self.case}: expected {self.expected}, got {self.actual}{why}"
+        )
 
 
 def case_files(folder: Path) -> list[Path]:
@@ -171,8 +175,9 @@ def _problem(path: Path, doc: Located, loc: tuple[str | int, ...], why: str) -> 
     return f"{where}{label}{field + ': ' if field else ''}{why}"
 
 
-async def run_case(bundle: Bundle, case: Case) -> str:
-    """The actual outcome as `decision code rule` (code and rule of the first reason)."""
+async def run_case(bundle: Bundle, case: Case) -> tuple[str, str]:
+    """The actual outcome as `decision code rule` (code and rule of the first
+    reason, or of the one expected), and every reason as `code rule; ...`."""
     store = MemoryStore()
     pseudonyms = Pseudonymizer(b"policy-test-key-")
     clock = FixedClock(case.at)
@@ -191,9 +196,14 @@ async def run_case(bundle: Bundle, case: Case) -> str:
         message = _message(case.message, strict=False)
     except InvalidRecipient as exc:  # as the native API decides it
         reason = Reason("recipient", Code.INVALID_RECIPIENT, str(exc))
-        return describe("reject", [reason], None, case.expect)
+        return describe("reject", [reason], None, case.expect), _reasons([reason])
     decision = await gateway.check(message, case.at.astimezone(UTC))
-    return describe(decision.decision.value, decision.reasons, decision.deliver_at, case.expect)
+    actual = describe(decision.decision.value, decision.reasons, decision.deliver_at, case.expect)
+    return actual, _reasons(decision.reasons)
+
+
+def _reasons(reasons: list[Reason]) -> str:
+    return "; ".join(f"{r.code.value} {r.rule}" for r in reasons)
 
 
 async def _count(
@@ -271,13 +281,15 @@ async def run_folder(bundle: Bundle, folder: Path) -> tuple[int, list[Failure]]:
             bundles[pack] = load_bundle(folder / "packs" / str(pack))
         for case in load_cases(path, [rule.id for rule in bundles[pack].rules]):
             count += 1
+            reasons = ""
             try:
-                actual = await run_case(bundles[pack], case)
+                actual, reasons = await run_case(bundles[pack], case)
             except InputError as exc:
                 actual = f"an invalid case ({json.dumps(str(exc))[:200]})"
             except ValidationError as exc:  # one line, not pydantic's report
                 fields = "; ".join(f"{k}: {v}" for k, v in field_errors(exc).items())
                 actual = f"an invalid case ({json.dumps(fields)[:200]})"
             if actual != expected(case.expect):
-                failures.append(Failure(str(path), case.name, expected(case.expect), actual))
+                wanted = expected(case.expect)
+                failures.append(Failure(str(path), case.name, wanted, actual, reasons))
     return count, failures
