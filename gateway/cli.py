@@ -261,11 +261,17 @@ def _policy_schema(args: argparse.Namespace) -> int:
 
 
 def _policy_test(args: argparse.Namespace) -> int:
-    from gateway.policytest import run_folder
+    from gateway.policytest import CaseFileError, run_folder
 
     folder, packs = _policy_folder(args)
     bundle = load_bundle(folder, packs)
-    count, failures = asyncio.run(run_folder(bundle, folder))
+    try:
+        count, failures = asyncio.run(run_folder(bundle, folder))
+    except CaseFileError as exc:  # every mistake of the file at once, as `policy check` does
+        for line in exc.problems:
+            print(one_line(line), file=sys.stderr)
+        print(f"the test file was refused: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return 2
     for failure in failures:
         print(failure)
     print(

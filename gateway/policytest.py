@@ -157,10 +157,17 @@ def load_cases(path: Path, rule_ids: Collection[str] | None = None) -> list[Case
             and rule != _RECIPIENT
         ]
     if problems:
-        first = _problem(path, doc, *problems[0])
-        more = f" (and {len(problems) - 1} more problems in this file)" if problems[1:] else ""
-        raise InputError(first + more)
+        raise CaseFileError([_problem(path, doc, *problem) for problem in problems])
     return cases
+
+
+class CaseFileError(InputError):
+    """A test file with mistakes: `problems` holds one line for each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        more = f" (and {len(problems) - 1} more problems in this file)" if problems[1:] else ""
+        super().__init__(problems[0] + more)
 
 
 def _problem(path: Path, doc: Located, loc: tuple[str | int, ...], why: str) -> str:

@@ -433,7 +433,7 @@ def test_serve_refuses_a_data_folder_that_is_a_file(
         ("9999-12-31T23:59:59-14:00", "must be from 1970-01-01T00:00:00Z to before 9000"),
     ],
 )
-def test_a_case_time_without_offset_or_out_of_range_is_one_line(
+def test_a_case_time_without_offset_or_out_of_range_is_refused(
     at: str,
     error: str,
     tmp_path: Path,
@@ -442,8 +442,9 @@ def test_a_case_time_without_offset_or_out_of_range_is_one_line(
 ) -> None:
     code, out, err = policy_test(tmp_path, one_case("x", at, "reject"), capsys, monkeypatch)
     assert (code, out) == (2, "")
-    assert err.startswith(f"gateway: {tmp_path / 'a.test.yaml'}:3: x: at: {error}")
-    assert err.count("\n") == 1
+    first, last = err.splitlines()
+    assert first.startswith(f"{tmp_path / 'a.test.yaml'}:3: x: at: {error}")
+    assert last == "the test file was refused: 1 problem(s)"
 
 
 def test_a_config_path_with_a_newline_is_shown_on_one_line(
@@ -552,3 +553,20 @@ def test_serve_needs_at_least_one_worker() -> None:
     assert done.stderr.strip().endswith(
         "argument --workers: '0' is not a number of processes (1 or more)"
     )
+
+
+def test_every_mistake_of_a_test_file_is_listed_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def two_mistakes(path: Path) -> None:
+        one_case("a", "2026-06-02T11:00:00Z", "maybe")(path)
+        later = one_case("b", "2026-06-02T11:00:00", "allow")
+        later(tmp_path / "b.part")
+        cases = (tmp_path / "b.part").read_text().removeprefix("cases:\n")
+        path.write_text(path.read_text() + cases)
+
+    code, out, err = policy_test(tmp_path, two_mistakes, capsys, monkeypatch)
+    assert (code, out) == (2, "")
+    lines = err.splitlines()
+    assert len(lines) == 3 and lines[-1] == "the test file was refused: 2 problem(s)"
+    assert ": a: expect.decision:" in lines[0] and ": b: at: give a time zone offset" in lines[1]

@@ -25,7 +25,7 @@ from gateway.cli import main
 from tests.conftest import REPO
 
 POLICIES = str(REPO / "policies")
-REFUSED = re.compile(r"the policy bundle was refused: \d+ problem\(s\)")
+REFUSED = re.compile(r"the (policy bundle|test file) was refused: (\d+) problem\(s\)")
 BOUNDED = settings(max_examples=120, deadline=None, derandomize=True)
 
 
@@ -55,7 +55,8 @@ def gateway(
 def assert_refused_in_one_line(err: str) -> None:
     assert "Traceback" not in err and 'File "' not in err
     lines = err.splitlines()
-    if lines and REFUSED.fullmatch(lines[-1]):  # a bundle lists each problem, then this
+    if lines and (refused := REFUSED.fullmatch(lines[-1])):  # each problem, then this
+        assert len(lines) == int(refused[2]) + 1, err
         return
     assert len(lines) == 1 and lines[0].startswith("gateway: "), err
 
