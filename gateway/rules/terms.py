@@ -70,6 +70,8 @@ def _file_terms(spec: BannedTermsRule, ctx: CompileContext) -> list[str]:
             if (fault := term_fault(term)) is not None
         ]
     )
+    if not lines and not spec.terms:  # the rule could never fire
+        raise RuleConfigError("terms_file", f"terms file '{name}' holds no terms")
     return [term for _, term in lines]
 
 

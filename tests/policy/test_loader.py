@@ -255,8 +255,12 @@ def test_bad_terms_refuse_the_bundle(write_policies: Writer) -> None:
               - id: required-empty
                 type: required_text
                 any_of: [" "]
+              - id: comments-only
+                type: banned_terms
+                terms_file: terms/none.txt
             """,
             "terms/latin1.txt": "",
+            "terms/none.txt": "# to be filled in\n\n",
         }
     )
     (root / "terms" / "latin1.txt").write_bytes(b"ok\ncaf\xe9\n")
@@ -272,6 +276,10 @@ def test_bad_terms_refuse_the_bundle(write_policies: Writer) -> None:
     assert found[3].endswith("latin1.txt' is not UTF-8: byte 0xe9 on line 2")
     assert found[4].startswith(
         "a.yaml:16: required-empty: any_of[0]: term ' ' normalizes to nothing"
+    )
+    # A rule that could never fire.
+    assert found[5] == (
+        "a.yaml:19: comments-only: terms_file: terms file 'terms/none.txt' holds no terms"
     )
 
 
