@@ -67,7 +67,11 @@ def parse(text: str, *, keep_first: bool = False) -> Located:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise YamlError(line, f"not valid YAML: {exc.problem or exc.context}") from None
+        # Where the unclosed thing began ("while parsing a flow sequence"), when
+        # the parser noticed the problem on a later line.
+        began = exc.context_mark.line + 1 if exc.context_mark else line
+        context = f" ({exc.context} that began on line {began})" if began < line else ""
+        raise YamlError(line, f"not valid YAML: {exc.problem or exc.context}{context}") from None
     except yaml.reader.ReaderError as exc:
         # Its text spans two lines and counts characters, not lines.
         line = text.count("\n", 0, exc.position) + 1

@@ -124,6 +124,16 @@ def test_every_problem_of_every_file_at_once(write_policies: Writer) -> None:
     ]
 
 
+def test_an_unclosed_list_names_the_line_it_began_on(write_policies: Writer) -> None:
+    root = write_policies(
+        {"a.yaml": "rules:\n  - id: a\n    type: opt_out\n    lists: [global\n    match: {}\n"}
+    )
+    assert problems(root) == [
+        "a.yaml:5: not valid YAML: expected ',' or ']', but got ':'"
+        " (while parsing a flow sequence that began on line 4)"
+    ]
+
+
 def test_defer_only_for_time_windows(write_policies: Writer) -> None:
     root = write_policies(
         {
