@@ -343,6 +343,22 @@ def query(
 
 
 @translated
+def numbered(db: sqlite3.Connection, folder: Path, q: DecisionQuery) -> list[tuple[int, Any]]:
+    """Up to `q.limit` matching records, newest first, each with its sequence
+    number: what a reader merging several trails pages each one by."""
+    where, args = _where(q)
+    sql = (
+        f"SELECT seq, id, doc, file, offset, length FROM decisions {where}"
+        " ORDER BY seq DESC LIMIT ?"
+    )
+    rows = db.execute(sql, [*args, q.limit]).fetchall()
+    with _Documents(folder) as documents:
+        records = [readable(row[1], documents.load(row[2:])) for row in rows]
+        merged = _merged(db, documents, records)
+    return [(row[0], record) for row, record in zip(rows, merged, strict=True)]
+
+
+@translated
 def ping(db: sqlite3.Connection) -> None:
     db.execute("SELECT 1").fetchone()
 

@@ -32,13 +32,14 @@ def index_files(data_dir: Path) -> list[Path]:
         raise GatewayError(f"{data_dir}: no such data folder")
     found = [data_dir / "audit.db"] if (data_dir / "audit.db").is_file() else []
     workers = [p for p in data_dir.glob("worker-*/audit.db") if p.is_file()]
-    found += sorted(workers, key=lambda p: _worker_number(p.parent.name))
+    found += sorted(workers, key=lambda p: worker_number(p.parent.name))
     if not found:
         raise GatewayError(f"{data_dir}: no audit trail here (no audit.db, no worker-N/audit.db)")
     return found
 
 
-def _worker_number(name: str) -> int:
+def worker_number(name: str) -> int:
+    """N of a `worker-N` folder's name (other names sort last)."""
     suffix = name.removeprefix("worker-")
     return int(suffix) if suffix.isdigit() else 1 << 62
 

@@ -291,6 +291,10 @@ class SqliteTrail:
     async def query(self, query: DecisionQuery) -> tuple[list[dict[str, Any]], int | None]:
         return await self._read(index.query, self._journal.folder, query)
 
+    async def numbered(self, query: DecisionQuery) -> list[tuple[int, dict[str, Any]]]:
+        """`index.numbered` on this trail: records with their sequence numbers."""
+        return await self._read(index.numbered, self._journal.folder, query)
+
     async def ping(self) -> None:
         await self._read(index.ping)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ from gateway.adapters.base import lone_surrogate
 from gateway.adapters.native import decode_json, field_errors
 from gateway.audit import chain, reader, verify
 from gateway.audit.base import DecisionQuery
+from gateway.audit.sqlite import SqliteTrail
+from gateway.audit.workers import Decisions, OneTrail, worker_trails
 from gateway.errors import (
     AuditUnavailable,
     GatewayError,
@@ -32,7 +33,7 @@ from gateway.runtime import Runtime
 from gateway.store.base import DeferredMessage, DeferStatus, OptOutEntry
 from gateway.web import export
 from gateway.web.auth import bound_senders, may_act
-from gateway.web.http import json_response, query_int, read_body, whole_number
+from gateway.web.http import json_response, query_int, read_body
 from gateway.web.messages import runtime
 
 LIST_NAME = NAME  # the names rules may give lists (gateway/policy/schema.py)
@@ -218,17 +219,20 @@ def _decision_query(request: Request, allowed: frozenset[str], limit: int) -> De
     )
 
 
+def _decisions(rt: Runtime) -> Decisions:
+    """The trails a query answers for: with workers on this machine, all of theirs."""
+    others = _other_workers_trails(rt)
+    if others and isinstance(rt.trail, SqliteTrail) and rt.worker is not None:
+        return worker_trails(rt.trail, rt.worker, others)
+    return OneTrail(rt.trail)
+
+
 async def decisions(request: Request) -> Response:
-    cursor = request.query_params.get("cursor")
-    # A cursor is a 64-bit number: a longer one is not from a previous page (and
-    # the trail's SQLite could not take it).
-    if cursor is not None and not whole_number(cursor):
-        raise InputError("cursor: not a cursor from a previous page", {"cursor": "invalid"})
     limit = query_int(request, "limit", 50, 1, 1000)
     query = _decision_query(request, _FILTERS | {"cursor", "limit"}, limit)
-    query = replace(query, before=int(cursor) if cursor else None)
-    records, more = await runtime(request).trail.query(query)
-    return json_response({"decisions": records, "next_cursor": str(more) if more else None})
+    page = _decisions(runtime(request)).page
+    records, more = await page(query, request.query_params.get("cursor"))
+    return json_response({"decisions": records, "next_cursor": more})
 
 
 async def decisions_export(request: Request) -> Response:
@@ -239,9 +243,9 @@ async def decisions_export(request: Request) -> Response:
     if form not in export.FORMATS:
         raise InputError(f"format: '{form}' is not ndjson or csv", {"format": "ndjson or csv"})
     query = _decision_query(request, _FILTERS | {"format"}, export.PAGE)
-    trail = runtime(request).trail
-    first = await trail.query(query)
-    return export.decisions(trail, query, first, form)
+    found = _decisions(runtime(request))
+    first = await found.page(query, None)
+    return export.decisions(found, query, first, form)
 
 
 async def audit_verify(request: Request) -> Response:
@@ -287,7 +291,7 @@ def _other_workers_trails(rt: Runtime) -> list[Path]:
 
 async def decision(request: Request) -> Response:
     # Ids are Crockford base32, written in capitals but case-insensitive.
-    record = await runtime(request).trail.get(request.path_params["id"].upper())
+    record = await _decisions(runtime(request)).get(request.path_params["id"].upper())
     if record is None:
         return json_response({"error": "no such decision"}, 404)
     return json_response(record)

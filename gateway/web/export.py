@@ -22,14 +22,14 @@ import csv
 import io
 import logging
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from gateway.audit.base import AuditTrail, DecisionQuery
+from gateway.audit.base import DecisionQuery
+from gateway.audit.workers import Decisions, Page
 from gateway.errors import AuditUnavailable, StoreUnavailable
 from gateway.jsonio import dumps
 from gateway.model import iso
@@ -61,8 +61,6 @@ COLUMNS = (
     "trace_id",
 )
 OPT_OUT_COLUMNS = ("recipient", "recipient_hint", "added_at", "source", "note")
-
-Page = tuple[list[dict[str, Any]], int | None]  # records, and the next page's cursor
 
 
 class Streamed(Response):
@@ -104,14 +102,14 @@ async def _hang_up(receive: Receive) -> None:
         pass
 
 
-def decisions(trail: AuditTrail, query: DecisionQuery, first: Page, form: str) -> Streamed:
+def decisions(found: Decisions, query: DecisionQuery, first: Page, form: str) -> Streamed:
     """The decisions export, its first page already read."""
     media_type, filename = FORMATS[form]
-    return Streamed(_decision_chunks(trail, query, first, form), media_type, filename)
+    return Streamed(_decision_chunks(found, query, first, form), media_type, filename)
 
 
 async def _decision_chunks(
-    trail: AuditTrail, query: DecisionQuery, first: Page, form: str
+    found: Decisions, query: DecisionQuery, first: Page, form: str
 ) -> AsyncIterator[bytes]:
     if form == "csv":
         yield csv_lines([COLUMNS])
@@ -121,7 +119,7 @@ async def _decision_chunks(
             yield csv_lines(map(row, records)) if form == "csv" else _ndjson(records)
         if more is None:
             return
-        records, more = await trail.query(replace(query, before=more))
+        records, more = await found.page(query, more)
 
 
 def opt_outs(store: Store, list_name: str, first: tuple[list[OptOutEntry], str | None]) -> Streamed:

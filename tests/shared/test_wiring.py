@@ -146,6 +146,41 @@ def test_serve_with_workers_runs_processes_on_one_set_of_limits(
     assert [p.parent.name for p in trails] == ["worker-1", "worker-2"]
 
 
+def test_every_worker_answers_for_every_workers_decisions(
+    launch: Launch, shared: Shared, tmp_path: Path
+) -> None:
+    """An auditor asks one worker, whichever takes the connection, and pages
+    through all the machine's decisions: none missing, none twice."""
+    server: Server = launch(shared, "--workers", "2", cap=100)
+    sent = [httpx.post(server.url + "/v1/messages", json=sms(), timeout=BOUND) for _ in range(30)]
+    ids = {answer.headers["x-gateway-decision-id"] for answer in sent}
+    trails = sorted(p.parent.name for p in (tmp_path / "data").glob("worker-*/audit.db"))
+    assert trails == ["worker-1", "worker-2"]  # both took some
+    deadline = time.monotonic() + BOUND
+    while True:  # another worker's decisions are read once its indexer has them
+        pages, cursor = [], None
+        while True:
+            params = {"limit": "7"} | ({"cursor": cursor} if cursor else {})
+            page = httpx.get(server.url + "/v1/decisions", params=params, timeout=BOUND).json()
+            pages.append([d["decision_id"] for d in page["decisions"]])
+            if (cursor := page["next_cursor"]) is None:
+                break
+        listed = [i for page in pages for i in page]
+        if sorted(listed) == sorted(ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert sorted(listed) == sorted(ids)
+    assert listed == sorted(listed, reverse=True)  # newest first across the trails
+    for decision_id in ids:
+        answer = httpx.get(f"{server.url}/v1/decisions/{decision_id}", timeout=BOUND)
+        assert answer.status_code == 200
+    export = httpx.get(server.url + "/v1/decisions/export", timeout=BOUND).text.splitlines()
+    assert len(export) == len(ids)
+    for bad in ("7", "1:2,x", "1:" + "9" * 30):
+        answer = httpx.get(server.url + "/v1/decisions", params={"cursor": bad}, timeout=BOUND)
+        assert answer.status_code == 400, bad
+
+
 def test_a_reload_asked_of_one_worker_reaches_every_worker(
     launch: Launch, shared: Shared, tmp_path: Path
 ) -> None:
