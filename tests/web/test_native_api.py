@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import threading
+import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from gateway.adapters.native import NativeMessage
 from gateway.clock import FixedClock
 from gateway.service import TEXTS
+from gateway.store.sqlite import SqliteStore
+from gateway.web.messages import _fingerprint as fingerprint
+from gateway.web.once import scope_key
 from tests.web.conftest import Make, sms
 
 
@@ -326,3 +333,25 @@ def test_without_a_native_route_the_native_paths_are_404(make_client: Make) -> N
         answer = client.post(path, json=sms())
         assert answer.status_code == 404
         assert answer.json()["error"] == "no route with adapter: native is configured"
+
+
+def test_a_repeat_of_a_request_cut_short_by_a_stop_is_told_at_once(
+    make_client: Make, tmp_path: Path
+) -> None:
+    """The process that owns the data folder starts: a claim left in flight is
+    its predecessor's, cut short. A repeat is told so at once, instead of
+    waiting 30 s to hear that the key is still in flight."""
+    data = tmp_path / "data-0"  # the first client's data folder
+    data.mkdir()
+    store = SqliteStore(data / "state.db")
+    cut = NativeMessage.model_validate(sms(idempotency_key="k9"))  # what was being sent
+    asyncio.run(store.idempotency_begin(scope_key("default", "k9"), fingerprint(cut), 0, 10**13))
+    asyncio.run(store.close())
+    client = make_client()
+    started = time.monotonic()
+    answer = client.post("/v1/messages", json=sms(idempotency_key="k9"))
+    assert time.monotonic() - started < 5
+    assert answer.status_code == 409
+    assert "cut short when the gateway stopped; it may have been sent" in answer.json()["error"]
+    assert answer.headers["X-Gateway-Decision"] == "reject"
+    assert client.get("/v1/sandbox/messages").json()["messages"] == []
