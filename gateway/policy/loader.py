@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -250,25 +251,26 @@ def _compile_rule(
     try:
         spec = model.model_validate(item)
     except ValidationError as exc:
-        problems.extend(where.problem(loc, msg) for loc, msg in explain(exc, model, item))
-        # The rest is compiled too, so that one mistake does not hide another
-        # (in a terms file it names); the rule is refused all the same.
-        rest = _without_failed(model, item, exc)
-        if rest is not None:
-            _compile_spec(rest, item["type"], where, ctx, problems)
+        found = [where.problem(loc, msg) for loc, msg in explain(exc, model, item)]
+        # The rest is checked and compiled too, so that one mistake does not
+        # hide another: a whole-rule check that pydantic skips once a field
+        # fails ("give terms, terms_file, or both"), or a terms file's.
+        failed = {error["loc"][0] for error in exc.errors() if error["loc"]}
+        rest = {k: v for k, v in item.items() if k not in failed}
+        try:
+            _compile_spec(model.model_validate(rest), item["type"], where, ctx, problems)
+        except ValidationError as more:
+            found += [
+                where.problem(loc, msg)
+                for loc, msg in explain(more, model, rest)
+                # Only the whole rule's, and none about a field taken away: that
+                # one now reads as missing, and its own problem is listed already.
+                if loc == (getattr(model, "whole_rule_field", None),)
+                and not any(str(name) in msg for name in failed)
+            ]
+        problems.extend(dict.fromkeys(found))
         return None
     return _compile_spec(spec, item["type"], where, ctx, problems)
-
-
-def _without_failed(
-    model: type[RuleBase], item: dict[str, Any], exc: ValidationError
-) -> RuleBase | None:
-    """The rule without the fields that failed the schema, if it is one then."""
-    failed = {error["loc"][0] for error in exc.errors() if error["loc"]}
-    try:
-        return model.model_validate({k: v for k, v in item.items() if k not in failed})
-    except ValidationError:
-        return None
 
 
 def _compile_spec(
@@ -351,7 +353,8 @@ _MAPPING_ERRORS = ("model_type", "model_attributes_type", "dict_type")
 def _message(error: Any, loc: tuple[str | int, ...], model: type[BaseModel]) -> str:
     kind, msg, value = error["type"], str(error["msg"]), error.get("input")
     if kind == "extra_forbidden":
-        known = ", ".join(model.model_fields) if len(loc) == 1 else ""
+        inner = _model_at(model, loc[:-1])
+        known = ", ".join(inner.model_fields) if inner is not None else ""
         return f"unknown field '{loc[-1]}'" + (f" (known: {known})" if known else "")
     if kind == "missing":
         return "is required"
@@ -363,6 +366,24 @@ def _message(error: Any, loc: tuple[str | int, ...], model: type[BaseModel]) -> 
         msg = "input should be a mapping"
     msg = msg.removeprefix("Assertion failed, ")
     return f"{msg[0].lower()}{msg[1:]}, got {_quote(value)}"
+
+
+def _model_at(model: type[BaseModel], path: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model of the mapping at `path` inside `model` (match, a window's
+    part...), or None when it is not one model."""
+    for part in path:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return None
+        found = [
+            kind
+            for kind in (field.annotation, *typing.get_args(field.annotation))
+            if isinstance(kind, type) and issubclass(kind, BaseModel)
+        ]
+        if len(found) != 1:
+            return None
+        model = found[0]
+    return model
 
 
 def _quote(value: Any) -> str:

@@ -790,3 +790,19 @@ def test_rule_files_end_in_yaml_or_yml_in_any_case(write_policies: Writer) -> No
         }
     )
     assert [r.id for r in load_bundle(root).rules] == ["b", "a", "c", "d"]
+
+
+def test_a_rule_with_a_bad_field_is_still_checked_whole(write_policies: Writer) -> None:
+    """A field that fails the schema used to hide the checks of the rule as a
+    whole, which pydantic skips then: every problem is listed at once."""
+    root = write_policies(
+        {
+            "a.yaml": "rules:\n  - id: a\n    type: banned_terms\n    match: {chanel: sms}\n"
+            "    terms: []\n"
+        }
+    )
+    assert problems(root) == [
+        "a.yaml:4: a: match.chanel: unknown field 'chanel'"
+        " (known: channel, category, sender, route, country, area_code, tags)",
+        "a.yaml:5: a: terms: give terms, terms_file, or both",
+    ]
