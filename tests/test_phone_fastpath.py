@@ -13,13 +13,12 @@ from collections.abc import Iterable, Iterator
 import phonenumbers
 import pytest
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
-from phonenumbers import timezone as phone_timezone
 from phonenumbers.phonemetadata import PhoneMetadata
 
 from gateway.errors import InvalidRecipient
 from gateway.model import Recipient, RecipientKind
 from gateway.recipients import parse_phone
-from gateway.schedule.zones import number_zones
+from gateway.schedule.zones import number_zones, zones_of
 
 UNPARSEABLE, INVALID = "unparseable", "invalid"
 _DESCS = ("fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost")
@@ -35,12 +34,11 @@ def reference(text: str) -> Recipient | str:
     if not phonenumbers.is_valid_number(number):
         return INVALID
     region = phonenumbers.region_code_for_number(number)
-    zones = phone_timezone.time_zones_for_number(number)
     return Recipient(
         phonenumbers.format_number(number, PhoneNumberFormat.E164),
         RecipientKind.PHONE,
         region if region not in ("ZZ", "001") else None,
-        tuple(sorted({zone for zone in zones if zone != "Etc/Unknown"})),
+        zones_of(number),  # time_zones_for_number, with the NANP overlays' corrections
     )
 
 

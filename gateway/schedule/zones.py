@@ -36,7 +36,29 @@ def number_zones(e164: str) -> tuple[str, ...]:
 
 def zones_of(number: phonenumbers.PhoneNumber) -> tuple[str, ...]:
     """`number_zones` for a number already parsed and known to be valid."""
-    return _places(phone_timezone.time_zones_for_number(number))
+    zones = _places(phone_timezone.time_zones_for_number(number))
+    if number.country_code == 1:
+        return overlaid(str(number.national_number)[:3]) or zones
+    return zones
+
+
+# NANP overlays (a second area code over the same area) for which
+# phonenumbers' data lists other zones than its base code's: one zone of an
+# area that spans two (448 over 850, the Florida panhandle, Central and
+# Eastern), none at all (729 over 423), or a wrong one (689 over 407,
+# Orlando, Eastern, listed as Central). An overlay's numbers may be anywhere
+# in its base's area, so they take all of its base's zones, as REGULATIONS.md
+# asks of a number with several candidates. Source: NANPA's overlay list
+# (nationalnanpa.com, "Area Code Overlays").
+_OVERLAYS = {
+    "448": "850",  # Florida panhandle
+    "364": "270",  # western Kentucky
+    "930": "812",  # southern Indiana
+    "458": "541",  # Oregon
+    "986": "208",  # Idaho
+    "729": "423",  # eastern Tennessee
+    "689": "407",  # Orlando
+}
 
 
 def zones_for_type(e164: str, country_code: int, number_type: int) -> tuple[str, ...]:
@@ -52,6 +74,8 @@ def zones_for_type(e164: str, country_code: int, number_type: int) -> tuple[str,
         return _country_zones(country_code)
     # time_zones_for_geographical_number: the longest known prefix of the digits.
     digits = e164[1:]
+    if country_code == 1 and (zones := overlaid(digits[1:4])):
+        return zones
     for length in range(min(TIMEZONE_LONGEST_PREFIX, len(digits)), 0, -1):
         zones = TIMEZONE_DATA.get(digits[:length])
         if zones is not None:
@@ -70,6 +94,19 @@ def _country_zones(country_code: int) -> tuple[str, ...]:
 @lru_cache(maxsize=4096)  # keyed by the data's own tuples, of which there are a few hundred
 def _places(zones: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted({zone for zone in zones if zone != UNKNOWN_ZONE}))
+
+
+@lru_cache(maxsize=1024)
+def overlaid(area: str) -> tuple[str, ...] | None:
+    """The zones of a NANP overlay's base area (`_OVERLAYS`); None for another area code."""
+    base = _OVERLAYS.get(area)
+    if base is None:
+        return None
+    prefix = "1" + base
+    found = [
+        zone for key, zones in TIMEZONE_DATA.items() if key.startswith(prefix) for zone in zones
+    ]
+    return _places(tuple(found))
 
 
 @lru_cache(maxsize=1)

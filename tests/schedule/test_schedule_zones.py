@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.recipients import parse_phone
 from gateway.schedule.zones import number_zones, valid_zone
 
 US_TOLL_FREE = "+18005550100"
@@ -60,6 +61,28 @@ def test_australian_mobile_has_eight_zones() -> None:
 
 def test_area_code_spanning_two_zones() -> None:
     assert number_zones(IDAHO) == ("America/Boise", "America/Los_Angeles")
+
+
+@pytest.mark.parametrize(
+    ("overlay", "base", "zones"),
+    [
+        # phonenumbers lists Central for Orlando's overlay; Orlando is Eastern.
+        ("+16895550100", "+14075550100", ("America/New_York",)),
+        # Overlays over areas that span two zones: one zone each in the data.
+        ("+14485550100", "+18505550100", ("America/Chicago", "America/New_York")),
+        ("+13645550100", "+12705550100", ("America/Chicago", "America/New_York")),
+        ("+19305550100", "+18125550100", ("America/Chicago", "America/New_York")),
+        ("+14585550100", "+15415550100", ("America/Denver", "America/Los_Angeles")),
+    ],
+)
+def test_an_overlay_has_every_zone_of_its_base_area(
+    overlay: str, base: str, zones: tuple[str, ...]
+) -> None:
+    """A number of an overlay may be anywhere in its base's area (NANPA's
+    overlay list), so a window must be open in each of that area's zones."""
+    assert number_zones(overlay) == zones
+    assert parse_phone(overlay).zones == zones
+    assert set(zones) >= set(number_zones(base))
 
 
 @pytest.mark.parametrize(
