@@ -7,7 +7,9 @@ sender wrote it. The steps, in order:
 
 1. Unicode NFKC: full-width and other compatibility forms (`ＦＲＥＥ`, `ﬁ`,
    `①`) become their plain forms; a letter and its combining marks compose.
-2. Case folding (`str.casefold`): `FREE`, `Free`, `STRAẞE` fold alike.
+2. Case folding (`str.casefold`): `FREE`, `Free`, `STRAẞE` fold alike; and a
+   Latin letter with diacritics folds to its base letter (`é` -> `e`), so
+   `guarantéed` is `guaranteed` (other scripts keep their marks).
 3. Traditional Chinese characters fold to simplified (`穩賺不賠` -> `稳赚不赔`),
    one character to one, from OpenCC's character table.
 4. Every whitespace character becomes a space; invisible characters are
@@ -200,7 +202,20 @@ def _fold_char(ch: str) -> str:
     if unicodedata.category(ch) in ("Cc", "Cf", "Cs") or _RARE_INVISIBLE.match(ch):
         return ""
     out = unicodedata.normalize("NFKC", ch).casefold()
-    return "".join(" " if c.isspace() else _T2S.get(ord(c), c) for c in out)
+    return "".join(" " if c.isspace() else _T2S.get(ord(c), _unaccented(c)) for c in out)
+
+
+def _unaccented(ch: str) -> str:
+    """A Latin letter with diacritics as its base letter (é -> e, ệ -> e):
+    "guarantéed" must not slip past "guaranteed". Only where the base is an
+    ASCII letter, so that no other script loses a distinction (か and が)."""
+    if ch.isascii():
+        return ch
+    parts = unicodedata.normalize("NFD", ch)
+    base, marks = parts[0], parts[1:]
+    if base.isascii() and base.isalpha() and marks and all(unicodedata.combining(m) for m in marks):
+        return base
+    return ch
 
 
 class _Fold(dict[int, str]):
@@ -244,8 +259,8 @@ def _may_fold() -> re.Pattern[str]:
     mathematical letters: rare enough). A test checks the whole BMP.
     """
     props = regex.compile(
-        r"[\p{Changes_When_Casefolded}\p{NFKC_QC=N}\p{NFKC_QC=M}\p{Cc}\p{Cf}\p{Cs}"
-        r"\p{Default_Ignorable_Code_Point}\s]"
+        r"[\p{Changes_When_Casefolded}\p{NFKC_QC=N}\p{NFKC_QC=M}\p{NFD_QC=N}\p{Cc}\p{Cf}"
+        r"\p{Cs}\p{Default_Ignorable_Code_Point}\s]"
     )
     bmp = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x10000)))
     candidates = {ord(ch) for ch in props.findall(bmp)} | set(_T2S)
