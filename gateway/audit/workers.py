@@ -83,9 +83,11 @@ class WorkerTrails:
                 more = True  # all shown, and there may be more behind them
             else:
                 places[n] = 0  # nothing more there
+        records = [record for _, _, record in taken]
         if not more:
-            return [record for _, _, record in taken], None
-        return [record for _, _, record in taken], ",".join(f"{n}:{places[n]}" for n in numbers)
+            return records, None
+        # A trail with no place yet (none of its rows shown) starts from its top.
+        return records, ",".join(f"{n}:{places[n]}" for n in numbers if n in places)
 
     async def get(self, decision_id: str) -> dict[str, Any] | None:
         found = await self.own.get(decision_id)

@@ -176,6 +176,19 @@ def test_every_worker_answers_for_every_workers_decisions(
         assert answer.status_code == 200
     export = httpx.get(server.url + "/v1/decisions/export", timeout=BOUND).text.splitlines()
     assert len(export) == len(ids)
+    # Pages of one: most trails show nothing on a page, and start from their top.
+    pages, cursor = [], None
+    while True:
+        params = {"limit": "1"} | ({"cursor": cursor} if cursor else {})
+        page = httpx.get(server.url + "/v1/decisions", params=params, timeout=BOUND)
+        assert page.status_code == 200, page.text
+        pages += [d["decision_id"] for d in page.json()["decisions"]]
+        if (cursor := page.json()["next_cursor"]) is None:
+            break
+    assert pages == listed
+    # A trail that is not there (a worker gone) is only left out.
+    gone = httpx.get(server.url + "/v1/decisions", params={"cursor": "9:5"}, timeout=BOUND)
+    assert gone.status_code == 200
     for bad in ("7", "1:2,x", "1:" + "9" * 30):
         answer = httpx.get(server.url + "/v1/decisions", params={"cursor": bad}, timeout=BOUND)
         assert answer.status_code == 400, bad
