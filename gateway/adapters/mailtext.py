@@ -3,76 +3,68 @@
 SendGrid builds the mail it delivers from more than `content`: legacy
 `substitutions` and `sections` are replaced into the content and subject, a
 template is filled with `dynamic_template_data`, a footer and an
-unsubscribe text are added, display names are shown, and text attachments
-are read like the body. Everything of it that is in the request is judged:
-HTML as the text a mail client shows (tags and comments dropped, entities
-decoded), so `guar<b></b>anteed` is "guaranteed", each link and image
-address and alternative text on a line of its own. A template's own text and
-binary attachments stay with SendGrid, unseen.
+unsubscribe text are added when enabled, display names are shown, and text
+attachments are read like the body. Everything of it that is in the request
+is judged. A template's own text and binary attachments stay with SendGrid,
+unseen.
+
+HTML (any content type that names html, AMP's too) is judged as its text
+with the markup taken out: every tag is removed (block tags leave a line
+break), entities are decoded, and the addresses and alternative texts of
+links and images follow on lines of their own. Nothing is taken to be
+hidden: mail clients, browsers and the HTML5 parser differ on where a
+comment, a `<head>` or a `<style>` ends, and a text one of them shows must
+not slip past a banned term, so the text of comments, scripts and styles is
+judged too. Regular expressions that never look past the next `<` keep this
+linear in the size of the HTML, whatever it holds.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import html as html_entities
 import re
-from html.parser import HTMLParser
 from typing import Any
 
 from gateway.errors import InputError
 
-# Tags a mail client shows as a break between texts; other tags join them.
-_BREAKS = frozenset(
-    {"address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "footer"}
-    | {"h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "ol", "p", "pre", "section"}
-    | {"table", "td", "th", "title", "tr", "ul"}
+# A tag, a comment's delimiter or a declaration, as the HTML5 tokenizer starts
+# one ("<" and a letter, "/", "!" or "?"); "a < b" stays text.
+_TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
+# Tags a mail client shows as a break between texts; other tags join them
+# (`guar<b></b>anteed` is one word).
+_BREAK = re.compile(
+    r"</?(?:address|article|aside|blockquote|br|dd|div|dl|dt|footer|h[1-6]|header|hr|li|ol|p"
+    r"|pre|section|table|td|th|title|tr|ul)\b[^<>]*>",
+    re.IGNORECASE,
 )
-_HIDDEN = frozenset({"script", "style", "head"})
-_SHOWN_ATTRIBUTES = frozenset({"alt", "title", "href", "src"})
+# Shown where an image is not, on hover, or followed.
+_ADDRESS = re.compile(
+    r"""\b(?:alt|title|href|src)\s*=\s*(?:"([^"<>]*)"|'([^'<>]*)'|([^\s"'<>=`]+))""",
+    re.IGNORECASE,
+)
 
 
 def _fail(field: str, message: str) -> InputError:
     return InputError(f"{field}: {message}", {field: message})
 
 
-class _Shown(HTMLParser):
-    """The text of an HTML document as a mail client shows it."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _HIDDEN:
-            self._hidden += 1
-        elif tag in _BREAKS:
-            self.parts.append("\n")
-        for name, value in attrs:  # shown where an image is not, on hover, or followed
-            if name in _SHOWN_ATTRIBUTES and value:
-                self.parts.append(f"\n{value}\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _HIDDEN:
-            self._hidden = max(0, self._hidden - 1)
-        elif tag in _BREAKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self.parts.append(data)
-
-
+@functools.lru_cache(maxsize=64)  # every personalization shows the same content
 def shown_html(html: str) -> str:
-    parser = _Shown()
-    parser.feed(html)
-    parser.close()
-    return "".join(parser.parts)
+    """The text of an HTML document for the policies (the module's docstring)."""
+    addresses = [
+        next(value for value in found.groups() if value is not None)
+        for tag in _TAG.findall(html)
+        for found in _ADDRESS.finditer(tag)
+    ]
+    text = _TAG.sub("", _BREAK.sub("\n", html))
+    return html_entities.unescape("\n".join([text, *addresses]))
 
 
 def _shown(kind: Any, value: str) -> str:
-    html = isinstance(kind, str) and kind.split(";")[0].strip().lower() == "text/html"
-    return shown_html(value) if html else value
+    return shown_html(value) if isinstance(kind, str) and "html" in kind.lower() else value
 
 
 def _replaced(text: str, table: dict[str, str]) -> str:
@@ -115,20 +107,23 @@ def leaves(value: Any) -> list[str]:
 
 def replace_tags(data: dict[str, Any], p: int, text: str) -> str:
     """`text` (content or subject) as personalization p's reader gets it: its
-    substitutions replaced, then the sections they name."""
+    substitutions replaced, then the sections (which a substitution may name,
+    and which may hold substitution tags in turn)."""
     block = data["personalizations"][p]
     substitutions = _strings(block.get("substitutions"), f"personalizations.{p}.substitutions")
     sections = _strings(data.get("sections"), "sections")
-    return _replaced(_replaced(text, substitutions), sections)
+    if not substitutions and not sections:
+        return text
+    return _replaced(_replaced(_replaced(text, substitutions), sections), substitutions)
 
 
 def _names(data: dict[str, Any], p: int) -> list[str]:
-    """The display names the mail shows: its sender's, its reply-to's and its
-    recipients'."""
+    """The display names the mail shows: its sender's, its reply-to's, and
+    those of the recipients in to and cc (bcc is shown to nobody)."""
     block = data["personalizations"][p]
     people: list[Any] = [data.get("from"), data.get("reply_to"), block.get("from")]
     people += data.get("reply_to_list") or []
-    for kind in ("to", "cc", "bcc"):
+    for kind in ("to", "cc"):
         people += block.get(kind) or []
     return [
         person["name"]
@@ -140,19 +135,16 @@ def _names(data: dict[str, Any], p: int) -> list[str]:
 def _added(data: dict[str, Any]) -> list[str]:
     """The footer and the unsubscribe text SendGrid adds, when enabled."""
     texts = []
-    for where, names in (
-        ("mail_settings", ("footer",)),
-        ("tracking_settings", ("subscription_tracking",)),
-    ):
+    added = (("mail_settings", "footer"), ("tracking_settings", "subscription_tracking"))
+    for where, name in added:
         settings = data.get(where)
-        for name in names:
-            setting = settings.get(name) if isinstance(settings, dict) else None
-            if not isinstance(setting, dict):
-                continue
-            if isinstance(setting.get("text"), str):
-                texts.append(setting["text"])
-            if isinstance(setting.get("html"), str):
-                texts.append(shown_html(setting["html"]))
+        setting = settings.get(name) if isinstance(settings, dict) else None
+        if not isinstance(setting, dict) or setting.get("enable") is False:
+            continue  # left out, or switched off: not shown (a missing enable is judged)
+        if isinstance(setting.get("text"), str):
+            texts.append(setting["text"])
+        if isinstance(setting.get("html"), str):
+            texts.append(shown_html(setting["html"]))
     return texts
 
 
@@ -177,10 +169,13 @@ def body(data: dict[str, Any], content: list[tuple[Any, str]], p: int) -> str:
     template = block.get("dynamic_template_data")
     if template is not None and not isinstance(template, dict):
         raise _fail(f"personalizations.{p}.dynamic_template_data", "must be an object")
+    substitutions = _strings(block.get("substitutions"), f"personalizations.{p}.substitutions")
+    sections = _strings(data.get("sections"), "sections")
     texts = [_shown(kind, replace_tags(data, p, value)) for kind, value in content]
-    # What fills a template is judged alone too: the template is not here.
-    texts += _strings(block.get("substitutions"), f"personalizations.{p}.substitutions").values()
-    texts += _strings(data.get("sections"), "sections").values()
-    texts += leaves(template) if template is not None else []
+    if "template_id" in data:
+        # The template is not here, so what may fill it is judged alone: each
+        # substitution and section, and the dynamic data.
+        texts += [*substitutions.values(), *sections.values()]
+        texts += leaves(template) if template is not None else []
     texts += _names(data, p) + _added(data) + _attached(data)
     return "\n".join(texts)

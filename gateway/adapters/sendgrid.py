@@ -37,9 +37,10 @@ Slot = tuple[int, str, int]  # personalization, kind, position
 LATER = "not taken: the gateway decides when a message goes (it holds what waits for a window)"
 
 
-# SendGrid's own field names. A name that differs from one only in case
-# ("Bcc") is ignored by the gateway, but no one can say SendGrid would ignore
-# it too: an address there could go out unchecked. Such a name is refused.
+# SendGrid's own field names, at every level. A name that differs from one
+# only in case ("Bcc", "Enable", "Email") is ignored by the gateway, but no
+# one can say SendGrid would ignore it too: an address or a text there could
+# go out unchecked, or a dry run be delivered. Such a name is refused.
 TOP = frozenset(
     {"personalizations", "from", "reply_to", "reply_to_list", "subject", "content"}
     | {"attachments", "template_id", "sections", "headers", "categories", "custom_args"}
@@ -49,13 +50,37 @@ PERSONALIZATION = frozenset(
     {"to", "cc", "bcc", "from", "subject", "headers", "substitutions"}
     | {"dynamic_template_data", "custom_args", "send_at"}
 )
-_FOLDED = {name.lower(): name for name in TOP | PERSONALIZATION}
+NESTED = frozenset(
+    {"email", "name", "type", "value", "content", "filename", "disposition", "content_id"}
+    | {"enable", "text", "html", "group_id", "groups_to_display", "footer", "sandbox_mode"}
+    | {"bypass_list_management", "bypass_spam_management", "bypass_bounce_management"}
+    | {"bypass_unsubscribe_management", "bcc", "spam_check", "threshold", "post_to_url"}
+    | {"click_tracking", "enable_text", "open_tracking", "substitution_tag"}
+    | {"subscription_tracking", "ganalytics", "utm_source", "utm_medium", "utm_term"}
+    | {"utm_content", "utm_campaign"}
+)
+# The sender's own names live under these: no name there is SendGrid's.
+_SENDERS_NAMES = frozenset(
+    {"dynamic_template_data", "custom_args", "headers", "substitutions", "sections"}
+)
+_FOLDED = {name.lower(): name for name in TOP | PERSONALIZATION | NESTED}
 
 
-def _same_but_case(block: dict[str, Any], known: frozenset[str], where: str) -> None:
-    for name in block:
-        if name not in known and (meant := _FOLDED.get(name.lower())) in known:
-            raise _fail(f"{where}{name}", f"unknown field; SendGrid's is '{meant}'")
+def _same_but_case(data: dict[str, Any]) -> None:
+    """InputError naming the first field that is one of SendGrid's in another
+    case (a loop: the document may be nested as deep as the parser took)."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            for name, inner in value.items():
+                meant = _FOLDED.get(name.lower())
+                if meant is not None and meant != name:
+                    raise _fail(f"{where}{name}", f"unknown field; SendGrid's is '{meant}'")
+                if name not in _SENDERS_NAMES:
+                    stack.append((f"{where}{name}.", inner))
+        elif isinstance(value, list):
+            stack.extend((f"{where}{n}.", item) for n, item in enumerate(value))
 
 
 def _fail(field: str, message: str) -> InputError:
@@ -79,7 +104,7 @@ def _text(value: Any, field: str) -> str:
 def slots(data: dict[str, Any]) -> list[Slot]:
     """Every recipient's place, in reading order; checks the shape on the way."""
     found: list[Slot] = []
-    _same_but_case(data, TOP, "")
+    _same_but_case(data)
     personalizations = _list(data.get("personalizations"), "personalizations", required=True)
     if "send_at" in data:
         raise _fail("send_at", LATER)
@@ -91,7 +116,6 @@ def slots(data: dict[str, Any]) -> list[Slot]:
     for p, block in enumerate(personalizations):
         if not isinstance(block, dict):
             raise _fail(f"personalizations.{p}", "must be an object")
-        _same_but_case(block, PERSONALIZATION, f"personalizations.{p}.")
         if "send_at" in block:
             raise _fail(f"personalizations.{p}.send_at", LATER)
         for kind in KINDS:

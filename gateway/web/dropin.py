@@ -105,9 +105,12 @@ async def _handle(rt: Runtime, request: Request, adapter: Adapter, route: Route)
             f"query parameter '{unknown[0]}' is not taken: give the message in the body",
             {unknown[0]: "not taken"},
         )
-    if [name for name, _ in request.headers.raw if name == b"authorization"][1:]:
-        # The sender is known by one credential; the provider might read the other.
-        raise InputError("Authorization is given more than once", {"Authorization": "repeated"})
+    for name in (b"authorization", b"content-type"):
+        if [key for key, _ in request.headers.raw if key == name][1:]:
+            # The gateway reads one; the provider might read the other (the
+            # sender by another credential, the body as another type).
+            shown = name.decode().title()
+            raise InputError(f"{shown} is given more than once", {shown: "repeated"})
     incoming = Incoming(
         request.method,
         _raw_path(request),

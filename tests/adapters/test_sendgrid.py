@@ -18,6 +18,7 @@ from python_http_client.exceptions import (
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Mail
 
+from gateway.adapters.mailtext import shown_html
 from tests.adapters.conftest import RULES, Live, StartLive, header
 
 KEY = "SG.test-key"
@@ -192,6 +193,14 @@ TERM = "guaranteed returns"
         {"content": html("guar<b></b>anteed returns")},
         {"content": html("guar<!-- x -->anteed returns")},
         {"content": html('<img src="x.png" alt="guaranteed returns">')},
+        # Where browsers and parsers differ on what is hidden, nothing is.
+        {"content": html("<html><head><meta charset=utf-8><body><p>guaranteed returns</p>")},
+        {"content": html('<p>guar<span title="x">anteed</span> returns</p>')},
+        {"content": html("<!-->guaranteed returns<!-- -->")},
+        {"content": html("<!-- x --!> guaranteed returns <!-- -->")},
+        {"content": html("<p><![CDATA[ x > guaranteed returns ]]></p>")},
+        {"content": html("<style>p{}</style\tx>guaranteed returns")},
+        {"content": [{"type": "text/x-amp-html", "value": "<p>guar<b></b>anteed returns</p>"}]},
         # What SendGrid adds, and what the reader sees beside the body.
         {"mail_settings": {"footer": {"enable": True, "text": TERM}}},
         {
@@ -215,6 +224,28 @@ def test_whatever_the_reader_is_shown_is_judged(live: Live, extra: dict[str, Any
     assert answer.status_code == 400, answer.text
     assert "finance-claims" in answer.json()["errors"][0]["message"]
     assert live.stub.received == []
+
+
+def test_what_the_reader_is_not_shown_is_not_judged(live: Live) -> None:
+    """A footer switched off, an unused substitution without a template, a bcc
+    recipient's name: none reaches the reader."""
+    data = mail(
+        {
+            "to": to("ann@example.com"),
+            "bcc": [{"email": "bob@example.com", "name": TERM}],
+            "substitutions": {"-unused-": TERM},
+        },
+        mail_settings={"footer": {"enable": False, "text": TERM}},
+    )
+    assert post(live, data).headers["X-Gateway-Decision"] == "allow"
+
+
+def test_the_html_of_a_link_is_read_as_its_reader_reads_it() -> None:
+    shown = shown_html('<p>To <a href="https://e.example/u">unsubscribe</a> click</p>')
+    assert "To unsubscribe click" in shown and "https://e.example/u" in shown
+    assert shown_html("a < b and c > d") == "a < b and c > d"
+    big = "<a" * 124_800  # 250 KB that never closes a tag: read in one pass
+    assert shown_html(big) == big
 
 
 def test_sandbox_mode_is_judged_but_not_counted(live: Live) -> None:
@@ -302,6 +333,38 @@ def test_unreachable_upstream_is_502_in_sendgrid_shape(start_live: StartLive) ->
             "personalizations.0.Bcc",
         ),
         (json.dumps(mail({"to": to("a@example.com")}, Send_At=1780000000)).encode(), "Send_At"),
+        # At every level: a dry run SendGrid might not take for one, an address,
+        # a text the gateway would not judge.
+        (
+            json.dumps(
+                mail(
+                    {"to": to("a@example.com")},
+                    mail_settings={"sandbox_mode": {"enable": True, "Enable": False}},
+                )
+            ).encode(),
+            "mail_settings.sandbox_mode.Enable",
+        ),
+        (
+            json.dumps(
+                mail({"to": [{"email": "a@example.com", "Email": "b@example.com"}]})
+            ).encode(),
+            "personalizations.0.to.0.Email",
+        ),
+        (
+            json.dumps(
+                mail(
+                    {"to": to("a@example.com")},
+                    content=[{"type": "text/plain", "value": "hi", "Value": "x"}],
+                )
+            ).encode(),
+            "content.0.Value",
+        ),
+        (
+            json.dumps(
+                mail({"to": to("a@example.com")}, mail_settings={"BCC": {"enable": True}})
+            ).encode(),
+            "mail_settings.BCC",
+        ),
         # An address SendGrid would copy every mail to, with no decision of its own.
         (
             json.dumps(

@@ -23,6 +23,7 @@ from tests.adapters.conftest import Live, StartLive, header
 
 ACCOUNT, TOKEN = "AC" + "0" * 32, "secret-token"
 PATH = f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
+FORM = "application/x-www-form-urlencoded"
 TO, FROM = "+12125550100", "+12125550199"
 NIGHT_NY = datetime(2026, 6, 2, 6, 0, tzinfo=UTC)  # 02:00 in New York
 
@@ -334,12 +335,17 @@ def test_bad_input_is_a_twilio_400_and_records_nothing(live: Live, body: bytes, 
     [
         # Read as a form by the gateway, as multipart by a provider that trusts the type.
         (PATH, {"Content-Type": "multipart/form-data; boundary=XX"}, "Content-Type must be"),
+        (
+            PATH,
+            [("Content-Type", FORM), ("Content-Type", "multipart/form-data; boundary=X")],
+            "Content-Type is given more than once",
+        ),
         (PATH + "?Body=guaranteed+returns", {}, "query parameter 'Body' is not taken"),
         (PATH + "?To=%2B12125550101", {}, "query parameter 'To' is not taken"),
     ],
 )
 def test_what_twilio_might_read_otherwise_is_refused(
-    live: Live, path: str, headers: dict[str, str], what: str
+    live: Live, path: str, headers: Any, what: str
 ) -> None:
     body = b"To=%2B12125550100&From=%2B12125550199&Body=hi"
     answer = live.http.post(path, content=body, headers=headers)
