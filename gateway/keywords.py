@@ -10,9 +10,12 @@ reads as revocation: a reply that is one of the short phrases below
 plainly anywhere ("do not text me", "no more messages", "remove my number",
 "leave me alone", "unsub").
 
-A reply is trimmed, case-folded (NFKC, so full-width letters fold too),
-with spaces, hyphens and underscores read as one space and the punctuation
-around it dropped. FCC 24-18's words count wherever they stand in the reply,
+A reply is read as banned terms are (gateway/text/normalize.py: NFKC, case
+and accents folded, traditional Chinese as simplified, invisible characters
+dropped, spaced-out letters joined: "S T O P" is "stop"), trimmed, with
+spaces, hyphens and underscores read as one space and the punctuation around
+it dropped. Chinese replies that refuse in plain words (拒收, 取消, 不要再发,
+别发了) opt out as 退订 does. FCC 24-18's words count wherever they stand in the reply,
 as whole words ("Stop sending me these", "Cancel my subscription", even
 "stop by our store"): the gateway sends no clarifying question, and a
 revocation missed is a violation where one too many is a lost contact.
@@ -23,10 +26,11 @@ YES) is never read into a longer text.
 
 from __future__ import annotations
 
-import unicodedata
 from enum import StrEnum
 
 import regex
+
+from gateway.text.normalize import normalize
 
 
 class Ask(StrEnum):
@@ -57,11 +61,13 @@ _CONTACT = (
     r"|call(?:ing)?|send(?:ing)?|writ(?:e|ing))"
 )
 _REVOKES = regex.compile(
-    r"(?<![\p{L}\p{N}])(?:stop(?:all)?|quit|end|revoke|opt ?out|optout|cancel|unsubscribe"
+    r"(?<![\p{L}\p{N}])(?:stop(?:all)?|quit|end|revoke|opt ?out|optout|cancel|un ?subscribe"
     rf"|(?:do ?n[o'’]?t|never|no longer) (?:ever )?{_CONTACT} (?:me|to me|this number|us)"
     r"|no more (?:texts?|txts?|text messages|messages|msgs|sms|emails?)"
     r"|(?:remove|delete) (?:me|my number|this number)|take me off|leave me alone|unsub)"
     r"(?![\p{L}\p{N}])|退[订訂]"  # and its traditional form, as written in Taiwan and Hong Kong
+    # The plain Chinese ways: refuse to receive, cancel, don't send any more.
+    r"|拒收|取消|(?:不要|别|不用)再?[发發]|[别別][发發]了"
 )
 _EDGES = regex.compile(r"^[\p{P}\p{S}\s]+|[\p{P}\p{S}\s]+$")
 _SPACES = regex.compile(r"[\s_-]+")  # "opt-out" reads as "opt out"
@@ -69,7 +75,9 @@ _SPACES = regex.compile(r"[\s_-]+")  # "opt-out" reads as "opt out"
 
 def read(reply: str) -> Ask | None:
     """What the reply asks for, or None when it is not a keyword."""
-    text = _SPACES.sub(" ", _EDGES.sub("", unicodedata.normalize("NFKC", reply).casefold()))
+    # As terms are matched: spaced and dotted letters ("S T O P", "s.t.o.p")
+    # and invisible characters ("st\u200bop") read as the word they spell.
+    text = _SPACES.sub(" ", _EDGES.sub("", normalize(reply).text))
     if text in OPT_OUT or _POLITE.fullmatch(text) or _REVOKES.search(text):
         return Ask.OPT_OUT
     if text in OPT_IN:

@@ -14,6 +14,10 @@ from gateway.keywords import Ask, read
      "退订", "回T退订", "Ｓｔｏｐ", "please stop", "Stop please", "Please stop texting me",
      "stop messaging me", "Unsubscribe me.", "remove me from your list", "take me off the list",
      "opt me out", "stop sending me messages", "STOP thank you",
+     # Written apart or with invisible characters, as terms are read.
+     "S T O P", "S.T.O.P", "st\u200bop", "STO\u00adP", "un-subscribe", "退 订",
+     # Chinese refusals in plain words.
+     "拒收", "取消", "不要再发了", "别发了", "別發了",
      # FCC 24-18: its words count wherever they stand in a reply.
      "Stop sending me these", "Revoke consent", "Cancel my subscription", "Stop now",
      "STOP STOP", "stop by our store", "I want to end this", "cancel my appointment",
