@@ -182,7 +182,10 @@ def test_a_store_lost_after_the_send_leaves_the_upstreams_answer(
     with stub_upstream() as stub:
         environ = {"GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_ROUTES": routes(stub.url)}
         settings = load_settings(None, environ, policies=write_policies({"rules.yaml": BASE_RULES}))
-        with TestClient(create_app(settings, store=store, run_scheduler=False)) as client:
+        # Noon in New York: inside the quiet-hours window, whenever the test runs.
+        noon = FixedClock(datetime(2026, 6, 2, 16, 0, tzinfo=UTC))
+        app = create_app(settings, store=store, clock=noon, run_scheduler=False)
+        with TestClient(app) as client:
             stub.status, stub.answer = 500, {"error": "boom"}
             answer = client.post("/v1/messages", json=sms(idempotency_key="k-lost"))
             assert answer.status_code == 500
