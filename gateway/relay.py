@@ -47,7 +47,7 @@ def own(name: str) -> bool:
 def forwardable(headers: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     """The sender's headers as they go upstream: the gateway's own and the
     hop-by-hop ones removed, everything else (credentials too) untouched."""
-    dropped = hop_by_hop(headers)
+    dropped = hop_by_hop(v for k, v in headers if k.lower() == "connection")
     return tuple((k, v) for k, v in headers if not own(k) and k.lower() not in dropped)
 
 

@@ -29,16 +29,13 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def hop_by_hop(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+def hop_by_hop(connection: Iterable[str]) -> frozenset[str]:
     """The names not to pass on (lower case): HOP_BY_HOP, and those the
-    Connection header lists, which are this connection's too (RFC 9110 7.6.1)."""
-    listed = (
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == "connection"
-        for token in value.split(",")
-    )
-    return HOP_BY_HOP.union(name for name in listed if name)
+    values of the Connection header list, which are this connection's too
+    (RFC 9110 7.6.1)."""
+    listed = {token.strip().lower() for value in connection for token in value.split(",")}
+    listed.discard("")
+    return HOP_BY_HOP.union(listed) if listed else HOP_BY_HOP
 
 
 class HttpUpstream:
@@ -64,7 +61,7 @@ class HttpUpstream:
         return self._session
 
     async def send(self, request: Outbound) -> Reply:
-        dropped = hop_by_hop(request.headers)
+        dropped = hop_by_hop(v for k, v in request.headers if k.lower() == "connection")
         headers = [(k, v) for k, v in request.headers if k.lower() not in dropped]
         started = time.perf_counter()
         try:
@@ -76,7 +73,7 @@ class HttpUpstream:
                 allow_redirects=False,
             ) as response:
                 body = await response.read()
-                answered = hop_by_hop(response.headers.items())
+                answered = hop_by_hop(response.headers.getall("connection", ()))
                 pairs = tuple(
                     (k, v) for k, v in response.headers.items() if k.lower() not in answered
                 )
