@@ -201,6 +201,9 @@ TERM = "guaranteed returns"
         {"content": html("<p><![CDATA[ x > guaranteed returns ]]></p>")},
         {"content": html("<style>p{}</style\tx>guaranteed returns")},
         {"content": [{"type": "text/x-amp-html", "value": "<p>guar<b></b>anteed returns</p>"}]},
+        {"content": html('guar<b title="a>b">anteed returns')},  # a quoted ">" ends no tag
+        {"content": html("guar<!--<x>-->anteed returns")},
+        {"content": html("<!-- guaranteed returns -->")},  # a comment's text is judged
         # What SendGrid adds, and what the reader sees beside the body.
         {"mail_settings": {"footer": {"enable": True, "text": TERM}}},
         {
@@ -246,6 +249,8 @@ def test_the_html_of_a_link_is_read_as_its_reader_reads_it() -> None:
     assert shown_html("a < b and c > d") == "a < b and c > d"
     big = "<a" * 124_800  # 250 KB that never closes a tag: read in one pass
     assert shown_html(big) == big
+    # An address whose quoted value holds a ">" is found all the same.
+    assert "https://bit.ly/abc?q=>" in shown_html('<a href="https://bit.ly/abc?q=>">Click</a>')
 
 
 def test_sandbox_mode_is_judged_but_not_counted(live: Live) -> None:
@@ -333,6 +338,20 @@ def test_unreachable_upstream_is_502_in_sendgrid_shape(start_live: StartLive) ->
             "personalizations.0.Bcc",
         ),
         (json.dumps(mail({"to": to("a@example.com")}, Send_At=1780000000)).encode(), "Send_At"),
+        (json.dumps(mail({"to": to("a@example.com")}, reply_to_list=5)).encode(), "reply_to_list"),
+        (json.dumps(mail({"to": to("a@example.com")}, attachments=True)).encode(), "attachments"),
+        # SendGrid's own limit: 10,000 bytes of substitutions in a personalization.
+        (
+            json.dumps(
+                mail(
+                    {
+                        "to": to("a@example.com"),
+                        "substitutions": {f"-k{i}-": "v" * 20 for i in range(400)},
+                    }
+                )
+            ).encode(),
+            "personalizations.0.substitutions",
+        ),
         # At every level: a dry run SendGrid might not take for one, an address,
         # a text the gateway would not judge.
         (
