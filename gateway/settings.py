@@ -149,6 +149,8 @@ class ApiKey(Strict):
     def _bound(self) -> ApiKey:
         if self.senders == []:  # read as "every sender", it would fail open
             raise ValueError("senders: name at least one, or leave it out to act for every sender")
+        if self.senders:
+            self.senders = list(dict.fromkeys(self.senders))  # one query each, once
         if self.senders and self.role != "sender":
             raise ValueError(f"senders: only a sender key acts for senders, not an {self.role} key")
         return self

@@ -166,11 +166,10 @@ def _shown_beside(message: dict[str, Any]) -> list[str]:
 
 class FcmAdapter(SingleRecipient):
     name = "fcm"
-    # Google's system parameters (the response's format, quota, credentials),
-    # which Google's generated clients add: none is a part of the message.
-    query = frozenset(
-        {"alt", "prettyPrint", "fields", "quotaUser", "key", "access_token", "$.xgafv"}
-    )
+    # Google's system parameters for the answer's format and the quota, which
+    # Google's generated clients add: none is a part of the message. Not the
+    # credentials (key, access_token): the sender is known by Authorization.
+    query = frozenset({"alt", "prettyPrint", "fields", "quotaUser", "$.xgafv"})
 
     def items(self, incoming: Incoming, context: Context) -> list[Item]:
         data = decode_object(incoming.body)
@@ -204,10 +203,7 @@ class FcmAdapter(SingleRecipient):
         return [Item(normalized, f"message.{name}")]
 
     def dry_run(self, incoming: Incoming) -> bool:
-        return (
-            b"validate_only" in incoming.body
-            and decode_object(incoming.body).get("validate_only") is True
-        )
+        return decode_object(incoming.body).get("validate_only") is True
 
     def held(self, incoming: Incoming, decisions: Sequence[Decision]) -> Answer:
         """FCM's success shape, with the gateway's id as the message id."""

@@ -232,8 +232,6 @@ class SendGridAdapter:
         return _dump(data)
 
     def dry_run(self, incoming: Incoming) -> bool:
-        if b"sandbox_mode" not in incoming.body:
-            return False
         settings = decode_object(incoming.body).get("mail_settings")
         sandbox = settings.get("sandbox_mode") if isinstance(settings, dict) else None
         return isinstance(sandbox, dict) and sandbox.get("enable") is True

@@ -132,7 +132,7 @@ async def _handle(rt: Runtime, request: Request, adapter: Adapter, route: Route)
         refused = exc
 
         async def act() -> Response:
-            return await _refuse_recipient(rt, adapter, ctx, refused)
+            return await _refuse_recipient(rt, adapter, incoming, ctx, refused)
     else:
 
         async def act() -> Response:
@@ -147,7 +147,7 @@ async def _handle(rt: Runtime, request: Request, adapter: Adapter, route: Route)
 
 
 async def _refuse_recipient(
-    rt: Runtime, adapter: Adapter, ctx: Context, exc: InputError
+    rt: Runtime, adapter: Adapter, incoming: Incoming, ctx: Context, exc: InputError
 ) -> Response:
     """A recipient that is not one (a number that is not a number): the
     provider's own error, and a decision rejecting with invalid_recipient,
@@ -162,7 +162,9 @@ async def _refuse_recipient(
         "address": address,
     }
     reason = Reason("recipient", Code.INVALID_RECIPIENT, str(exc))
-    decision = await rt.gateway.refuse_unparsed(head, reason, record=True)
+    # A dry run is never recorded, its recipient's refusal neither.
+    record = not adapter.dry_run(incoming)
+    decision = await rt.gateway.refuse_unparsed(head, reason, record=record)
     headers = [REJECT, ("X-Gateway-Decision-Id", decision.decision_id)]
     return respond(adapter.bad_input(exc, decision).with_headers(headers))
 

@@ -103,6 +103,9 @@ def test_what_a_platform_shows_beside_the_body_is_judged(
 def test_googles_own_query_parameters_are_taken_and_no_other(live: Live) -> None:
     taken = live.http.post(PATH + "?alt=json&prettyPrint=false", json=push(), headers=AUTH)
     assert taken.status_code == 201
+    # Credentials in the query would send as a sender the gateway never knew.
+    token = live.http.post(PATH + "?access_token=ya29.other", json=push(), headers=AUTH)
+    assert (token.status_code, rpc(token)["status"]) == (400, "INVALID_ARGUMENT")
     refused = live.http.post(PATH + "?message.notification.body=x", json=push(), headers=AUTH)
     assert (refused.status_code, rpc(refused)["status"]) == (400, "INVALID_ARGUMENT")
     assert "is not taken" in rpc(refused)["message"]
@@ -124,6 +127,13 @@ def test_a_dry_run_is_judged_and_validated_but_not_counted(live: Live) -> None:
     capped = live.http.post(PATH, json=dry, headers=AUTH)
     assert (capped.status_code, rpc(capped)["status"]) == (429, "RESOURCE_EXHAUSTED")
     assert len(live.stub.received) == 3  # the capped dry run never went out
+    assert len(live.http.get("/v1/decisions").json()["decisions"]) == 1
+    # However the key is written, and even for a token that is none.
+    escaped = json.dumps(dry).replace("validate_only", "validate\\u005fonly").encode()
+    again = live.http.post(PATH, content=escaped, headers=AUTH)
+    assert again.headers["x-gateway-dry-run"] == "true"
+    bad = {"message": {"token": "bad token!"}, "validate_only": True}
+    assert live.http.post(PATH, json=bad, headers=AUTH).status_code == 400
     assert len(live.http.get("/v1/decisions").json()["decisions"]) == 1
 
 
