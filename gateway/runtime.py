@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import secrets
@@ -26,7 +25,7 @@ from gateway.recipients import Pseudonymizer
 from gateway.service import Gateway
 from gateway.settings import Route, Settings
 from gateway.store import pseudonym_key
-from gateway.store.base import Store
+from gateway.store.base import CUT_SHORT, SCOPE, Store
 from gateway.store.sqlite import SqliteStore
 from gateway.upstream.base import Upstream
 from gateway.upstream.http import HttpUpstream
@@ -225,7 +224,7 @@ async def start(
     store = store or await open_store(settings)
     if claim is not None and isinstance(store, SqliteStore):
         # This process owns the folder: a claim in flight is one its predecessor left.
-        cut = await store.interrupted(INTERRUPTED)
+        cut = await store.interrupted(SCOPE, CUT_SHORT)
         if cut:
             log.warning("%d request(s) with an idempotency key were cut short by a stop", cut)
     trail = trail or MemoryTrail()
@@ -252,21 +251,6 @@ async def start(
     if settings.shared and not settings.audit.key:
         rt.kept_key = key
     return rt
-
-
-# What a repeat of a request cut short by a stop is answered: it may have been
-# sent, so sending it again is the sender's call, made knowing that.
-INTERRUPTED = {
-    "status": 409,
-    "headers": {"content-type": "application/json", "x-gateway-decision": "reject"},
-    "body": json.dumps(
-        {
-            "error": "the first request with this idempotency key was cut short when the"
-            " gateway stopped; it may have been sent: look for its decision"
-            " (GET /v1/decisions) before sending it again with a new key"
-        }
-    ),
-}
 
 
 async def _first_key(settings: Settings, store: Store) -> bytes | None:

@@ -119,6 +119,13 @@ class DeferredMessage:
     result: dict[str, Any] = field(default_factory=dict)
 
 
+# The idempotency records of requests (web/once.py scopes each key to its
+# sender under this prefix), and the answer kept for one whose process was
+# stopped while it was in flight: it may have been sent (runtime.start).
+SCOPE = "idem:"
+CUT_SHORT: dict[str, Any] = {"cut_short": True}
+
+
 class Store(Protocol):
     async def fetch(
         self, request: FactsRequest, now_ms: int, *, count: bool, send_id: str

@@ -294,14 +294,18 @@ class SqliteStore:
             db.execute("DELETE FROM idempotency WHERE key = ? AND response IS NULL", (key,))
 
     @_operation
-    async def interrupted(self, response: dict[str, Any]) -> int:
-        """Give every claim still in flight `response`, and return how many:
-        for the process that owns the folder as it starts, when any such claim
-        is one its predecessor was cut off in. A repeat then gets that answer
-        at once, rather than waiting to be told the key is still in flight."""
+    async def interrupted(self, prefix: str, response: dict[str, Any]) -> int:
+        """Give every claim still in flight whose key starts with `prefix`
+        `response`, and return how many: for the process that owns the folder
+        as it starts, when any such claim is one its predecessor was cut off
+        in. A repeat then gets that answer at once, rather than waiting to be
+        told the key is still in flight."""
         with self._transaction() as db:
-            update = "UPDATE idempotency SET response = ? WHERE response IS NULL"
-            return db.execute(update, (json.dumps(response),)).rowcount
+            update = (
+                "UPDATE idempotency SET response = ?"
+                " WHERE response IS NULL AND substr(key, 1, ?) = ?"
+            )
+            return db.execute(update, (json.dumps(response), len(prefix), prefix)).rowcount
 
     # -- deferred messages -------------------------------------------------
 

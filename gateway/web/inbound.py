@@ -16,6 +16,7 @@ TwiML document: Twilio's Advanced Opt-Out sends the confirmation texts.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -24,19 +25,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.adapters.twilio import parse_form
-from gateway.errors import ConflictError, InputError, InvalidRecipient
+from gateway.errors import InputError, InvalidRecipient, StoreUnavailable
 from gateway.keywords import Ask, read
 from gateway.recipients import hint, parse_phone
+from gateway.service import ms
 from gateway.settings import Settings, TwilioInbound
-from gateway.store.base import OptOutEntry
+from gateway.store.base import IdempotencyStatus, OptOutEntry
 from gateway.web.http import json_response, read_body
 from gateway.web.messages import runtime
-from gateway.web.once import once
 
 log = logging.getLogger("gateway")
 
 MAX_BODY = 64 * 1024
 REPLAY_MEMORY = 400 * 24 * 3600  # seconds a reply's MessageSid is remembered
+CLAIM_MS = 60_000  # how long a reply being applied holds its MessageSid
+_APPLIED = {"status": 200, "headers": {}, "body": ""}
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 _TWILIO_ASK = {"STOP": Ask.OPT_OUT, "START": Ask.OPT_IN, "HELP": Ask.HELP}
 
@@ -64,22 +67,31 @@ async def twilio(request: Request) -> Response:
         return _twiml()
     list_name = _list_for(rt.settings, config, _one(form, "AccountSid"))
 
-    async def apply() -> Response:
-        await _apply(request, ask, form, list_name)
-        return _twiml()
-
     sid = _one(form, "MessageSid")
     if not sid:
-        return await apply()
+        await _apply(request, ask, form, list_name)
+        return _twiml()
     # Twilio signs no timestamp: a captured reply stays valid for ever, and a
     # START sent again after a STOP would take the number off the list. Each
-    # reply is applied once, by its MessageSid (Twilio's own retries repeat it).
+    # reply is applied once, by its MessageSid (Twilio's own retries repeat it),
+    # remembered once it is applied: a claim whose process died lapses in a
+    # minute, so that the reply can still be applied.
+    key = f"inbound:twilio:{sid}"
     fingerprint = hashlib.sha256(signature(config, form).encode()).hexdigest()
-    try:
-        return await once(rt, f"inbound:twilio:{sid}", fingerprint, apply, REPLAY_MEMORY)
-    except ConflictError as exc:  # the same sid with other words: not Twilio's retry
-        log.warning("inbound Twilio reply %s not applied: %s", sid, exc)
+    now_ms = ms(rt.clock.now())
+    claim = await rt.store.idempotency_begin(key, fingerprint, now_ms, CLAIM_MS)
+    if claim.status is not IdempotencyStatus.NEW:  # applied, being applied, or not Twilio's
+        if claim.status is IdempotencyStatus.CONFLICT:
+            log.warning("inbound Twilio reply %s not applied: other words, same sid", sid)
         return _twiml()
+    try:
+        await _apply(request, ask, form, list_name)
+    except BaseException:
+        with contextlib.suppress(StoreUnavailable):  # the apply's own error is the answer
+            await rt.store.idempotency_abandon(key)
+        raise
+    await rt.store.idempotency_finish(key, _APPLIED, now_ms, REPLAY_MEMORY * 1000)
+    return _twiml()
 
 
 def _twiml() -> Response:

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from gateway.errors import ConflictError, StoreUnavailable
 from gateway.runtime import Runtime
 from gateway.service import ms
-from gateway.store.base import IdempotencyStatus
+from gateway.store.base import CUT_SHORT, SCOPE, IdempotencyStatus
 
 IN_FLIGHT_WAIT = 30.0  # seconds a duplicate waits for the first request's answer
 log = logging.getLogger(__name__)
@@ -24,7 +24,14 @@ log = logging.getLogger(__name__)
 def scope_key(sender: str, key: str) -> str:
     # "/" is in no sender name, though ":" may be: sender "a:b" with key "k"
     # and sender "a" with key "b:k" must not share a record.
-    return f"idem:{sender}/{key}"
+    return f"{SCOPE}{sender}/{key}"
+
+
+CUT_SHORT_ERROR = (
+    "the first request with this idempotency key was cut short when the gateway stopped;"
+    " it may have been sent: look for its decision (GET /v1/decisions) before sending it"
+    " again with a new key"
+)
 
 
 async def once(
@@ -47,6 +54,8 @@ async def once(
             break
         if state.status is IdempotencyStatus.CONFLICT:
             raise ConflictError("this idempotency key was already used with a different message")
+        if state.status is IdempotencyStatus.DONE and state.response == CUT_SHORT:
+            raise ConflictError(CUT_SHORT_ERROR)  # answered in the API's own shape
         if state.status is IdempotencyStatus.DONE and state.response is not None:
             return replay(state.response)
         if asyncio.get_running_loop().time() > deadline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
+from gateway.clock import FixedClock
 from gateway.errors import ConfigError
 from gateway.settings import load_settings
 from tests.web.conftest import Make, sms
@@ -81,6 +83,24 @@ def test_a_reply_sent_again_is_applied_once(make_client: Make) -> None:
     assert reply(client, "START", MessageSid="SM" + "3" * 32).status_code == 200
     assert reply(client, "STOP", MessageSid="SM" + "3" * 32).status_code == 200
     assert client.get("/v1/opt-outs/sender:acme/+12125550100").status_code == 404
+
+
+def test_a_reply_whose_process_died_while_applying_it_is_applied_later(
+    make_client: Make, clock: FixedClock
+) -> None:
+    """Its MessageSid is remembered once the reply is applied: a claim left by
+    a process that died lapses in a minute, and the reply is applied then."""
+    client = configured(make_client)
+    sid = "SM" + "4" * 32
+    store = client.app.state.runtime.store
+    now_ms = int(clock.now().timestamp() * 1000)
+    assert client.portal is not None
+    client.portal.call(store.idempotency_begin, f"inbound:twilio:{sid}", "fp", now_ms, 60_000)
+    assert reply(client, "STOP", MessageSid=sid).status_code == 200
+    assert client.get("/v1/opt-outs/sender:acme/+12125550100").status_code == 404
+    clock.advance(timedelta(seconds=61))
+    assert reply(client, "STOP", MessageSid=sid).status_code == 200
+    assert client.get("/v1/opt-outs/sender:acme/+12125550100").status_code == 200
 
 
 @pytest.mark.parametrize("body", ["HELP", "Thanks, see you at 5", "I will come by the store"])
