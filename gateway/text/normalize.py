@@ -9,7 +9,8 @@ sender wrote it. The steps, in order:
    `①`) become their plain forms; a letter and its combining marks compose.
 2. Case folding (`str.casefold`): `FREE`, `Free`, `STRAẞE` fold alike; and a
    Latin letter with diacritics folds to its base letter (`é` -> `e`), so
-   `guarantéed` is `guaranteed` (other scripts keep their marks).
+   `guarantéed` is `guaranteed` (other scripts keep their marks), and the
+   combining diacritics U+0300-U+036F that stay apart are removed.
 3. Traditional Chinese characters fold to simplified (`穩賺不賠` -> `稳赚不赔`),
    one character to one, from OpenCC's character table.
 4. Every whitespace character becomes a space; invisible characters are
@@ -201,8 +202,16 @@ def _fold_char(ch: str) -> str:
         return " "
     if unicodedata.category(ch) in ("Cc", "Cf", "Cs") or _RARE_INVISIBLE.match(ch):
         return ""
+    if "\u0300" <= ch <= "\u036f":
+        # A combining diacritic that NFKC left apart (a second accent on one
+        # letter: "e\u0301\u0301"): gone, as the letter's own accent is.
+        return ""
     out = unicodedata.normalize("NFKC", ch).casefold()
-    return "".join(" " if c.isspace() else _T2S.get(ord(c), _unaccented(c)) for c in out)
+    return "".join(
+        " " if c.isspace() else _T2S.get(ord(c), _unaccented(c))
+        for c in out
+        if not "\u0300" <= c <= "\u036f"  # as below, when NFKC gives one ("¨")
+    )
 
 
 def _unaccented(ch: str) -> str:
@@ -260,7 +269,7 @@ def _may_fold() -> re.Pattern[str]:
     """
     props = regex.compile(
         r"[\p{Changes_When_Casefolded}\p{NFKC_QC=N}\p{NFKC_QC=M}\p{NFD_QC=N}\p{Cc}\p{Cf}"
-        r"\p{Cs}\p{Default_Ignorable_Code_Point}\s]"
+        r"\p{Cs}\p{Default_Ignorable_Code_Point}\s\u0300-\u036f]"
     )
     bmp = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x10000)))
     candidates = {ord(ch) for ch in props.findall(bmp)} | set(_T2S)

@@ -31,6 +31,7 @@ from gateway.text.normalize import _FOLD, _MAY_FOLD, Normalized, normalize, norm
         ("cafe\u0301", "cafe"),  # combining mark composes, and the accent folds away
         ("guarantéed rísk-free", "guaranteed risk-free"),  # Latin diacritics fold
         ("Tiếng Việt", "tieng viet"),
+        ("guarante\u0301\u0301ed", "guaranteed"),  # a second accent NFKC leaves apart
         ("がんばって", "がんばって"),  # other scripts keep their marks
         ("穩賺不賠", "稳赚不赔"),  # traditional -> simplified
         ("稳 赚 不 赔", "稳赚不赔"),
