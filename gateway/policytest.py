@@ -285,7 +285,7 @@ async def run_folder(bundle: Bundle, folder: Path) -> tuple[int, list[Failure]]:
     for path in case_files(folder):
         pack = path.parent.name if path.parent.parent == folder / "packs" else None
         if pack not in bundles:
-            bundles[pack] = load_bundle(folder / "packs" / str(pack))
+            bundles[pack] = load_bundle(folder, [str(pack)], own=False)
         for case in load_cases(path, [rule.id for rule in bundles[pack].rules]):
             count += 1
             reasons = ""

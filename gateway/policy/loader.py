@@ -38,13 +38,15 @@ def is_rule_file(name: str) -> bool:
     )
 
 
-def rule_files(folder: Path, packs: Sequence[str] = ()) -> tuple[list[Path], list[str]]:
-    """The files of a bundle: the rule files directly in the folder, then those
-    of each pack switched on. Returns (files, problems)."""
+def rule_files(
+    folder: Path, packs: Sequence[str] = (), *, own: bool = True
+) -> tuple[list[Path], list[str]]:
+    """The files of a bundle: the rule files directly in the folder (unless
+    not `own`), then those of each pack switched on. Returns (files, problems)."""
     problems: list[str] = []
     if not folder.is_dir():
         return [], [f"{folder}: no such policies folder"]
-    files = _yaml_in(folder, folder.parent, problems)
+    files = _yaml_in(folder, folder.parent, problems) if own else []
     for index, pack in enumerate(packs):
         pack_dir = folder / "packs" / pack
         if pack in packs[:index]:
@@ -118,10 +120,12 @@ class _Reader:
         return "sha256:" + digest.hexdigest()
 
 
-def load_bundle(folder: Path, packs: Sequence[str] = ()) -> Bundle:
-    """Load and compile a bundle; raise PolicyError listing every problem."""
+def load_bundle(folder: Path, packs: Sequence[str] = (), *, own: bool = True) -> Bundle:
+    """Load and compile a bundle; raise PolicyError listing every problem.
+    Without `own`, only the packs' rules: a pack alone, as its tests see it,
+    still inside the policies folder (a terms file it shares is found)."""
     folder = Path(folder)
-    files, problems = rule_files(folder, packs)
+    files, problems = rule_files(folder, packs, own=own)
     reader = _Reader(folder)
     rules: list[Rule] = []
     sources: dict[str, tuple[str, int]] = {}

@@ -83,6 +83,23 @@ def test_a_packs_cases_test_the_pack_alone(write_policies: Callable[..., Path]) 
         assert asyncio.run(run_folder(load_bundle(folder, packs), folder)) == (1, [])
 
 
+def test_a_packs_cases_find_the_terms_file_it_shares(write_policies: Callable[..., Path]) -> None:
+    """A pack may name a terms file of the policies folder's (`../../terms`):
+    tested alone, it is still inside the folder."""
+    folder = write_policies(
+        {
+            "base.yaml": "rules: []\n",
+            "terms/finance.txt": "guaranteed returns\n",
+            "packs/fin/rules.yaml": (
+                "rules:\n  - {id: fin.claims, type: banned_terms,"
+                " terms_file: ../../terms/finance.txt}\n"
+            ),
+            "packs/fin/fin.test.yaml": CASE.format(name="clean", decision="allow"),
+        }
+    )
+    assert asyncio.run(run_folder(load_bundle(folder), folder)) == (1, [])
+
+
 def test_area_code_must_be_digits(write_policies: Callable[..., Path]) -> None:
     folder = write_policies(
         {
