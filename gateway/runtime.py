@@ -58,15 +58,20 @@ class Runtime:
     def upstream(self, route: Route) -> Upstream:
         return self.sandbox if route.upstream == "sandbox" else self.http
 
-    async def reload_policies(self) -> Bundle:
-        """Load the bundle again and tell the other workers to (PolicyError
-        when it is refused: the previous one keeps serving, here and there).
-        Off the event loop: a large bundle takes seconds to read and compile,
-        and messages go on being decided by the current one meanwhile."""
+    async def reload_policies(self) -> tuple[Bundle, bool]:
+        """Load the bundle again and tell the other workers to, and whether
+        they could be told (PolicyError when the bundle is refused: the
+        previous one keeps serving, here and there). Off the event loop: a
+        large bundle takes seconds to read and compile, and messages go on
+        being decided by the current one meanwhile."""
         async with self._reloading:
             bundle = await asyncio.to_thread(self.policies.reload)
-            self.reloads_seen = await self.store.reloads(bump=True)
-            return bundle
+            try:
+                self.reloads_seen = await self.store.reloads(bump=True)
+            except StoreUnavailable as exc:  # this process serves it all the same
+                log.warning("policies reloaded here; the other processes were not told: %s", exc)
+                return bundle, False
+            return bundle, True
 
     async def follow_reloads(self) -> None:
         """Reload when another worker has (the store's count moved since)."""

@@ -374,7 +374,7 @@ async def policies(request: Request) -> Response:
 async def policies_reload(request: Request) -> Response:
     rt = runtime(request)
     try:
-        bundle = await rt.reload_policies()
+        bundle, told = await rt.reload_policies()
     except PolicyError as exc:
         return json_response(
             {
@@ -384,7 +384,13 @@ async def policies_reload(request: Request) -> Response:
             },
             422,
         )
-    return json_response({"version": bundle.version, "rules": len(bundle.rules)})
+    answer: dict[str, Any] = {"version": bundle.version, "rules": len(bundle.rules)}
+    if not told:
+        answer["warning"] = (
+            "this process serves the new bundle, but the other processes could not be told"
+            " (the state store is unreachable): ask again once it answers"
+        )
+    return json_response(answer)
 
 
 async def healthz(request: Request) -> Response:

@@ -215,3 +215,27 @@ def test_a_hold_that_timed_out_is_taken_back(
         assert answer.status_code == 503
         held = client.get("/v1/deferred").json()["deferred"]
         assert [item["status"] for item in held] == ["cancelled"]
+
+
+class ReloadsUntold(MemoryStore):
+    """A store that cannot count a reload (Redis gone just then)."""
+
+    async def reloads(self, *, bump: bool = False) -> int:
+        if bump:
+            raise StoreUnavailable("no reply in time")
+        return await super().reloads()
+
+
+def test_a_reload_the_store_cannot_count_is_served_here_and_says_so(
+    tmp_path: Path, write_policies: Callable[..., Path]
+) -> None:
+    environ = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
+    folder = write_policies({"rules.yaml": BASE_RULES})
+    settings = load_settings(None, environ, policies=folder)
+    with TestClient(create_app(settings, store=ReloadsUntold(), run_scheduler=False)) as client:
+        (folder / "rules.yaml").write_text("rules: []\n")
+        answer = client.post("/v1/policies/reload")
+        assert answer.status_code == 200
+        assert answer.json()["rules"] == 0
+        assert "the other processes could not be told" in answer.json()["warning"]
+        assert client.get("/v1/policies").json()["rules"] == []
