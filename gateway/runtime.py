@@ -145,6 +145,9 @@ def claim_folder(settings: Settings) -> tuple[Path, IO[str]]:
     Shared: the first free `worker-N` in it, so restarts find their trail again."""
     if not settings.shared:
         return settings.data_dir, lock_data_dir(settings.data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # the workers' folders are in it: ours alone too
+        settings.data_dir.chmod(0o700)
     for slot in range(1, 257):
         folder = settings.data_dir / f"worker-{slot}"
         try:

@@ -45,8 +45,8 @@ def zones_of(number: phonenumbers.PhoneNumber) -> tuple[str, ...]:
 # NANP overlays (a second area code over the same area) for which
 # phonenumbers' data lists other zones than its base code's: one zone of an
 # area that spans two (448 over 850, the Florida panhandle, Central and
-# Eastern), none at all (729 over 423), or a wrong one (689 over 407,
-# Orlando, Eastern, listed as Central). An overlay's numbers may be anywhere
+# Eastern), or a wrong one (689 over 407, Orlando, Eastern, listed as
+# Central). An overlay's numbers may be anywhere
 # in its base's area, so they take all of its base's zones, as REGULATIONS.md
 # asks of a number with several candidates. Source: NANPA's overlay list
 # (nationalnanpa.com, "Area Code Overlays").
@@ -56,7 +56,6 @@ _OVERLAYS = {
     "930": "812",  # southern Indiana
     "458": "541",  # Oregon
     "986": "208",  # Idaho
-    "729": "423",  # eastern Tennessee
     "689": "407",  # Orlando
 }
 
