@@ -125,21 +125,25 @@ class Gateway:
         decision, plan, facts = await self._decide(message, now, count=True)
         if deferred_from is not None:
             decision.extra["deferred_from"] = deferred_from
-        if hold and decision.decision is Verdict.DEFER:
+        holding = hold and decision.decision is Verdict.DEFER
+        if holding:
+            await self._room(decision, message)  # a full queue refuses: before the record
+            holding = decision.decision is Verdict.DEFER
+        # The decision is durable before its message is held: a process that
+        # dies in between leaves a decision whose message was never held (and
+        # whose sender had no answer), never a held message with no decision,
+        # which the scheduler would send later all the same.
+        await self._record(decision, message, now, plan, facts)
+        if holding:
             try:
-                await self._hold(decision, message, payload(), now)
-            except StoreUnavailable:
+                await self._put(decision, message, payload(), now)
+            except StoreUnavailable as exc:
                 # The hold may still land (a write that timed out): the 503
                 # says nothing will be sent, so it is taken back (best effort).
                 with contextlib.suppress(StoreUnavailable):
                     await self.store.defer_cancel(decision.decision_id)
+                self._not_held(decision, exc)
                 raise
-        try:
-            await self._record(decision, message, now, plan, facts)
-        except AuditUnavailable:
-            if hold and decision.decision is Verdict.DEFER:
-                await self.store.defer_cancel(decision.decision_id)
-            raise
         self.metrics.decided(decision)
         if decision.decision is not Verdict.ALLOW:
             return Sent(decision)
@@ -166,13 +170,26 @@ class Gateway:
         try:
             for message in messages:
                 decided.append(await self._decide(message, now, count=True))
-            await self._hold_many(decided, messages, payload, now, held)
+            for i, (decision, _, _) in enumerate(decided):
+                if decision.decision is Verdict.DEFER:
+                    await self._room(decision, messages[i])
             outbound, sent = await self._carry(decided, build)
             for (decision, _, _), message in zip(decided, messages, strict=True):
                 record = decision.to_json() | {"content": self._content(message)}
                 await self.trail.append(record, ms(now))
         except (StoreUnavailable, AuditUnavailable):
             await self._undo(decided, held)
+            raise
+        # Held only once every decision is durable (as `submit` holds): a
+        # process that dies before leaves no held message without a decision.
+        try:
+            await self._put_many(decided, messages, payload, now, held)
+        except StoreUnavailable as exc:
+            await self._undo(decided, held)
+            for decision, _, _ in decided:  # nothing goes out: each record says so
+                if decision.decision is not Verdict.REJECT:
+                    self._not_held(decision, exc, "not sent")
+            exc.decision_id = ",".join(d.decision_id for d, _, _ in decided)
             raise
         for decision, _, _ in decided:
             self.metrics.decided(decision)
@@ -181,7 +198,7 @@ class Gateway:
             await self._forward_many(batch, decided, outbound, upstream)
         return batch
 
-    async def _hold_many(
+    async def _put_many(
         self,
         decided: list[tuple[Decision, engine.Plan, Facts]],
         messages: list[Message],
@@ -191,9 +208,8 @@ class Gateway:
     ) -> None:
         for i, (decision, _, _) in enumerate(decided):
             if decision.decision is Verdict.DEFER:
-                await self._hold(decision, messages[i], payload(i), now)
-                if decision.decision is Verdict.DEFER:
-                    held.append(decision.decision_id)
+                held.append(decision.decision_id)  # taken back on failure, landed or not
+                await self._put(decision, messages[i], payload(i), now)
 
     async def _carry(
         self, decided: list[tuple[Decision, engine.Plan, Facts]], build: BuildForward
@@ -303,9 +319,8 @@ class Gateway:
         )
         return decision, plan, facts
 
-    async def _hold(
-        self, decision: Decision, message: Message, payload: dict[str, Any], now: datetime
-    ) -> None:
+    async def _room(self, decision: Decision, message: Message) -> None:
+        """Refuse a deferred decision when its sender already holds max_deferred."""
         limit = self._max_deferred(message.sender)
         if await self.store.defer_pending_count(message.sender) >= limit:
             decision.decision = Verdict.REJECT
@@ -317,7 +332,24 @@ class Gateway:
                 )
             )
             decision.deliver_at = None
-            return
+
+    def _not_held(
+        self, decision: Decision, error: StoreUnavailable, what: str = "not held"
+    ) -> None:
+        """A recorded deferred decision whose hold failed: the 503 says nothing
+        will be sent, so the decision becomes that refusal (an amendment of
+        its record), and the error names it, so that no second record is made."""
+        decision.decision = Verdict.REJECT
+        decision.deliver_at = None
+        decision.reasons.append(Reason("store", Code.STORE_UNAVAILABLE, f"{what}: {error}"))
+        reasons = [r.to_json() for r in decision.reasons]
+        changes = {"decision": Verdict.REJECT.value, "deliver_at": None, "reasons": reasons}
+        self.trail.amend(decision.decision_id, changes)
+        error.decision_id, error.decision = decision.decision_id, decision.to_json()
+
+    async def _put(
+        self, decision: Decision, message: Message, payload: dict[str, Any], now: datetime
+    ) -> None:
         assert decision.deliver_at is not None
         await self.store.defer_put(
             DeferredMessage(

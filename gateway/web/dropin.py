@@ -184,8 +184,9 @@ async def _send(
             rt.upstream(route),
         )
     except StoreUnavailable as exc:
-        ids = [await rt.gateway.record_store_failure(item.message, exc) for item in items]
-        exc.decision_id = ",".join(i for i in ids if i) or None
+        if exc.decision_id is None:  # else the decisions are recorded, amended to say so
+            ids = [await rt.gateway.record_store_failure(item.message, exc) for item in items]
+            exc.decision_id = ",".join(i for i in ids if i) or None
         raise
     return respond(render(adapter, incoming, items, batch))
 

@@ -180,7 +180,10 @@ async def _explain(
 ) -> None:
     """Give a 503 its body: the message's refusal as a decision, recorded
     (best effort) when `record`, and then with its id (`/v1/check` keeps its
-    unrecorded id, as its decisions always do)."""
+    unrecorded id, as its decisions always do). A message whose decision
+    was recorded before its hold failed has it already, amended."""
+    if exc.decision_id is not None:
+        return
     try:
         refusal = rt.gateway.unavailable(message, exc)
     except StoreUnavailable:  # not even the pseudonymization key is loaded yet

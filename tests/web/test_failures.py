@@ -215,6 +215,15 @@ def test_a_hold_that_timed_out_is_taken_back(
         assert answer.status_code == 503
         held = client.get("/v1/deferred").json()["deferred"]
         assert [item["status"] for item in held] == ["cancelled"]
+        # Its decision was recorded before the hold (a process that died in
+        # between would leave no held message without one) and now says why
+        # nothing will be sent: one record, under the id the 503 names.
+        recorded = client.get("/v1/decisions").json()["decisions"]
+        assert [d["decision_id"] for d in recorded] == [answer.headers["X-Gateway-Decision-Id"]]
+        assert recorded[0]["decision_id"] == held[0]["id"]
+        assert recorded[0]["decision"] == "reject"
+        assert recorded[0]["reasons"][-1]["code"] == "store_unavailable"
+        assert client.get("/v1/audit/verify").json()["intact"] is True
 
 
 class ReloadsUntold(MemoryStore):
@@ -239,3 +248,25 @@ def test_a_reload_the_store_cannot_count_is_served_here_and_says_so(
         assert answer.json()["rules"] == 0
         assert "the other processes could not be told" in answer.json()["warning"]
         assert client.get("/v1/policies").json()["rules"] == []
+
+
+def test_a_drop_in_hold_that_timed_out_leaves_one_record_saying_so(
+    tmp_path: Path, write_policies: Callable[..., Path]
+) -> None:
+    """As for the native API: the decision is durable before the hold, and a
+    hold that fails amends it; the 503 names it and nothing stays held."""
+    store = HoldTimesOutButLands()
+    environ = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
+    settings = load_settings(None, environ, policies=write_policies({"rules.yaml": BASE_RULES}))
+    night = FixedClock(datetime(2026, 6, 3, 3, 0, tzinfo=UTC))  # 23:00 in New York
+    with TestClient(create_app(settings, store=store, clock=night, run_scheduler=False)) as client:
+        form = {"To": "+12125550100", "From": "+12125550199", "Body": "Sale"}
+        answer = client.post("/2010-04-01/Accounts/AC1/Messages.json", data=form)
+        assert answer.status_code == 503
+        assert [i["status"] for i in client.get("/v1/deferred").json()["deferred"]] == ["cancelled"]
+        recorded = client.get("/v1/decisions").json()["decisions"]
+        assert [d["decision_id"] for d in recorded] == [answer.headers["X-Gateway-Decision-Id"]]
+        assert (recorded[0]["decision"], recorded[0]["reasons"][-1]["code"]) == (
+            "reject",
+            "store_unavailable",
+        )
