@@ -211,11 +211,30 @@ async def _with_store(
         return await work(store, Pseudonymizer(await audit_key(settings, store)))
 
 
+def _same_mode(settings: Settings) -> None:
+    """GatewayError when the data folder is the other mode's: an opt-out
+    written to the store its gateway does not read would be lost unseen."""
+    folder = settings.data_dir
+    embedded = (folder / "state.db").is_file()
+    workers = any(folder.glob("worker-*/audit.db"))
+    if settings.shared and embedded and not workers:
+        raise GatewayError(
+            f"{folder} is an embedded gateway's data folder (state.db), but GATEWAY_REDIS_URL"
+            " (store) points this command at Redis: unset it to write where that gateway reads"
+        )
+    if not settings.shared and workers and not embedded:
+        raise GatewayError(
+            f"{folder} is a shared-mode data folder (worker-N), but this command uses the"
+            " embedded store: set GATEWAY_REDIS_URL (and GATEWAY_REDIS_PREFIX) as for serve"
+        )
+
+
 @asynccontextmanager
 async def _store(settings: Settings) -> AsyncIterator[Store]:
     from gateway.runtime import open_store
     from gateway.store.sqlite import SqliteStore
 
+    _same_mode(settings)
     if settings.shared:
         store: Store = await open_store(settings)
     else:

@@ -191,3 +191,15 @@ def test_what_the_command_line_writes_is_for_its_user_alone(tmp_path: Path) -> N
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in fresh.iterdir()} == dict.fromkeys(
         made, "0o600"
     )
+
+
+def test_a_data_folder_of_the_other_mode_is_refused(tmp_path: Path) -> None:
+    """A shared-mode folder written to without GATEWAY_REDIS_URL would get an
+    embedded store and a key no gateway reads: the STOP would be lost."""
+    shared = tmp_path / "shared"
+    (shared / "worker-1").mkdir(parents=True)
+    (shared / "worker-1" / "audit.db").write_bytes(b"")
+    done = run("opt-out", "add", "--data-dir", str(shared), "global", "+12125550100")
+    assert done.returncode == 2
+    assert "is a shared-mode data folder (worker-N)" in done.stderr
+    assert not (shared / "state.db").exists()
