@@ -252,6 +252,12 @@ def _first(found: Iterator[dict[str, Any]], limit: int) -> Iterator[dict[str, An
 
 
 def _query(args: argparse.Namespace, settings: Settings) -> DecisionQuery:
+    # An empty filter is one left unfilled (a script's empty variable), not
+    # "any": refused, as the HTTP API refuses it, rather than matching nothing.
+    for name in ("recipient", "sender", "decision", "rule", "code", "since", "until"):
+        value = getattr(args, name, None)
+        if value is not None and not value.strip():
+            raise GatewayError(f"--{name}: empty; leave a filter out to match every decision")
     recipient = None
     if args.recipient is not None:
         recipient = asyncio.run(_pseudonym(settings, args.recipient))

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import re
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -142,6 +143,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args, data_dir=args.data_dir, host=args.host, port=args.port)
     _refuse_open_network(settings)
+    _can_listen(settings.host, settings.port)
     if args.workers > 1 and not settings.shared:
         raise GatewayError(
             "--workers needs shared mode (GATEWAY_REDIS_URL): one process owns a data folder"
@@ -196,6 +198,21 @@ def _serve(args: argparse.Namespace) -> int:
         assert app is not None
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     return 0
+
+
+def _can_listen(host: str, port: int) -> None:
+    """GatewayError when nothing can listen there (the port taken, the
+    address not this host's): one line, before the start-up lines say
+    "serving", rather than uvicorn's own error after them."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise GatewayError(f"cannot listen on {host}:{port}: {why}") from None
 
 
 def _claiming_app(settings: Settings, policies: Any) -> Any:

@@ -145,6 +145,8 @@ def test_a_failed_export_leaves_no_file(
         (["--since", "yesterday"], "gateway: --since: 'yesterday' is not an ISO 8601 time"),
         (["--limit", "0"], "gateway: --limit: 0 is not a positive number"),
         (["--recipient", "not a number!"], "gateway: 'not a number!' is not a push token or topic"),
+        # An empty filter is one left unfilled, as HTTP says: not "nothing matches".
+        (["--sender", ""], "gateway: --sender: empty; leave a filter out to match every decision"),
     ],
 )
 def test_bad_arguments_are_one_line(

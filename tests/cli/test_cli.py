@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -570,3 +571,17 @@ def test_every_mistake_of_a_test_file_is_listed_at_once(
     lines = err.splitlines()
     assert len(lines) == 3 and lines[-1] == "the test file was refused: 2 problem(s)"
     assert ": a: expect.decision:" in lines[0] and ": b: at: give a time zone offset" in lines[1]
+
+
+def test_serve_on_a_port_in_use_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ("serve", "--port", str(port), "--policies", str(REPO / "policies"))
+        done = run(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"gateway: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert list(tmp_path.iterdir()) == []  # no data folder claimed
