@@ -324,6 +324,10 @@ async def _kept_key(settings: Settings) -> bytes:
     store = await open_store(settings) if settings.shared else None
     store = store or SqliteStore(settings.data_dir / "state.db")
     try:
-        return await store.secret(pseudonym_key.NAME, missing)
+        key = await store.secret(pseudonym_key.NAME, missing)
     finally:
         await store.close()
+    if settings.shared:
+        # As `serve` refuses to: another key would find none of this folder's records.
+        pseudonym_key.check_remembered(key, settings.data_dir)
+    return key

@@ -49,15 +49,23 @@ async def load(store: Store, folder: Path) -> bytes:
         return secrets.token_bytes(32)
 
     key = await store.secret(NAME, make)
+    check_remembered(key, folder)
+    if remembered is None and folder.is_dir():
+        _write(path, fingerprint(key))
+    return key
+
+
+def check_remembered(key: bytes, folder: Path) -> None:
+    """ConfigError when `folder` remembers another key than `key`: the store
+    is not the one this folder's records were hashed for."""
+    path = folder / FINGERPRINT_FILE
+    remembered = path.read_text(encoding="ascii").strip() if path.is_file() else None
     if remembered is not None and fingerprint(key) != remembered:
         raise ConfigError(
             f"the shared store holds another pseudonymization key than the one {path} "
             "remembers: is this the same Redis, database and redis_prefix as before? "
             "(delete that file only to accept the store's key)"
         )
-    if remembered is None and folder.is_dir():
-        _write(path, fingerprint(key))
-    return key
 
 
 async def keep(store: Store, key: bytes) -> None:

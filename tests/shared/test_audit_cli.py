@@ -35,6 +35,19 @@ def test_query_merges_the_workers_trails_newest_first(
     one = query("--recipient", "+12125550103")
     assert [d["recipient_hint"] for d in one] == ["+1212…0103"]
 
+    # A store whose key is not the one the folder remembers would find nothing:
+    # refused, as `serve` refuses to start on it.
+    remembered = data / "pseudonymization-key.fingerprint"
+    assert remembered.is_file()
+    remembered.write_text("0" * 64 + "\n")
+    done = command(shared, "audit", "query", "--data-dir", str(data), "--recipient", "+12125550103")
+    assert done.returncode != 0 and done.stdout == ""
+    assert done.stderr == (
+        f"gateway: the shared store holds another pseudonymization key than the one {remembered}"
+        " remembers: is this the same Redis, database and redis_prefix as before? (delete that"
+        " file only to accept the store's key)\n"
+    )
+
 
 def test_verify_checks_every_workers_trail(launch: Launch, shared: Shared, tmp_path: Path) -> None:
     data = tmp_path / "data"
