@@ -210,9 +210,15 @@ class Store(Protocol):
     async def defer_get(self, message_id: str) -> DeferredMessage | None: ...
 
     async def defer_list(
-        self, *, sender: str | None = None, status: DeferStatus | None = None, limit: int = 100
+        self,
+        *,
+        sender: str | None = None,
+        status: DeferStatus | None = None,
+        limit: int = 100,
+        after: tuple[int, str] | None = None,
     ) -> list[DeferredMessage]:
-        """Newest deliver_at first (then by id, descending)."""
+        """Newest deliver_at first (then by id, descending); with `after`, a
+        (deliver_at_ms, id) place in that order, only the messages past it."""
         ...
 
     async def defer_finish(

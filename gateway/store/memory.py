@@ -175,12 +175,19 @@ class MemoryStore:
         return copy.deepcopy(message) if message is not None else None
 
     async def defer_list(
-        self, *, sender: str | None = None, status: DeferStatus | None = None, limit: int = 100
+        self,
+        *,
+        sender: str | None = None,
+        status: DeferStatus | None = None,
+        limit: int = 100,
+        after: tuple[int, str] | None = None,
     ) -> list[DeferredMessage]:
         found = [
             m
             for m in self._deferred.values()
-            if (sender is None or m.sender == sender) and (status is None or m.status == status)
+            if (sender is None or m.sender == sender)
+            and (status is None or m.status == status)
+            and (after is None or (m.deliver_at_ms, m.id) < after)
         ]
         found.sort(key=lambda m: (m.deliver_at_ms, m.id), reverse=True)
         return [copy.deepcopy(m) for m in found[: max(limit, 0)]]

@@ -316,7 +316,12 @@ class RedisStore:
 
     @_translated
     async def defer_list(
-        self, *, sender: str | None = None, status: DeferStatus | None = None, limit: int = 100
+        self,
+        *,
+        sender: str | None = None,
+        status: DeferStatus | None = None,
+        limit: int = 100,
+        after: tuple[int, str] | None = None,
     ) -> list[DeferredMessage]:
         # Walk the narrowest index that answers the question; filter the status
         # in the script only when both a sender and a status are asked for.
@@ -327,7 +332,8 @@ class RedisStore:
         else:
             index, wanted = "all", ""
         found = await self._defer_list(
-            keys=[self._queue + index], args=[self._queue, limit, str(wanted)]
+            keys=[self._queue + index],
+            args=[self._queue, limit, str(wanted), *(after or ("", ""))],
         )
         return [_deferred_message(flat) for flat in found]
 

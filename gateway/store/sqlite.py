@@ -347,15 +347,27 @@ class SqliteStore:
 
     @_operation
     async def defer_list(
-        self, *, sender: str | None = None, status: DeferStatus | None = None, limit: int = 100
+        self,
+        *,
+        sender: str | None = None,
+        status: DeferStatus | None = None,
+        limit: int = 100,
+        after: tuple[int, str] | None = None,
     ) -> list[DeferredMessage]:
         with self._transaction() as db:
             rows = db.execute(
                 f"SELECT {_DEFERRED_COLUMNS} FROM deferred"
                 " WHERE (:sender IS NULL OR sender = :sender)"
                 " AND (:status IS NULL OR status = :status)"
+                " AND (:at IS NULL OR deliver_at_ms < :at OR (deliver_at_ms = :at AND id < :id))"
                 " ORDER BY deliver_at_ms DESC, id DESC LIMIT :limit",
-                {"sender": sender, "status": status, "limit": max(limit, 0)},
+                {
+                    "sender": sender,
+                    "status": status,
+                    "limit": max(limit, 0),
+                    "at": after[0] if after else None,
+                    "id": after[1] if after else None,
+                },
             ).fetchall()
         return [_deferred_message(row) for row in rows]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,16 @@ def _time_param(request: Request, name: str) -> int | None:
     return int(at.timestamp() * 1000)
 
 
+def _refuse_unknown(request: Request, allowed: frozenset[str], what: str = "parameter") -> None:
+    """InputError naming the query parameters an endpoint does not take: a
+    misspelt filter must not quietly widen the answer."""
+    unknown = set(request.query_params) - allowed
+    if unknown:
+        raise InputError(
+            f"unknown {what}: {', '.join(sorted(unknown))}", dict.fromkeys(unknown, "unknown")
+        )
+
+
 _FILTERS = frozenset({"recipient", "sender", "decision", "rule", "code", "since", "until"})
 # What a decision record can say: "partial" describes a request of several
 # recipients, each of which has a decision of its own.
@@ -173,11 +184,7 @@ def _decision_query(request: Request, allowed: frozenset[str], limit: int) -> De
     """The filters of `GET /v1/decisions` (and its export) as a query."""
     rt = runtime(request)
     params = request.query_params
-    unknown = set(params) - allowed
-    if unknown:
-        raise InputError(
-            f"unknown filter: {', '.join(sorted(unknown))}", dict.fromkeys(unknown, "unknown")
-        )
+    _refuse_unknown(request, allowed, "filter")
     # An empty value is a filter left unfilled (a script's empty variable), not
     # "any": answered as an error rather than with the whole trail.
     names = [name for name, _ in params.multi_items()]
@@ -252,11 +259,7 @@ async def audit_verify(request: Request) -> Response:
     """The hash chain of this process's trail, checked: 200 with `intact`
     true or false (an altered trail is an answer, not an error); `head`, a
     link kept from an earlier answer, must be found in it."""
-    unknown = set(request.query_params) - {"head"}
-    if unknown:
-        raise InputError(
-            f"unknown parameter: {', '.join(sorted(unknown))}", dict.fromkeys(unknown, "unknown")
-        )
+    _refuse_unknown(request, frozenset({"head"}))
     head = request.query_params.get("head")
     if head is not None:
         head = head.strip().lower()
@@ -310,7 +313,24 @@ def _deferred_json(item: DeferredMessage) -> dict[str, Any]:
     }
 
 
+_DEFERRED_PARAMS = frozenset({"status", "sender", "limit", "cursor"})
+_DEFERRED_CURSOR = re.compile(r"([0-9]{1,16})\.([0-9A-Za-z_-]{1,100})")
+
+
+def _deferred_cursor(request: Request) -> tuple[int, str] | None:
+    """The place a previous page ended: its last message's deliver_at and id."""
+    cursor = request.query_params.get("cursor")
+    if cursor is None:
+        return None
+    found = _DEFERRED_CURSOR.fullmatch(cursor)
+    if found is None:
+        raise InputError("cursor: not a cursor from a previous page", {"cursor": "invalid"})
+    return int(found[1]), found[2]
+
+
 async def deferred_list(request: Request) -> Response:
+    _refuse_unknown(request, _DEFERRED_PARAMS)
+    after = _deferred_cursor(request)
     status = request.query_params.get("status")
     if status is not None and status not in DeferStatus.__members__.values():
         raise InputError(
@@ -329,11 +349,14 @@ async def deferred_list(request: Request) -> Response:
         item
         for one in senders
         for item in await store.defer_list(
-            sender=one, status=DeferStatus(status) if status else None, limit=limit
+            sender=one, status=DeferStatus(status) if status else None, limit=limit, after=after
         )
     ]
     items.sort(key=lambda m: (m.deliver_at_ms, m.id), reverse=True)
-    return json_response({"deferred": [_deferred_json(i) for i in items[:limit]]})
+    shown = items[:limit]
+    # A full page may have more behind it; the next page starts after its last.
+    more = f"{shown[-1].deliver_at_ms}.{shown[-1].id}" if len(shown) == limit else None
+    return json_response({"deferred": [_deferred_json(i) for i in shown], "next_cursor": more})
 
 
 async def _deferred(request: Request) -> DeferredMessage | None:

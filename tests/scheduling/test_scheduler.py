@@ -131,6 +131,39 @@ def test_list_filters_by_status(gw: Gateway) -> None:
     assert gw.client.get("/v1/deferred?status=nope").status_code == 400
 
 
+def test_list_pages_with_a_cursor(gw: Gateway) -> None:
+    # Five held for the same moment: the order is the id's, and pages of two
+    # show each once.
+    held = sorted((hold(gw, to=f"+1212555010{n}") for n in range(5)), reverse=True)
+    seen, cursor, pages = [], None, 0
+    while True:
+        query = "/v1/deferred?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = gw.client.get(query).json()
+        seen += [i["id"] for i in page["deferred"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == held and pages == 3
+    whole = gw.client.get("/v1/deferred?limit=5").json()
+    assert len(whole["deferred"]) == 5  # a full page may have more: the next one is empty
+    assert gw.client.get(f"/v1/deferred?cursor={whole['next_cursor']}").json() == {
+        "deferred": [],
+        "next_cursor": None,
+    }
+
+
+def test_list_refuses_what_it_does_not_take(gw: Gateway) -> None:
+    for query, field in [
+        ("statuss=pending", "statuss"),
+        ("cursor=yesterday", "cursor"),
+        ("cursor=1.", "cursor"),
+    ]:
+        answer = gw.client.get(f"/v1/deferred?{query}")
+        assert answer.status_code == 400, query
+        assert field in answer.json()["fields"], answer.json()
+
+
 def test_a_held_limit_per_sender(make_gateway: Make) -> None:
     gw = make_gateway(env={"GATEWAY_SENDERS": "{acme: {max_deferred: 2}}"})
     held = [hold(gw, sender="acme", to=f"+1212555010{n}") for n in range(2)]

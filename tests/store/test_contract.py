@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from gateway.store.base import (
     CapCheck,
@@ -406,6 +407,33 @@ async def test_defer_list_newest_deliver_at_first_with_filters(store: Store) -> 
     assert ids(await store.defer_list(sender="acme", status=DeferStatus.PENDING, limit=1)) == ["e"]
     assert await store.defer_list(sender="nobody") == []
     assert await store.defer_list(status=DeferStatus.CANCELLED) == []
+
+
+async def test_defer_list_pages_from_a_place_in_its_order(store: Store) -> None:
+    for n, at in enumerate([T + 1, T + 3, T + 3, T + 3, T + 2, T + 5]):
+        await store.defer_put(held(f"m{n}", at, sender="other" if n == 4 else "acme"))
+
+    async def walk(size: int, **filters: Any) -> list[list[str]]:
+        pages, after = [], None
+        while True:
+            found = await store.defer_list(limit=size, after=after, **filters)
+            if not found:
+                return pages
+            pages.append([m.id for m in found])
+            after = (found[-1].deliver_at_ms, found[-1].id)
+
+    order = ["m5", "m3", "m2", "m1", "m4", "m0"]
+    assert [m.id for m in await store.defer_list()] == order
+    # Pages of every size end where they should, ties on deliver_at included.
+    for size in (1, 2, 4, 6):
+        pages = await walk(size)
+        assert [i for page in pages for i in page] == order
+        assert all(len(page) == size for page in pages[:-1])
+    assert await walk(2, sender="acme") == [["m5", "m3"], ["m2", "m1"], ["m0"]]
+    assert await walk(3, status=DeferStatus.PENDING) == [["m5", "m3", "m2"], ["m1", "m4", "m0"]]
+    # A place need not be a message that still exists.
+    found = await store.defer_list(after=(T + 3, "m25"))
+    assert [m.id for m in found] == ["m2", "m1", "m4", "m0"]
 
 
 async def test_claim_due_takes_only_due_messages_oldest_first_up_to_limit(store: Store) -> None:
