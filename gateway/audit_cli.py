@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import csv
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -23,6 +22,7 @@ from gateway.audit import chain, reader, retention, verify
 from gateway.audit.base import DecisionQuery
 from gateway.console import Progress, output
 from gateway.errors import GatewayError
+from gateway.jsonio import json_line
 from gateway.policy.schema import parse_duration
 from gateway.settings import Settings, load_settings
 
@@ -83,7 +83,7 @@ def run_query(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, data_dir=args.data_dir)
     found = _records(settings, _query(args, settings))
     for record in _first(found, args.limit):
-        print(json.dumps(record, ensure_ascii=False))
+        print(json_line(record))
     return 0
 
 
@@ -102,7 +102,7 @@ def run_export(args: argparse.Namespace) -> int:
                 progress.count()
         else:
             for record in found:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.write(json_line(record) + "\n")
                 progress.count()
     progress.done(f"exported {progress.n:,} decisions to {args.output}" if args.output else None)
     return 0
@@ -117,7 +117,7 @@ def run_verify(args: argparse.Namespace) -> int:
     reports = _checked(settings, () if head is None else (head,))
     summary = verify.summary(reports, head)
     if args.json:
-        print(json.dumps(summary, ensure_ascii=False))
+        print(json_line(summary))
     else:
         for report in reports:
             print(_verdict(report, settings.data_dir))

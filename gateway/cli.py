@@ -16,12 +16,23 @@ import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.errors import GatewayError, InputError, InvalidRecipient, PolicyError, one_line
+from gateway.errors import (
+    GatewayError,
+    InputError,
+    InvalidRecipient,
+    PolicyError,
+    StoreUnavailable,
+    one_line,
+)
+from gateway.jsonio import json_line
 from gateway.policy.bundle import Bundle
 from gateway.policy.loader import load_bundle
 from gateway.settings import Settings, load_settings, unknown_variables
+
+if TYPE_CHECKING:  # the adapters load with the server's dependencies: only when used
+    from gateway.adapters.native import CheckRequest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -351,7 +362,14 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
             return
         except (ValueError, RecursionError):  # deep nesting: each line answers for itself
             pass
-    yield from enumerate(text.splitlines(), 1)  # blank lines too: one answer per line
+    # Lines end at LF (or CRLF) alone: U+2028 and the other breaks that
+    # str.splitlines knows are characters a JSON string may hold. Blank lines
+    # count too: one answer per line.
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the last line's own end
+    for number, line in enumerate(lines, 1):
+        yield number, line.removesuffix("\r")
 
 
 def _utf8(line: str) -> bytes:
@@ -362,6 +380,19 @@ def _utf8(line: str) -> bytes:
     except UnicodeEncodeError as exc:
         at = len(line[: exc.start].encode("utf-8", "surrogateescape"))
         raise InputError(f"not UTF-8 text (byte {at} of the line)") from None
+
+
+def _parsed_line(raw: bytes) -> CheckRequest:
+    """The message of a line; its errors speak of the line (the HTTP API's, of
+    the request's body, which here would read like the message's `body` field)."""
+    from gateway.adapters.native import CheckRequest, decode_json, parse_native
+
+    try:
+        return parse_native(decode_json(raw), CheckRequest)
+    except InputError as exc:
+        if not str(exc).startswith("the body "):
+            raise
+        raise InputError(str(exc).replace("the body ", "the line ", 1), exc.fields) from None
 
 
 def _parse_at(text: str) -> datetime:
@@ -387,19 +418,35 @@ async def _check_lines(
     at: datetime | None,
     live: bool,
 ) -> int:
-    from gateway.adapters.native import CheckRequest, decode_json, parse_native, to_message
+    from gateway.adapters.native import to_message
     from gateway.audit.memory import MemoryTrail
     from gateway.clock import SystemClock
     from gateway.model import Channel, Code, Reason
     from gateway.policy.holder import Policies
-    from gateway.runtime import start
+    from gateway.runtime import audit_key, open_store, start
     from gateway.store.base import Store
     from gateway.store.memory import MemoryStore
     from gateway.store.sqlite import SqliteStore
 
     store: Store | None = None  # shared mode: the Redis store of the config
+    if live and not settings.shared and not (settings.data_dir / "state.db").is_file():
+        # Checked against nothing, an opted-out recipient would pass: refused.
+        raise GatewayError(
+            f"{settings.data_dir}: no gateway state here (state.db); give the --data-dir"
+            " the gateway serves from"
+        )
     if not settings.shared:
         store = SqliteStore(settings.data_dir / "state.db") if live else MemoryStore()
+    else:
+        store = await open_store(settings)
+        try:  # unreachable: one line, not the server's "refused until it answers"
+            await audit_key(settings, store)
+        except StoreUnavailable as exc:
+            await store.close()
+            raise GatewayError(f"the shared store is unreachable ({exc})") from None
+        except GatewayError:
+            await store.close()
+            raise
     rt = await start(
         settings,
         store=store,
@@ -414,7 +461,13 @@ async def _check_lines(
             try:
                 if not line.strip():
                     raise InputError("an empty line, not a message")
-                item = parse_native(decode_json(_utf8(line)), CheckRequest)
+                raw = _utf8(line)
+                if len(raw) > settings.max_body_bytes:  # as the HTTP API refuses it (413)
+                    raise InputError(
+                        f"the line is over the {settings.max_body_bytes} byte limit of a message"
+                        " (max_body_bytes)"
+                    )
+                item = _parsed_line(raw)
                 head = {
                     "route": route.name if route else "native",
                     "sender": item.sender or (route.default_sender if route else None) or "default",
@@ -432,13 +485,13 @@ async def _check_lines(
                     refused = await rt.gateway.refuse_unparsed(
                         unparsed, reason, record=False, at=when
                     )
-                    print(json.dumps(refused.to_json(), ensure_ascii=False))
+                    print(json_line(refused.to_json()))
                     continue
                 decision = await rt.gateway.check(message, when)
-                print(json.dumps(decision.to_json(), ensure_ascii=False))
+                print(json_line(decision.to_json()))
             except InputError as exc:
                 failed += 1
-                print(json.dumps({"line": number, "error": str(exc)}, ensure_ascii=False))
+                print(json_line({"line": number, "error": str(exc)}))
     finally:
         await rt.close()
     return 1 if failed else 0

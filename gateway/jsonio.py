@@ -16,3 +16,14 @@ def dumps(data: Any) -> bytes:
         return orjson.dumps(data)
     except TypeError:  # orjson.JSONEncodeError
         return json.dumps(data, separators=(",", ":")).encode("ascii")
+
+
+# Characters a JSON string may hold raw that some readers take for a line's
+# end (str.splitlines, JavaScript's line terminators): escaped in JSON lines.
+_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def json_line(data: Any) -> str:
+    """One JSON document on one line, whatever line breaks a reader knows:
+    readable text, with the breaks other than LF (already escaped) escaped."""
+    return json.dumps(data, ensure_ascii=False).translate(_BREAKS)

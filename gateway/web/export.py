@@ -142,7 +142,14 @@ async def _opt_out_chunks(
 
 
 def _ndjson(records: list[dict[str, Any]]) -> bytes:
-    return b"".join([dumps(record) + b"\n" for record in records])
+    # orjson writes NEL, U+2028 and U+2029 raw; some line readers end a line there.
+    lines = b"".join([dumps(record) + b"\n" for record in records])
+    for raw, escaped in _BREAKS:
+        lines = lines.replace(raw, escaped)
+    return lines
+
+
+_BREAKS = [(b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029")]
 
 
 def csv_lines(rows: Iterable[Iterable[str]]) -> bytes:

@@ -177,7 +177,7 @@ def test_check_json_lines_one_answer_per_line() -> None:
     assert len(out) == 5  # one answer per line, the blank one too
     assert out[4] == {"line": 5, "error": "an empty line, not a message"}
     assert out[0]["decision"] == "allow"
-    assert out[1]["line"] == 2 and out[1]["error"].startswith("the body is not valid JSON")
+    assert out[1]["line"] == 2 and out[1]["error"].startswith("the line is not valid JSON")
     assert out[2]["decision"] == "defer" and out[2]["deliver_at"] == "2026-06-03T12:00:00Z"
     # A number that is not one is a decision, as POST /v1/check answers it.
     assert out[3]["decision"] == "reject"
@@ -375,7 +375,80 @@ def test_check_answers_each_line_of_deeply_nested_json(
     assert code == 1 and err == ""
     answers = [json.loads(line) for line in out.splitlines()]
     assert [a["line"] for a in answers] == [1, 2]
-    assert answers[0]["error"] == "the body is not valid JSON: it is nested too deeply"
+    assert answers[0]["error"] == "the line is not valid JSON: it is nested too deeply"
+
+
+def test_check_lines_end_at_line_feeds_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # U+2028, U+2029, NEL and the ASCII separators are characters a JSON line
+    # may hold (a writer with ensure_ascii off leaves them raw); CRLF ends a line.
+    def line(body: str) -> str:
+        return json.dumps(
+            {"channel": "sms", "to": "+12125550100", "body": body, "category": "transactional"},
+            ensure_ascii=False,
+        )
+
+    text = "\n".join(
+        [line("a\u2028b") + "\r", line("c\u2029d"), line("e\x85f"), "x\x0by\x1cz\x1d", ""]
+    )
+    argv = ["check", "--policies", str(REPO / "policies"), "-"]
+    code, out, err = gateway(argv, capsys, monkeypatch, tmp_path, stdin=text.encode())
+    # The answers are lines whatever a reader takes for a line's end.
+    answers = [json.loads(answer) for answer in out.splitlines()]
+    assert len(answers) == 4 and (code, err) == (1, "")
+    assert [a.get("decision") for a in answers[:2]] == ["allow", "allow"]
+    assert answers[2] == {  # a control character, as the HTTP API refuses it
+        "line": 3,
+        "error": "the message is not valid: body: control character U+0085 at offset 1",
+    }
+    assert answers[3]["line"] == 4
+    assert answers[3]["error"].startswith("the line is not valid JSON")
+
+
+def test_check_holds_a_line_to_the_size_of_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the HTTP API refuses with 413 is not approved here.
+    big = {"channel": "email", "to": "a@example.com", "subject": "s", "body": "x" * 300_000}
+    small = {"channel": "email", "to": "a@example.com", "subject": "s", "body": "x"}
+    text = f"{json.dumps(big)}\n{json.dumps(small | {'category': 'transactional'})}\n"
+    argv = ["check", "--policies", str(REPO / "policies"), "-"]
+    code, out, _ = gateway(argv, capsys, monkeypatch, tmp_path, stdin=text.encode())
+    first, second = (json.loads(answer) for answer in out.splitlines())
+    limit = load_settings(None, {}).max_body_bytes
+    assert first == {
+        "line": 1,
+        "error": f"the line is over the {limit} byte limit of a message (max_body_bytes)",
+    }
+    assert second["decision"] == "allow" and code == 1
+
+
+def test_check_refuses_a_data_folder_without_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Checked against nothing, an opted-out recipient would pass; nothing is created.
+    argv = ["check", "--policies", str(REPO / "policies"), "--data-dir", str(tmp_path), "-"]
+    code, out, err = gateway(argv, capsys, monkeypatch, tmp_path, stdin=b"{}\n")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"gateway: {tmp_path}: no gateway state here (state.db); give the --data-dir the"
+        " gateway serves from\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_with_an_unreachable_store_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    argv = ["check", "--policies", str(REPO / "policies"), "-"]
+    env = {"GATEWAY_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    code, out, err = gateway(argv, capsys, monkeypatch, tmp_path, stdin=b"{}\n", env=env)
+    assert (code, out) == (2, "")
+    assert err.startswith("gateway: the shared store is unreachable (") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(

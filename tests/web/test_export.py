@@ -16,12 +16,15 @@ import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
+from gateway.app import create_app
 from gateway.audit.base import DecisionQuery
 from gateway.audit.memory import MemoryTrail
+from gateway.clock import FixedClock
 from gateway.errors import AuditUnavailable
+from gateway.settings import load_settings
 from gateway.web import export
 from tests.adapters.conftest import Server
-from tests.web.conftest import app_with, sms
+from tests.web.conftest import NOON_NY, app_with, sms
 
 
 def send_some(client: TestClient) -> None:
@@ -186,3 +189,21 @@ def test_a_client_that_hangs_up_stops_the_export(
         assert trail.queries == seen < 50  # 100 pages, 10 ms each, had it read on
     finally:
         server.stop()
+
+
+def test_ndjson_lines_hold_whatever_a_kept_body_holds(
+    tmp_path: Path, write_policies: Any
+) -> None:
+    # Kept bodies may hold U+2028, U+2029 or NEL, which some readers take for
+    # a line's end: escaped, one decision is one line for every reader.
+    root = write_policies({"rules.yaml": "rules: []\n"})
+    env = {"GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_AUDIT": "{store_bodies: true}"}
+    settings = load_settings(None, env, policies=root)
+    app = create_app(settings, clock=FixedClock(NOON_NY), run_scheduler=False)
+    body = "one\u2028two\u2029three"
+    with TestClient(app) as client:
+        assert client.post("/v1/messages", json=sms(body=body)).status_code == 201
+        text = client.get("/v1/decisions/export").text
+    assert "\u2028" not in text and "\u2029" not in text
+    (record,) = lines(text)
+    assert record["content"]["body"]["text"] == body
