@@ -13,7 +13,8 @@ sender wrote it. The steps, in order:
    combining diacritics U+0300-U+036F that stay apart are removed.
 3. Traditional Chinese characters fold to simplified (`穩賺不賠` -> `稳赚不赔`),
    one character to one, from OpenCC's character table.
-4. Every whitespace character becomes a space; invisible characters are
+4. Every whitespace character becomes a space, and every hyphen or dash
+   (Unicode Pd, and the minus sign) becomes `-`; invisible characters are
    removed: format characters (category Cf: zero-width space and joiners,
    soft hyphen, byte order mark, bidi controls), other control characters,
    lone surrogates, variation selectors and the Hangul filler characters.
@@ -21,7 +22,8 @@ sender wrote it. The steps, in order:
    collapse to one space. The rule for separators, exactly:
 
    - A *separator run* is 1 to 3 characters from: space `.` `-` `_` `*` `~`
-     `/` `|` `+` `·` `•` `‧` `∙` `⋅`.
+     `/` `|` `+` `·` `•` `‧` `∙` `⋅`; between single letters, `,` and `、`
+     too (a full-width comma is `,` by then).
    - A *single letter* is one letter or digit with no letter or digit right
      before or after it, counted as the sender wrote it: a character that
      folds to several letters (`ß` -> `ss`, `ﬁ` -> `fi`) is one letter
@@ -31,13 +33,14 @@ sender wrote it. The steps, in order:
      around the run is untouched, so ordinary word spacing survives.
    - Between two Han or Kana characters, a separator run is removed
      (Chinese and Japanese are not written with spaces between words); so
-     is one between a Han or Kana character and a lone Latin letter or digit
-     with Han or Kana beyond it (`回 T 退订` -> `回t退订`).
+     is one between a Han or Kana character and a word of 1 to 4 other
+     letters or digits that no other such word follows (`回 T 退订` ->
+     `回t退订`, `回复 TD 退订` -> `回复td退订`, `退订回 TD` -> `退订回td`).
 
    Examples: `f r e e` -> `free`; `f.r.e.e` -> `free`; `F - R - E - E` ->
    `free`; `f_r_e_e money` -> `free money`; `free money` stays `free money`;
    `plan b now` stays (one single letter); `a b` stays (two are not enough);
-   `稳 赚 不 赔` -> `稳赚不赔`.
+   `稳 赚 不 赔` -> `稳赚不赔`; `稳，赚，不，赔` -> `稳赚不赔`.
 
 Terms go through the same function (`normalize_term`), so a policy term and
 a message meet in the same form whatever the sender did.
@@ -208,10 +211,16 @@ def _fold_char(ch: str) -> str:
         return ""
     out = unicodedata.normalize("NFKC", ch).casefold()
     return "".join(
-        " " if c.isspace() else _T2S.get(ord(c), _unaccented(c))
+        " " if c.isspace() else "-" if _is_dash(c) else _T2S.get(ord(c), _unaccented(c))
         for c in out
         if not "\u0300" <= c <= "\u036f"  # as below, when NFKC gives one ("¨")
     )
+
+
+def _is_dash(ch: str) -> bool:
+    """A hyphen or dash of any kind, or the minus sign: "risk‑free" (U+2011)
+    and "risk–free" are the "risk-free" of a policy term."""
+    return ch == "\u2212" or unicodedata.category(ch) == "Pd"
 
 
 def _unaccented(ch: str) -> str:
@@ -269,7 +278,7 @@ def _may_fold() -> re.Pattern[str]:
     """
     props = regex.compile(
         r"[\p{Changes_When_Casefolded}\p{NFKC_QC=N}\p{NFKC_QC=M}\p{NFD_QC=N}\p{Cc}\p{Cf}"
-        r"\p{Cs}\p{Default_Ignorable_Code_Point}\s\u0300-\u036f]"
+        r"\p{Cs}\p{Default_Ignorable_Code_Point}\p{Pd}\s\u0300-\u036f\u2212]"
     )
     bmp = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x10000)))
     candidates = {ord(ch) for ch in props.findall(bmp)} | set(_T2S)
@@ -312,14 +321,21 @@ def _fold(text: str, origin: list[int] | None) -> tuple[str, list[int] | None]:
 # --- step 5: separators and whitespace ---------------------------------------
 
 _SEP: Final = r" .\-_*~/|+·•‧∙⋅"
+# Between spaced-out single letters commas are separators too (`f,r,e,e`,
+# `稳，赚，不，赔`: NFKC made the full-width comma ASCII), though not between
+# Chinese words, which commas part.
+_SEP_SINGLES: Final = _SEP + ",、"
 _SINGLE = r"[^\W_]"  # one letter or digit
 _SINGLES_RUN: Final = re.compile(
-    rf"(?<!{_SINGLE}){_SINGLE}(?:[{_SEP}]{{1,3}}{_SINGLE}(?!{_SINGLE})){{2,}}"
+    rf"(?<!{_SINGLE}){_SINGLE}(?:[{_SEP_SINGLES}]{{1,3}}{_SINGLE}(?!{_SINGLE})){{2,}}"
 )
 # Every run above holds a hint (its second letter, what surrounds it and its
 # third letter): one scan for the hint rules most texts out.
-_SINGLES_HINT: Final = re.compile(rf"[{_SEP}]{_SINGLE}[{_SEP}]{{1,3}}{_SINGLE}(?!{_SINGLE})")
-_SINGLE_BETWEEN_SEPS: Final = re.compile(rf"[{_SEP}]{_SINGLE}(?=[{_SEP}])")
+_SINGLES_HINT: Final = re.compile(
+    rf"[{_SEP_SINGLES}]{_SINGLE}[{_SEP_SINGLES}]{{1,3}}{_SINGLE}(?!{_SINGLE})"
+)
+_SINGLE_BETWEEN_SEPS: Final = re.compile(rf"[{_SEP_SINGLES}]{_SINGLE}(?=[{_SEP_SINGLES}])")
+_SEP_SINGLES_RUN: Final = re.compile(rf"[{_SEP_SINGLES}]+")
 _SEP_RUN: Final = re.compile(rf"[{_SEP}]+")
 _LETTERS: Final = re.compile(rf"{_SINGLE}+")
 _HAN_CHAR: Final = re.compile(
@@ -364,7 +380,9 @@ def _singles_spans(text: str) -> tuple[list[tuple[int, int, str]], list[tuple[in
     if _has_singles_run(text):
         for run in _SINGLES_RUN.finditer(text):
             runs.append(run.span())
-            spans.extend((m.start(), m.end(), "") for m in _SEP_RUN.finditer(text, *run.span()))
+            spans.extend(
+                (m.start(), m.end(), "") for m in _SEP_SINGLES_RUN.finditer(text, *run.span())
+            )
     return spans, runs
 
 
@@ -394,40 +412,55 @@ def _has_singles_run(text: str) -> bool:
 
 def _han_gaps(text: str) -> Iterable[tuple[int, int, str]]:
     """Separator runs (1 to 3 characters) with a Han or Kana character on both
-    sides, or on one side with a lone letter or digit on the other that has
-    Han or Kana beyond it (`回 T退订`, `回T 退订`: the T belongs to the words)."""
+    sides, or on one side with a short word of letters or digits on the other
+    that no other such word follows (`回 T退订`, `回复 TD 退订`, `退订回 TD`:
+    the letters belong to the Chinese words, and spacing them is only
+    typesetting)."""
     for m in _SEP_RUN.finditer(text, 1):
         start, end = m.span()
         if end - start > _MAX_SEP_RUN or end == len(text):
             continue
         han_before = _HAN_CHAR.match(text, start - 1) is not None
         han_after = _HAN_CHAR.match(text, end) is not None
-        if (
-            (han_before and han_after)
-            or (han_before and _lone(text, end) and _han_beyond(text, end + 1, 1))
-            or (han_after and _lone(text, start - 1) and _han_beyond(text, start - 2, -1))
-        ):
+        if han_before and han_after:
             yield start, end, ""
+        elif han_before:
+            past = _short_word(text, end, 1)
+            if past is not None and _ends_words(text, past, 1):
+                yield start, end, ""
+        elif han_after:
+            past = _short_word(text, start - 1, -1)
+            if past is not None and _ends_words(text, past, -1):
+                yield start, end, ""
 
 
-def _lone(text: str, i: int) -> bool:
-    """Is text[i] a letter or digit, not Han or Kana, with none beside it?"""
+_MAX_SHORT_WORD: Final = 4  # TD, APP, VIP, 1069: not a word of a sentence
+
+
+def _short_word(text: str, i: int, step: int) -> int | None:
+    """From text[i] on (going `step`), a word of 1 to 4 letters or digits, not
+    Han or Kana: where it ends (the index past it); None if there is none."""
 
     def latin(j: int) -> bool:
         return 0 <= j < len(text) and _IS_SINGLE.match(text, j) is not None
 
-    return latin(i) and not latin(i - 1) and not latin(i + 1)
+    j = i
+    while latin(j):
+        j += step
+        if abs(j - i) > _MAX_SHORT_WORD:
+            return None
+    return j if j != i else None
 
 
-def _han_beyond(text: str, i: int, step: int) -> bool:
-    """Is there a Han or Kana character at i, or past up to 3 separators from i?"""
+def _ends_words(text: str, i: int, step: int) -> bool:
+    """Does no other word of letters or digits (Han and Kana aside) follow
+    from i on, past up to 3 separators: Han or Kana, punctuation or the
+    text's end? (`退订回 TD` at the end: TD is the instruction's.)"""
     for _ in range(_MAX_SEP_RUN + 1):
-        if not 0 <= i < len(text):
-            return False
-        if _HAN_CHAR.match(text, i):
+        if not 0 <= i < len(text) or _HAN_CHAR.match(text, i):
             return True
         if text[i] not in _SEP:
-            return False
+            return _IS_SINGLE.match(text, i) is None
         i += step
     return False
 

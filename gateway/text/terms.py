@@ -18,6 +18,11 @@ words began is lost, so a term may begin or end at any of its letters (`a f
 r e e` -> `afree` holds `free`), and a term of several words also matches
 spelled out without its spaces (`norisk` for `no risk`).
 
+A term written with a hyphen also matches written with a space or closed
+up (`risk-free`: `risk free`, `riskfree`), and one of several words also
+matches hyphenated (`no risk`: `no-risk`): each spelling is a key of the
+automaton, pointing at the same term.
+
 Word edges: in space-delimited scripts a term matches whole words only. A
 term whose first (last) character is a letter or digit of such a script
 needs a non-word character or the text's edge before (after) it: `ass`
@@ -30,6 +35,7 @@ unspaced text and `回T退订` inside `请回T退订。`.
 from __future__ import annotations
 
 import pathlib
+import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -102,7 +108,10 @@ class TermMatcher:
         spelled: dict[str, list[int]] = {}
         for index, term in enumerate(terms):
             key = _term_key(index, term)
-            by_key.setdefault(key, []).append(index)
+            for variant in _variants(key):
+                indices = by_key.setdefault(variant, [])
+                if not indices or indices[-1] != index:  # ascending, once each
+                    indices.append(index)
             if " " in key:
                 spelled.setdefault(key.replace(" ", ""), []).append(index)
         if not by_key:
@@ -200,6 +209,21 @@ def _term_key(index: int, term: str) -> str:
         why = term_problem(term)
         raise TermError(index, term, why or "term is empty")
     return key
+
+
+_HYPHEN: Final = re.compile(r"(?<=[^\W_])-(?=[^\W_])")
+
+
+def _variants(key: str) -> set[str]:
+    """The spellings of a normalized term that count as the term: a compound
+    written with a hyphen, with a space or closed up (`risk-free`, `risk free`,
+    `riskfree`), and words written apart, hyphenated too (`no risk`, `no-risk`)."""
+    found = {key}
+    if _HYPHEN.search(key):
+        found |= {_HYPHEN.sub(" ", key), _HYPHEN.sub("", key)}
+    if " " in key:
+        found.add(key.replace(" ", "-"))
+    return found
 
 
 def _make_key(key: str, indices: list[int], joined_only: list[int]) -> _Key:

@@ -37,6 +37,12 @@ from gateway.text.normalize import _FOLD, _MAY_FOLD, Normalized, normalize, norm
         ("稳 赚 不 赔", "稳赚不赔"),
         ("稳-赚-不-赔", "稳赚不赔"),
         ("回T退訂", "回t退订"),
+        ("稳，赚，不，赔", "稳赚不赔"),  # full-width commas between single letters
+        ("稳、赚、不、赔", "稳赚不赔"),
+        ("f,r,e,e", "free"),
+        ("回复 TD 退订", "回复td退订"),  # a short Latin word typeset apart
+        ("risk‑free risk–free risk−free", "risk-free risk-free risk-free"),
+        ("f‐r‐e‐e", "free"),  # a dash between single letters
         ("a\t\n  b", "a b"),
         ("x\u3000y", "x y"),  # ideographic space
         # A letter that folds to several still stands alone as written.
@@ -56,6 +62,8 @@ def test_evasions_fold(text: str, expected: str) -> None:
     [
         "free money",
         "plan b now",  # one single letter
+        "很稳,赚了",  # a comma parts Chinese words
+        "使用 iphone 购买",  # a word of a sentence between Chinese words
         "a b",  # two single letters are not a run
         "vitamin c and d",
         "reply stop to opt out",

@@ -72,6 +72,34 @@ def test_cjk_and_a_lone_latin_letter_with_spaces_between() -> None:
     assert first(["回T退订"], "回 TD 退订") is None
 
 
+def test_a_short_latin_word_typeset_apart_in_chinese() -> None:
+    for text in ("全场五折，回复 TD 退订", "退订回 TD", "回复TD退订"):
+        assert first(["回复TD退订", "退订回TD"], text) is not None, text
+
+
+@pytest.mark.parametrize(
+    ("term", "text"),
+    [
+        ("risk-free investment", "a risk free investment"),
+        ("risk-free investment", "a riskfree investment"),
+        ("risk-free investment", "a risk‑free investment"),
+        ("risk-free investment", "a risk–free investment"),
+        ("no risk", "no-risk!"),
+        ("no risk", "no‐risk"),
+        ("稳赚不赔", "稳，赚，不，赔"),
+        ("free", "f,r,e,e"),
+    ],
+)
+def test_hyphens_spaces_and_commas_do_not_hide_a_term(term: str, text: str) -> None:
+    found = first([term], text)
+    assert found is not None and found.term == term
+
+
+def test_a_compound_term_still_needs_its_words() -> None:
+    assert first(["risk-free"], "a risky free offer") is None
+    assert first(["no risk"], "norisk") is None  # words written apart are not closed up
+
+
 def test_spaced_term_with_a_letter_that_expands() -> None:
     # ß folds to ss: still one of the spaced-out letters the sender wrote.
     assert first(["jsßau"], "buy j.s.ß.a.u now") == TermMatch("jsßau", 0, 4)

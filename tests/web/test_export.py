@@ -191,9 +191,7 @@ def test_a_client_that_hangs_up_stops_the_export(
         server.stop()
 
 
-def test_ndjson_lines_hold_whatever_a_kept_body_holds(
-    tmp_path: Path, write_policies: Any
-) -> None:
+def test_ndjson_lines_hold_whatever_a_kept_body_holds(tmp_path: Path, write_policies: Any) -> None:
     # Kept bodies may hold U+2028, U+2029 or NEL, which some readers take for
     # a line's end: escaped, one decision is one line for every reader.
     root = write_policies({"rules.yaml": "rules: []\n"})
