@@ -143,22 +143,74 @@ def load_cases(path: Path, rule_ids: Collection[str] | None = None) -> list[Case
         raise InputError(f"{path}:1: the file is empty; it needs a 'cases:' list")
     if not isinstance(doc.data, dict):
         raise InputError(f"{path}:1: the file must be a mapping with a 'cases:' list")
+    cases: list[Case] = []
     try:
         cases = CaseFile.model_validate(doc.data).cases
     except ValidationError as exc:
         problems = explain(exc, CaseFile, doc.data)
     else:
-        problems = [
-            (("cases", n, "expect", "rule"), f"'{rule}' is not a rule of the bundle")
-            for n, case in enumerate(cases)
-            if (rule := case.expect.rule) is not None
-            and rule_ids is not None
-            and rule not in rule_ids
-            and rule != _RECIPIENT
-        ]
+        problems = []
+    # What the schema leaves to the messages and the bundle, found in every
+    # case at once: a mistake in a case is the file's, not a failing case.
+    raw = doc.data.get("cases")
+    for n, case in enumerate(raw if isinstance(raw, list) else []):
+        if isinstance(case, dict):
+            problems += _case_problems(("cases", n), case, rule_ids)
     if problems:
-        raise CaseFileError([_problem(path, doc, *problem) for problem in problems])
+        lines = sorted(
+            (doc.line(loc), _problem(path, doc, loc, why)) for loc, why in dict(problems).items()
+        )
+        raise CaseFileError([line for _, line in lines])
     return cases
+
+
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def _case_problems(
+    at: tuple[str | int, ...], case: dict[str, Any], rule_ids: Collection[str] | None
+) -> list[Problem]:
+    """The mistakes in a case's messages, addresses and expected rule."""
+    problems: list[Problem] = []
+    if isinstance(message := case.get("message"), dict):
+        problems += _message_problems((*at, "message"), message, strict=False)
+    history = case.get("history")
+    for i, sent in enumerate(history if isinstance(history, list) else []):
+        if isinstance(sent, dict) and isinstance(message := sent.get("message"), dict):
+            problems += _message_problems((*at, "history", i, "message"), message, strict=True)
+    for kind in ("opt_outs", "consents"):
+        items = case.get(kind)
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            address = item.get("address") if isinstance(item, dict) else None
+            if isinstance(address, str):
+                try:
+                    normalize_address(address)
+                except InvalidRecipient as exc:
+                    problems.append(((*at, kind, i, "address"), str(exc)))
+    expect = case.get("expect")
+    rule = expect.get("rule") if isinstance(expect, dict) else None
+    if isinstance(rule, str) and rule_ids is not None and rule not in (*rule_ids, _RECIPIENT):
+        problems.append(((*at, "expect", "rule"), f"'{rule}' is not a rule of the bundle"))
+    return problems
+
+
+def _message_problems(
+    at: tuple[str | int, ...], data: dict[str, Any], strict: bool
+) -> list[Problem]:
+    """Why a case's message is not one the native API takes; with `strict`
+    (an earlier send, which was sent), a recipient that is not valid too."""
+    try:
+        item = NativeMessage.model_validate(data)
+    except ValidationError as exc:
+        return [((*at, *loc), why) for loc, why in explain(exc, NativeMessage, data)]
+    if item.channel == "email" and item.subject is None:
+        return [((*at, "subject"), "required for email")]
+    if strict:
+        try:
+            _message(data)
+        except InputError as exc:
+            return [((*at, "to"), str(exc))]
+    return []
 
 
 class CaseFileError(InputError):

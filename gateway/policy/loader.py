@@ -358,7 +358,9 @@ def _message(error: Any, loc: tuple[str | int, ...], model: type[BaseModel]) -> 
     kind, msg, value = error["type"], str(error["msg"]), error.get("input")
     if kind == "extra_forbidden":
         inner = _model_at(model, loc[:-1])
-        known = ", ".join(inner.model_fields) if inner is not None else ""
+        known = (
+            ", ".join(f.alias or name for name, f in inner.model_fields.items()) if inner else ""
+        )
         return f"unknown field '{loc[-1]}'" + (f" (known: {known})" if known else "")
     if kind == "missing":
         return "is required"

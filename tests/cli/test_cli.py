@@ -117,12 +117,14 @@ def test_policy_test_cases_with_bad_recipients_and_bad_messages(tmp_path: Path) 
         "    message: {channel: fax, to: '+12125550100', body: 'hi'}\n"
         "    expect: {decision: allow}\n",
     )
-    assert done.returncode == 1
-    [failure] = done.stdout.splitlines()  # the recipient case passes, as the API decides it
-    assert failure.endswith(
-        "a.test.yaml: no channel: expected allow, got an invalid case"
-        " (\"channel: Input should be 'sms', 'email' or 'push'\")"
-    )
+    # A message the API would not take is the file's mistake, not a failing
+    # case; a recipient that is not valid is a decision, as the API makes it.
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines() == [
+        f"{tmp_path / 'a.test.yaml'}:8: no channel: message.channel: input should be 'sms',"
+        " 'email' or 'push', got 'fax'",
+        "the test file was refused: 1 problem(s)",
+    ]
 
 
 def test_policy_test_cases_with_consents(tmp_path: Path) -> None:

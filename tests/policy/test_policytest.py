@@ -110,3 +110,41 @@ async def test_test_files_end_in_test_yaml_or_test_yml_in_any_case(
     names = [str(path.relative_to(root)) for path in case_files(root)]
     assert names == ["C.TEST.YAML", "a.test.yaml", "b.test.yml", "packs/p/p.Test.Yml"]
     assert await run_folder(load_bundle(root), root) == (4, [])
+
+
+async def test_a_cases_messages_and_addresses_are_checked_when_the_file_loads(
+    write_policies: Writer,
+) -> None:
+    # Mistakes in messages are the file's, every one at once, in line order;
+    # an unknown expected rule among them too.
+    cases = (
+        "cases:\n"
+        "  - name: colour\n"
+        f"    at: '{AT}'\n"
+        "    history:\n"
+        "      - {at: '" + AT + "', message: {channel: sms, to: '12125550100', body: a}}\n"
+        "    opt_outs: [{list: global, address: '+1'}]\n"
+        "    message: {channel: fax, to: '+12125550100', body: hi, colour: red}\n"
+        "    expect: {decision: reject, rule: nope}\n"
+        "  - name: mail\n"
+        f"    at: '{AT}'\n"
+        "    message: {channel: email, to: a@example.com, body: 123}\n"
+        "    expect: {decision: allow}\n"
+    )
+    root = write_policies({"a.yaml": RULES, "a.test.yaml": cases})
+    with pytest.raises(InputError) as caught:
+        await run_folder(load_bundle(root), root)
+    problems = [p.replace(f"{root}/", "") for p in caught.value.problems]  # type: ignore[attr-defined]
+    assert problems == [
+        "a.test.yaml:5: colour: history[0].message.to: '12125550100' is not a phone number in"
+        " international form (+ and country code)",
+        "a.test.yaml:6: colour: opt_outs[0].address: '+1' is not a phone number in"
+        " international form (+ and country code)",
+        "a.test.yaml:7: colour: message.channel: input should be 'sms', 'email' or 'push',"
+        " got 'fax'",
+        "a.test.yaml:7: colour: message.colour: unknown field 'colour' (known: channel, to,"
+        " body, from, subject, title, category, sender, tags, recipient_timezone,"
+        " idempotency_key)",
+        "a.test.yaml:8: colour: expect.rule: 'nope' is not a rule of the bundle",
+        "a.test.yaml:11: mail: message.body: input should be a valid string, got 123",
+    ]
