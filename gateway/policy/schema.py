@@ -9,6 +9,7 @@ import re
 import string
 from typing import Annotated, Any, ClassVar, Literal
 
+from phonenumbers import SUPPORTED_REGIONS
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -70,6 +71,21 @@ _VALUES: dict[str, tuple[str, str, bool]] = {
 }
 
 
+def _no_country(code: str) -> str:
+    known = {"UK": "GB", "EL": "GR"}  # the EU's own codes for two of its members
+    hint = f" (use {known[code]})" if code in known else " (an ISO 3166 code like US or CN)"
+    return f"'{code}' is not the country of any phone number, so no message has it{hint}"
+
+
+# The gateway's own reasons name these in place of a rule: a rule of the same
+# id could not be told from them in a decision or an audit query.
+RESERVED_IDS = {
+    "recipient": "the reason for a recipient that is not a valid address",
+    "deferred-limit": "the reason for a sender's full queue of held messages",
+    "carried-with": "the reason for a recipient whose request could not be sent",
+}
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -100,6 +116,8 @@ class Match(Strict):
         for each in [value] if isinstance(value, str) else value:
             if not re.fullmatch(pattern, each):
                 raise ValueError(f"'{each}' is not {what}")
+            if info.field_name == "country" and each not in SUPPORTED_REGIONS:
+                raise ValueError(_no_country(each))
         if not fold:
             return value
         return value.lower() if isinstance(value, str) else [each.lower() for each in value]
@@ -113,6 +131,13 @@ class RuleBase(Strict):
     description: str | None = None
 
     defers: ClassVar[bool] = False  # may hold a message (action: defer)
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_IDS:
+            raise ValueError(f"'{value}' is the gateway's own id ({RESERVED_IDS[value]})")
+        return value
 
     @field_validator("action")
     @classmethod

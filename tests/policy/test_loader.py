@@ -656,6 +656,30 @@ def test_conditions_no_message_can_meet_are_refused(write_policies: Writer) -> N
     ]
 
 
+def test_a_country_no_number_belongs_to_and_the_gateways_own_ids_are_refused(
+    write_policies: Writer,
+) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules:\n"
+            "  - {id: recipient, type: content_length, max_chars: 5}\n"
+            "  - {id: deferred-limit, type: content_length, max_chars: 5}\n"
+            "  - {id: c, type: content_length, max_chars: 5, match: {country: [GB, UK]}}\n"
+            "  - {id: d, type: content_length, max_chars: 5, unless: {country: XX}}\n"
+        }
+    )
+    assert problems(root) == [
+        "a.yaml:2: recipient: id: 'recipient' is the gateway's own id (the reason for a"
+        " recipient that is not a valid address)",
+        "a.yaml:3: deferred-limit: id: 'deferred-limit' is the gateway's own id (the reason for"
+        " a sender's full queue of held messages)",
+        "a.yaml:4: c: match.country: 'UK' is not the country of any phone number, so no message"
+        " has it (use GB)",
+        "a.yaml:5: d: unless.country: 'XX' is not the country of any phone number, so no message"
+        " has it (an ISO 3166 code like US or CN)",
+    ]
+
+
 def test_categories_and_tags_are_lower_cased_senders_are_not(write_policies: Writer) -> None:
     root = write_policies(
         {
