@@ -42,6 +42,7 @@ INDEX_DELAY = 0.02
 RETRY_DELAY = 1.0  # before starting an indexer that stopped again
 MAX_BEHIND = 256 * 1024 * 1024  # journal bytes the index may lag before writes fail
 STOP_WAIT = 60.0  # seconds `close` gives the indexer to take in the rest
+MAX_AMENDMENTS = 100_000  # upstream answers kept while the journal cannot take them
 
 
 class SqliteTrail:
@@ -76,7 +77,8 @@ class SqliteTrail:
         self._waiting: list[tuple[Position, asyncio.Future[None]]] = []
         self._failure: AuditUnavailable | None = None
         self._due: asyncio.TimerHandle | None = None
-        self._amendments: list[bytes] = []  # of this turn, not written yet
+        self._amendments: list[bytes] = []  # of this turn (or waiting for the journal)
+        self._retry: asyncio.TimerHandle | None = None
         self._closed = False
         self._indexer = self._spawn()
         self._tell("to", self._journal.position)  # what earlier processes left
@@ -96,13 +98,15 @@ class SqliteTrail:
     def _write_after_amendments(self, entry: bytes) -> None:
         """`entry` after the amendments of this turn, in one write: the
         journal (and its chain) keeps the order of the calls."""
-        entries, self._amendments = [*self._amendments, entry], []
+        if not self._amendments:
+            self._write([entry])
+            return
         try:
-            self._write(entries)
-        except AuditUnavailable as exc:
-            if len(entries) > 1:
-                log.warning("%d upstream answers were not recorded: %s", len(entries) - 1, exc)
+            self._write([*self._amendments, entry])
+        except AuditUnavailable:
+            self._write_amendments()  # they go in all the same, if the journal takes them
             raise
+        self._amendments = []
 
     def amend(self, decision_id: str, changes: dict[str, Any]) -> None:
         """Written at the end of this event-loop turn, with the other
@@ -113,22 +117,38 @@ class SqliteTrail:
         self._amendments.append(chain.amendment(decision_id, changes))
 
     def _write_amendments(self) -> None:
-        entries, self._amendments = self._amendments, []
+        """The amendments waiting, into the journal even while the index
+        fails (their messages went out: the answer must be kept, and the
+        index takes it in once it can). When the journal itself cannot take
+        them they wait, and are tried again; only past MAX_AMENDMENTS, or
+        at close, are they given up, and that is logged."""
+        entries = self._amendments
         if not entries:
             return
         try:
-            self._write(entries)
+            self._write(entries, gated=False)
         except AuditUnavailable as exc:
-            # The decisions themselves are durable; only these answers are lost.
-            log.warning("%d upstream answers were not recorded: %s", len(entries), exc)
+            if self._closed or len(entries) > MAX_AMENDMENTS:
+                self._amendments = []
+                log.warning("%d upstream answers were not recorded: %s", len(entries), exc)
+            elif self._retry is None:
+                self._retry = self._attached().call_later(RETRY_DELAY, self._retry_amendments)
+            return
+        self._amendments = []
 
-    def _write(self, entries: list[bytes]) -> None:
+    def _retry_amendments(self) -> None:
+        self._retry = None
+        self._write_amendments()
+
+    def _write(self, entries: list[bytes], gated: bool = True) -> None:
+        """Into the journal; `gated`: refused too while the index fails or
+        lags (a new decision then fails closed)."""
         if self._closed:
             raise AuditUnavailable("audit trail: closed")
-        if self._failure is not None:
+        if gated and self._failure is not None:
             raise AuditUnavailable(str(self._failure))
         behind = self._journal.written - self._caught_up
-        if behind > MAX_BEHIND:
+        if gated and behind > MAX_BEHIND:
             raise AuditUnavailable(f"audit trail: the index is {behind >> 20} MB behind")
         self._journal.write(entries)
         if self._due is None:
@@ -311,6 +331,11 @@ class SqliteTrail:
             return
         self._write_amendments()
         self._closed = True
+        if self._amendments:  # the journal never took them
+            log.warning("%d upstream answers were not recorded at close", len(self._amendments))
+            self._amendments = []
+        if self._retry is not None:
+            self._retry.cancel()
         if self._due is not None:
             self._due.cancel()
         self._tell("stop", self._journal.position)

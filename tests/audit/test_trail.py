@@ -131,6 +131,39 @@ async def test_sqlite_queued_amendments_are_written_by_close(tmp_path: Path) -> 
     assert got is not None and got["upstream"] == {"status": 201}
 
 
+async def test_sqlite_an_answer_is_kept_while_the_index_cannot_be_written(
+    tmp_path: Path,
+) -> None:
+    """A message already sent keeps its upstream answer when the index is
+    locked by another program: new decisions are refused meanwhile, and the
+    answer reaches the index once the lock goes."""
+    trail = SqliteTrail(tmp_path / "a.db")
+    await trail.append(record(1), 1000)  # its message goes upstream
+    with contextlib.closing(sqlite3.connect(tmp_path / "a.db", timeout=0)) as holder:
+        holder.execute("BEGIN IMMEDIATE")
+        deadline = asyncio.get_running_loop().time() + 30
+        n = 2
+        while True:  # until the trail knows that its index is stuck
+            try:
+                await trail.append(record(n), 1000)
+            except AuditUnavailable:
+                break
+            n += 1
+            assert asyncio.get_running_loop().time() < deadline, "never refused"
+            await asyncio.sleep(0.05)
+        trail.amend("id001", {"upstream": {"status": 201}})
+        await asyncio.sleep(0)  # the end of the turn, when amendments are written
+        holder.rollback()
+    got = None
+    while got is None or got["upstream"] is None:
+        assert asyncio.get_running_loop().time() < deadline + 30, "the answer was lost"
+        await asyncio.sleep(0.05)
+        with contextlib.suppress(AuditUnavailable):
+            got = await trail.get("id001")
+    assert got["upstream"] == {"status": 201}
+    await trail.close()
+
+
 async def test_sqlite_index_is_built_soon_without_a_reader(tmp_path: Path) -> None:
     """Nobody has to read for the index to be built: within INDEX_DELAY or so
     another connection sees the record and its amendment."""
