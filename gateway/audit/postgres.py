@@ -39,6 +39,8 @@ TIMEOUT = 2.0  # seconds, for a connection and for each statement
 PAGE = 500  # entries read at a time by a verification
 BATCH = 5000  # rows removed per statement by retention
 PRUNE_EVERY = 3600.0  # seconds between looks for records past the retention
+RETRY_DELAY = 1.0  # seconds before upstream answers that failed to commit are tried again
+MAX_AMENDMENTS = 100_000  # such answers kept waiting; past it, they are given up
 
 
 def _unavailable(exc: BaseException) -> AuditUnavailable:
@@ -124,6 +126,8 @@ class PostgresTrail:
         self._head = chain.GENESIS
         self._n = 0  # the number of the writer's last committed entry
         self._pending: list[_Pending] = []
+        self._unsent: list[_Pending] = []  # upstream answers whose commit failed
+        self._retry: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._closed = False
         self._ready = False  # the table is there and the head is read
@@ -260,17 +264,33 @@ class PostgresTrail:
         self._head, self._n = head, n
 
     def _failed(self, batch: list[_Pending], exc: AuditUnavailable) -> None:
-        lost = 0
+        answers = []
         for item in batch:
             if item.done is None:
-                lost += 1
+                answers.append(item)
             elif not item.done.done():
                 item.done.set_exception(AuditUnavailable(str(exc)))
-        if lost:
-            log.warning("%d upstream answers were not recorded: %s", lost, exc)
+        # Their messages went out: the answers are tried again, not dropped.
+        # (Should the failed commit have gone through after all, an answer is
+        # then recorded twice, which reads the same.)
+        if self._closed or len(self._unsent) + len(answers) > MAX_AMENDMENTS:
+            if answers:
+                log.warning("%d upstream answers were not recorded: %s", len(answers), exc)
+        else:
+            self._unsent += answers
+            if self._unsent and self._retry is None:
+                loop = asyncio.get_running_loop()
+                self._retry = loop.call_later(RETRY_DELAY, self._send_again)
         # The commit may have gone through after all: the next batch reads
         # the head again first (see _prepare).
         self._ready = False
+
+    def _send_again(self) -> None:
+        self._retry = None
+        again, self._unsent = self._unsent, []
+        self._pending[:0] = again
+        if again and self._flushing is None:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
     async def _written(self) -> None:
         """Until everything appended so far is committed (or failed)."""
@@ -473,6 +493,9 @@ class PostgresTrail:
         self._closed = True
         if self._pruning is not None:
             self._pruning.cancel()
+        if self._retry is not None:
+            self._retry.cancel()
+        self._send_again()  # one last try for answers still waiting
         try:
             await self._written()
         finally:

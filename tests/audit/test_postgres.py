@@ -122,6 +122,25 @@ async def test_writes_fail_closed_and_come_back(table: str) -> None:
         await trail.close()
 
 
+async def test_an_answer_whose_commit_fails_is_committed_later(table: str) -> None:
+    # Its message went out: the upstream's answer waits and goes in once the
+    # database takes writes again.
+    trail = await PostgresTrail.open(POSTGRES_URL, table, writer="host:a")
+    try:
+        await trail.append(record(1), 1)
+        await refuse_inserts(table, "could not extend file: No space left on device")
+        trail.amend("id001", {"upstream": {"status": 201}})
+        await asyncio.sleep(0.2)  # its commit fails
+        await accept_inserts(table)
+        deadline = asyncio.get_running_loop().time() + 10
+        while (await trail.get("id001") or {}).get("upstream") is None:
+            assert asyncio.get_running_loop().time() < deadline, "the answer was lost"
+            await asyncio.sleep(0.1)
+        assert (await trail.verify())["intact"] is True
+    finally:
+        await trail.close()
+
+
 async def test_an_unreachable_database_refuses_every_write_in_one_clear_error() -> None:
     trail = await PostgresTrail.open("postgresql://postgres@127.0.0.1:1/test", "t", "host:a")
     try:
