@@ -37,6 +37,18 @@ def _text_ok(value: str | None) -> str | None:
     raise ValueError(f"lone surrogate U+{ord(lone.group()):04X} at offset {lone.start()}")
 
 
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _address_ok(value: str) -> str:
+    """An address holds no control character at all (nor the message's LF):
+    the rules read it without them, and the upstream would get them."""
+    bad = _ANY_CONTROL.search(value)
+    if bad:
+        raise ValueError(f"control character U+{ord(bad.group()):04X} at offset {bad.start()}")
+    return _text_ok(value) or value
+
+
 class NativeMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
@@ -54,6 +66,7 @@ class NativeMessage(BaseModel):
     idempotency_key: Annotated[str | None, Field(min_length=1, max_length=255)] = None
 
     _texts = field_validator("body", "subject", "title", "from_")(_text_ok)
+    _address = field_validator("to")(_address_ok)
 
     @field_validator("recipient_timezone")
     @classmethod

@@ -232,3 +232,19 @@ def test_a_control_character_in_from_is_a_400(client: TestClient) -> None:
     assert answer.status_code == 400
     assert answer.json()["fields"] == {"from": "control character U+0001 at offset 5"}
     assert_nothing_happened(client)
+
+
+@pytest.mark.parametrize(
+    ("to", "why"),
+    [
+        ("+1 415 555 0177\x00\x00", "control character U+0000 at offset 15"),
+        ("+14155550177\n", "control character U+000A at offset 12"),
+        ("a@example.com\x85", "control character U+0085 at offset 13"),
+    ],
+)
+def test_a_control_character_in_to_is_a_400(client: TestClient, to: str, why: str) -> None:
+    # The rules would read the number without it, and the upstream get it.
+    answer = client.post("/v1/messages", json=sms(to=to))
+    assert answer.status_code == 400
+    assert answer.json()["fields"] == {"to": why}
+    assert_nothing_happened(client)
