@@ -64,6 +64,25 @@ def declared_length(scope: Scope) -> str | None:
     return None
 
 
+def require_json(scope: Scope) -> None:
+    """InputError (415) unless the body is declared JSON, or not declared at
+    all. A web page may post text/plain or a form to a gateway on loopback
+    without the browser asking first (no CORS preflight): such a body is not
+    taken as a message."""
+    headers: RawHeaders = scope["headers"]
+    for name, value in headers:
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            if media == b"application/json" or media.endswith(b"+json"):
+                return
+            shown = value.decode("latin-1")[:100]
+            raise InputError(
+                f"Content-Type '{shown}' is not JSON: send the message as application/json",
+                {"content-type": "not JSON"},
+                415,
+            )
+
+
 def whole_number(text: str) -> bool:
     """ASCII digits that int() reads without fuss. str.isdigit alone also takes
     "²", which int() refuses, and digits past int()'s length limit (4300)."""

@@ -29,7 +29,13 @@ from gateway.service import Sent
 from gateway.settings import Route
 from gateway.upstream.base import Outbound
 from gateway.web.auth import bound_senders, may_act
-from gateway.web.http import JsonAnswer, decision_headers, json_response, read_body
+from gateway.web.http import (
+    JsonAnswer,
+    decision_headers,
+    json_response,
+    read_body,
+    require_json,
+)
 from gateway.web.once import once, scope_key
 
 _REJECT = (b"x-gateway-decision", b"reject")
@@ -115,6 +121,7 @@ async def send(request: Request) -> Response:
 async def check_body(rt: Runtime, raw: bytes, scope: Scope) -> Response:
     """`POST /v1/check` once its body is in; shared by starlette's route and
     the plain ASGI one (gateway/web/direct.py)."""
+    require_json(scope)
     item = parse_native(decode_json(raw), CheckRequest)
     route = native_route(rt)
     _as_bound(rt, item, route, scope)
@@ -133,6 +140,7 @@ async def check_body(rt: Runtime, raw: bytes, scope: Scope) -> Response:
 
 async def send_body(rt: Runtime, raw: bytes, scope: Scope) -> Response:
     """`POST /v1/messages` once its body is in (see `check_body`)."""
+    require_json(scope)
     item = parse_native(decode_json(raw), NativeMessage)
     route = native_route(rt)
     _as_bound(rt, item, route, scope)

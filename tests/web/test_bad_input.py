@@ -248,3 +248,29 @@ def test_a_control_character_in_to_is_a_400(client: TestClient, to: str, why: st
     assert answer.status_code == 400
     assert answer.json()["fields"] == {"to": why}
     assert_nothing_happened(client)
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/check"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
+)
+def test_a_body_not_declared_json_is_a_415(
+    client: TestClient, path: str, content_type: str
+) -> None:
+    # What a web page may post to a gateway on loopback without the browser
+    # asking first: not taken as a message.
+    answer = client.post(path, content=json.dumps(sms()), headers={"content-type": content_type})
+    assert answer.status_code == 415
+    assert answer.json()["fields"] == {"content-type": "not JSON"}
+    assert answer.json()["error"] == (
+        f"Content-Type '{content_type}' is not JSON: send the message as application/json"
+    )
+    assert_nothing_happened(client)
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json; charset=utf-8", "text/x+json"])
+def test_json_or_no_declared_type_is_taken(client: TestClient, content_type: str | None) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    answer = client.post("/v1/check", content=json.dumps(sms()), headers=headers)
+    assert answer.status_code == 200, answer.text
