@@ -64,11 +64,17 @@ class ApiKeys:
         if allowed("", method, path):  # open to anyone (health checks)
             return None
         if path.startswith(DROP_IN):
-            key = self._key(b"Bearer " + _header(scope, b"x-gateway-key"))
+            given = _header(scope, b"x-gateway-key")
+            key = self._key(b"Bearer " + given)
         else:
-            key = self._key(_header(scope, b"authorization"))
+            given = _header(scope, b"authorization")
+            key = self._key(given)
         if key is None:
             where = "X-Gateway-Key" if path.startswith(DROP_IN) else "Authorization: Bearer ..."
+            if given:  # one was given: say so, rather than that none was
+                return _refused(
+                    path, 401, f"the API key given ({where}) is not a key of this gateway"
+                )
             return _refused(path, 401, f"an API key is needed ({where})")
         if not allowed(key.role, method, path):
             return _refused(path, 403, f"the {key.role} role may not {method} {path}")

@@ -41,7 +41,14 @@ def test_no_key_is_401(make_client: Make) -> None:
     assert answer.json() == {"error": "an API key is needed (Authorization: Bearer ...)"}
     assert answer.headers["WWW-Authenticate"] == 'Bearer realm="gateway"'
     assert answer.headers["X-Gateway-Decision"] == "reject"  # nothing was sent
-    assert client.post("/v1/messages", json=sms(), headers=bearer("wrong")).status_code == 401
+    wrong = client.post("/v1/messages", json=sms(), headers=bearer("wrong"))
+    assert wrong.status_code == 401
+    assert wrong.json() == {
+        "error": "the API key given (Authorization: Bearer ...) is not a key of this gateway"
+    }
+    assert client.post("/v1/messages", json=sms(), headers={"authorization": "wrong"}).json() == {
+        "error": "the API key given (Authorization: Bearer ...) is not a key of this gateway"
+    }
     assert client.get("/healthz").status_code == 200  # health stays open
 
 
