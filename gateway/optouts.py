@@ -3,9 +3,9 @@
 Used by `POST /v1/opt-outs/{list}/import` and `gateway opt-out import`.
 
 The file: one address per row (phone, email or push token, as the single
-opt-out endpoints take them), or a CSV whose header row names an `address`
-(or `recipient`) column, in any place and case, and optionally a `note`
-column; blank rows and rows starting with `#` are skipped. A recipient as
+opt-out endpoints take them), optionally followed by a note, or a CSV whose
+header row names an `address` (or `recipient`) column, in any place and case,
+and optionally a `note` column; blank rows and rows starting with `#` are skipped. A recipient as
 the gateway stores it (`hmac:…`) is taken too, so an export
 (gateway/web/export.py) can be imported into a gateway with the same
 pseudonymization key.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -72,7 +73,8 @@ class Parsing:
 
     def steps(self, text: str) -> Iterator[None]:
         """Read the file, pausing (yielding) after every YIELD_EVERY rows."""
-        lines = csv.reader(text.removeprefix("\ufeff").splitlines())
+        # Rows end at line ends only (U+2028 in a note is a character of it).
+        lines = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
         columns: tuple[int, int | None, int | None] | None = None  # address, note, hint
         for number, fields in enumerate(lines, 1):
             if number % YIELD_EVERY == 0:
@@ -84,7 +86,7 @@ class Parsing:
                 if columns is not None:
                     self.problems += _repeated(number, fields)
                     continue
-                columns = (0, None, None)
+                columns = _NO_HEADER
                 if _HEADER_WORDS.intersection(f.strip().lower() for f in fields):
                     self.problems.append(
                         f"row {number} looks like a header but names no 'address'"
@@ -117,6 +119,10 @@ _HEADER_WORDS = frozenset(
 )
 
 
+# Without a header row: the address, then perhaps a note, and nothing more.
+_NO_HEADER: tuple[int, int | None, int | None] = (0, 1, None)
+
+
 def _header(fields: list[str]) -> tuple[int, int | None, int | None] | None:
     names = [field.strip().lower() for field in fields]
     # "recipient": the column of an export, which holds stored recipients
@@ -145,6 +151,12 @@ def _row(
     problems: list[str],
 ) -> Row | None:
     at, note_at, hint_at = columns
+    if columns is _NO_HEADER and any(field.strip() for field in fields[2:]):
+        problems.append(
+            f"row {number}: more columns than an address and a note; a header row"
+            " (address,note,...) says which column is which"
+        )
+        return None
     raw = fields[at].strip() if at < len(fields) else ""
     note = None
     if note_at is not None and note_at < len(fields):

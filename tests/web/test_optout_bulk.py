@@ -59,6 +59,26 @@ def test_one_address_per_line_and_again(client: TestClient) -> None:
     assert (again["added"], again["already"]) == (1, 1)
 
 
+def test_without_a_header_a_second_column_is_a_note_and_a_third_is_refused(
+    client: TestClient,
+) -> None:
+    text = '+12125550100,asked by phone\n+12125550101,"in a note:\u2028two lines"\n'
+    assert post_import(client, text)["added"] == 2
+    assert client.get("/v1/opt-outs/global/+12125550100").json()["note"] == "asked by phone"
+    kept = client.get("/v1/opt-outs/global/+12125550101").json()["note"]
+    assert kept == "in a note:\u2028two lines"
+    answer = client.post(
+        "/v1/opt-outs/global/import",
+        content="+12125550102,a note,2026-01-01\n",
+        headers={"content-type": CSV},
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"] == (
+        "the import was refused, nothing was added: row 1: more columns than an address and a"
+        " note; a header row (address,note,...) says which column is which"
+    )
+
+
 def test_a_bad_row_refuses_the_whole_import(client: TestClient) -> None:
     answer = client.post(
         "/v1/opt-outs/global/import",
