@@ -23,6 +23,7 @@ from gateway.audit.base import DecisionQuery
 from gateway.console import Progress, output
 from gateway.errors import GatewayError
 from gateway.jsonio import json_line
+from gateway.model import CODES
 from gateway.policy.schema import parse_duration
 from gateway.settings import Settings, load_settings
 
@@ -258,6 +259,8 @@ def _query(args: argparse.Namespace, settings: Settings) -> DecisionQuery:
         value = getattr(args, name, None)
         if value is not None and not value.strip():
             raise GatewayError(f"--{name}: empty; leave a filter out to match every decision")
+    if args.code is not None and args.code not in CODES:
+        raise GatewayError(f"--code: '{args.code}' is not a reason code ({', '.join(CODES)})")
     recipient = None
     if args.recipient is not None:
         recipient = asyncio.run(_pseudonym(settings, args.recipient))

@@ -51,6 +51,9 @@ class Code(StrEnum):
     UPSTREAM_UNKNOWN = "upstream_unknown"
 
 
+CODES = tuple(code.value for code in Code)
+
+
 class RecipientKind(StrEnum):
     PHONE = "phone"
     EMAIL = "email"

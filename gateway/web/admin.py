@@ -27,7 +27,7 @@ from gateway.errors import (
     PolicyError,
     StoreUnavailable,
 )
-from gateway.model import iso
+from gateway.model import CODES, iso
 from gateway.policy.schema import NAME
 from gateway.recipients import hint, normalize_address, stored_form, stored_recipient
 from gateway.runtime import Runtime
@@ -204,6 +204,11 @@ def _decision_query(request: Request, allowed: frozenset[str], limit: int) -> De
         raise InputError(
             f"decision: '{decision}' is not allow, reject or defer",
             {"decision": "allow, reject or defer"},
+        )
+    code = params.get("code")
+    if code is not None and code not in CODES:
+        raise InputError(
+            f"code: '{code}' is not a reason code ({', '.join(CODES)})", {"code": "unknown"}
         )
     recipient, stored = params.get("recipient"), None
     if recipient:

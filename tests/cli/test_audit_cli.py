@@ -218,6 +218,13 @@ def test_verify_an_altered_trail_exits_1_naming_the_line(served: tuple[Server, P
     assert unknown.stdout.endswith(f"head {'0' * 64}: NOT FOUND in any trail\n")
 
 
+def test_query_refuses_a_code_that_is_none(tmp_path: Path) -> None:
+    done = run("audit", "query", "--data-dir", str(tmp_path), "--code", "opted-out")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("gateway: --code: 'opted-out' is not a reason code (opted_out,")
+    assert done.stderr.count("\n") == 1
+
+
 def test_verify_bad_arguments_are_one_line(tmp_path: Path) -> None:
     done = run("audit", "verify", "--data-dir", str(tmp_path), "--head", "xyz")
     assert (done.returncode, done.stderr) == (

@@ -111,6 +111,11 @@ def test_bad_query_parameters(client: TestClient) -> None:
         answer = client.get(path, params={"decision": "bogus"})
         assert answer.status_code == 400
         assert answer.json()["fields"] == {"decision": "allow, reject or defer"}
+        # A misspelt code would find nothing, which reads as "never happened".
+        answer = client.get(path, params={"code": "opted-out"})
+        assert answer.status_code == 400
+        assert answer.json()["fields"] == {"code": "unknown"}
+        assert answer.json()["error"].startswith("code: 'opted-out' is not a reason code (")
     assert client.get("/v1/deferred", params={"status": "lost"}).status_code == 400
 
 
