@@ -6,6 +6,7 @@ Each problem reads `file:line: rule id: field: what is wrong`, quoting the value
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import typing
 from collections.abc import Sequence
@@ -299,7 +300,9 @@ def _model_for(item: dict[str, Any], where: _Where, problems: list[str]) -> type
         return None
     if not isinstance(kind, str) or kind not in RULE_MODELS:
         known = ", ".join(RULE_MODELS)
-        problems.append(where.problem(("type",), f"unknown rule type '{kind}' (known: {known})"))
+        problems.append(
+            where.problem(("type",), f"unknown rule type {_quote(kind)} (known: {known})")
+        )
         return None
     return RULE_MODELS[kind]
 
@@ -393,10 +396,12 @@ def _model_at(model: type[BaseModel], path: tuple[str | int, ...]) -> type[BaseM
 
 
 def _quote(value: Any) -> str:
+    """A value as the author wrote it in YAML: `true`, `null`, `[opt_out]`
+    (JSON's flow style, which YAML reads alike), not Python's `True`."""
     if isinstance(value, str):
         return f"'{_shorten(value)}'"
     try:
-        return _shorten(repr(value))
+        return _shorten(json.dumps(value, ensure_ascii=False, default=str))
     except ValueError:  # an integer too long to print (YAML reads `0xfff...` of any length)
         return f"a number of {value.bit_length()} bits"
 

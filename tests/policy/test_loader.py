@@ -761,11 +761,11 @@ def test_a_mapping_or_a_list_where_another_shape_is_expected(write_policies: Wri
         }
     )
     assert problems(root) == [
-        "a.yaml:2: l: limits: input should be a valid list, got {'count': 1, 'per': '1h'}",
-        "a.yaml:3: m: match: input should be a mapping, got ['sms']",
-        "a.yaml:4: c: match.channel: input should be 'sms', 'email' or 'push', got {'a': 1}",
+        'a.yaml:2: l: limits: input should be a valid list, got {"count": 1, "per": "1h"}',
+        'a.yaml:3: m: match: input should be a mapping, got ["sms"]',
+        "a.yaml:4: c: match.channel: input should be 'sms', 'email' or 'push', got {\"a\": 1}",
         "a.yaml:5: d: match.channel[1]: input should be 'sms', 'email' or 'push', got 'fax'",
-        "a.yaml:6: h: allow.hours: input should be a valid string, got {'from': '08:00'}",
+        'a.yaml:6: h: allow.hours: input should be a valid string, got {"from": "08:00"}',
         "a.yaml:7: e: limits: is empty; give at least one",
     ]
 
@@ -829,4 +829,21 @@ def test_a_rule_with_a_bad_field_is_still_checked_whole(write_policies: Writer) 
         "a.yaml:4: a: match.chanel: unknown field 'chanel'"
         " (known: channel, category, sender, route, country, area_code, tags)",
         "a.yaml:5: a: terms: give terms, terms_file, or both",
+    ]
+
+
+def test_values_are_quoted_as_yaml_writes_them(write_policies: Writer) -> None:
+    root = write_policies(
+        {
+            "a.yaml": "rules:\n"
+            "  - {id: t, type: [opt_out], lists: [global]}\n"
+            "  - {id: c, type: content_length, max_chars: true}\n"
+            "  - {id: d, type: opt_out, lists: [null]}\n"
+        }
+    )
+    found = problems(root)
+    assert found[0].startswith('a.yaml:2: t: type: unknown rule type ["opt_out"] (known: ')
+    assert found[1:] == [
+        "a.yaml:3: c: max_chars: input should be a valid integer, got true",
+        "a.yaml:4: d: lists[0]: input should be a valid string, got null",
     ]
