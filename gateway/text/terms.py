@@ -328,7 +328,7 @@ def load_terms_file(path: pathlib.Path) -> list[tuple[int, str]]:
     is stripped, and blank lines and lines starting with `#` are skipped (a
     `#` later in a line is part of the term). A leading byte order mark is
     ignored. Raises TermError with a one-line message when the file is
-    missing, unreadable or not UTF-8.
+    missing, unreadable or not UTF-8, or a term holds a control character.
     """
     try:
         data = path.read_bytes()
@@ -346,5 +346,15 @@ def load_terms_file(path: pathlib.Path) -> list[tuple[int, str]]:
     for number, raw in enumerate(text.split("\n"), start=1):
         term = raw.strip()
         if term and not term.startswith("#"):
+            control = _CONTROL.search(term)
+            if control is not None:  # a binary file, or a term no one can read
+                why = (
+                    f"terms file '{path}' line {number}: control character"
+                    f" U+{ord(control.group()):04X} (is it a text file?)"
+                )
+                raise TermError(number, term, why)
             terms.append((number, term))
     return terms
+
+
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

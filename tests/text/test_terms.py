@@ -264,6 +264,17 @@ def test_non_utf8_terms_file(tmp_path: Path) -> None:
     assert caught.value.index == 3
 
 
+def test_terms_file_with_a_control_character(tmp_path: Path) -> None:
+    path = tmp_path / "binary.txt"
+    path.write_bytes(b"free\r\nfr\x00ee\n")
+    with pytest.raises(TermError) as caught:
+        load_terms_file(path)
+    assert str(caught.value) == (
+        f"terms file '{path}' line 2: control character U+0000 (is it a text file?)"
+    )
+    assert caught.value.index == 2
+
+
 def test_terms_file_that_is_a_folder(tmp_path: Path) -> None:
     with pytest.raises(TermError) as caught:
         load_terms_file(tmp_path)
