@@ -28,8 +28,16 @@ def test_busy_polling_changes_no_answer_and_stops_after_its_window(make_client: 
         assert refused.json()["reasons"][0]["rule"] == "finance-claims"
         assert client.post("/v1/check", json={"channel": "sms"}).status_code == 400
 
-    polled.get("/healthz")
-    spinning = _cpu_during(0.05)  # inside the 100 ms window
-    time.sleep(0.1)
-    sleeping = _cpu_during(0.05)
-    assert spinning > 0.02 > sleeping
+    # A machine busy with other work may take the core from the polling loop
+    # for a while: a few tries, and one clear spin followed by sleep is proof.
+    seen = []
+    for _ in range(5):
+        polled.get("/healthz")
+        spinning = _cpu_during(0.05)  # inside the 100 ms window
+        time.sleep(0.1)
+        sleeping = _cpu_during(0.05)
+        seen.append((round(spinning, 3), round(sleeping, 3)))
+        if spinning > 0.02 > sleeping:
+            break
+    else:
+        raise AssertionError(f"no spin within the window then sleep: {seen}")
