@@ -27,7 +27,7 @@ from gateway.errors import (
     one_line,
 )
 from gateway.jsonio import json_line
-from gateway.policy.bundle import Bundle
+from gateway.policy.bundle import Bundle, route_warnings
 from gateway.policy.loader import load_bundle
 from gateway.settings import Settings, load_settings, unknown_variables
 
@@ -175,6 +175,8 @@ def _serve(args: argparse.Namespace) -> int:
     app = None if args.workers > 1 else _claiming_app(settings, policies)
     for var in unknown_variables(os.environ):
         print(f"gateway: {var} is not a setting, so it is ignored", file=sys.stderr)
+    for warning in route_warnings(policies.current(), [r.name for r in settings.routes]):
+        print(f"gateway: warning: {warning}", file=sys.stderr)
     if not settings.api_keys:
         print(
             "gateway: no API keys configured: every endpoint is open, so it listens on "
@@ -274,6 +276,9 @@ def _policy_folder(args: argparse.Namespace) -> tuple[Path, list[str]]:
 def _policy_check(args: argparse.Namespace) -> int:
     folder, packs = _policy_folder(args)
     bundle = load_bundle(folder, packs)
+    routes = [route.name for route in load_settings(args.config).routes]
+    for warning in route_warnings(bundle, routes):
+        print(f"warning: {warning}", file=sys.stderr)
     rules, files = len(bundle.rules), len(bundle.files)
     # Which packs were read, since they come from the config, not the folder.
     with_packs = f"packs {', '.join(packs)}" if packs else "no packs (the config switches none on)"

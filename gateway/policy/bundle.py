@@ -66,3 +66,21 @@ class Bundle:
 
 
 EMPTY = Bundle(version="sha256:empty", rules=())
+
+
+def route_warnings(bundle: Bundle, routes: list[str]) -> list[str]:
+    """Rules whose `match` or `unless` names a route the configuration does
+    not have (routes come from the config, not the policies, so a bundle is
+    not refused for it): each such condition can never hold."""
+    found = []
+    for rule in bundle.rules:
+        for key, condition in (("match", rule.match), ("unless", rule.unless)):
+            if condition is None:
+                continue
+            unknown = sorted(condition.values("route") - set(routes))
+            if unknown:
+                found.append(
+                    f"rule {rule.id}: {key}.route names {', '.join(unknown)}, not a route of"
+                    f" the configuration ({', '.join(routes)}): no message comes by it"
+                )
+    return found

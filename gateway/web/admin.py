@@ -28,6 +28,7 @@ from gateway.errors import (
     StoreUnavailable,
 )
 from gateway.model import CODES, iso
+from gateway.policy.bundle import route_warnings
 from gateway.policy.schema import NAME
 from gateway.recipients import hint, normalize_address, stored_form, stored_recipient
 from gateway.runtime import Runtime
@@ -413,6 +414,9 @@ async def policies_reload(request: Request) -> Response:
             422,
         )
     answer: dict[str, Any] = {"version": bundle.version, "rules": len(bundle.rules)}
+    routes = route_warnings(bundle, [route.name for route in rt.settings.routes])
+    if routes:
+        answer["warnings"] = routes
     if not told:
         answer["warning"] = (
             "this process serves the new bundle, but the other processes could not be told"

@@ -60,6 +60,20 @@ def test_policy_check_on_the_sample_bundle() -> None:
     done = run("policy", "check", "policies")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("policies: 7 rules in ")
+    assert done.stderr == ""
+
+
+def test_policy_check_warns_of_a_route_the_config_does_not_have(tmp_path: Path) -> None:
+    # Routes come from the config: the bundle stands, but the author hears of it.
+    (tmp_path / "a.yaml").write_text(
+        "rules:\n  - {id: r, type: content_length, max_chars: 5, match: {route: [native, sms]}}\n"
+    )
+    done = run("policy", "check", str(tmp_path))
+    assert done.returncode == 0
+    assert done.stderr == (
+        "warning: rule r: match.route names sms, not a route of the configuration (native,"
+        " twilio, sendgrid, fcm): no message comes by it\n"
+    )
 
 
 def test_policy_check_prints_every_problem(tmp_path: Path) -> None:

@@ -321,6 +321,17 @@ def test_messages_are_decided_while_a_bundle_is_reloaded(
     assert answers == [200]
 
 
+def test_a_reload_warns_of_a_route_the_config_does_not_have(make_client: Make) -> None:
+    rule = "rules:\n  - {id: r, type: content_length, max_chars: 5, unless: {route: [twillio]}}\n"
+    client = make_client(rules=rule)
+    answer = client.post("/v1/policies/reload")
+    assert answer.status_code == 200
+    assert answer.json()["warnings"] == [
+        "rule r: unless.route names twillio, not a route of the configuration (native, twilio,"
+        " sendgrid, fcm): no message comes by it"
+    ]
+
+
 def test_health(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
