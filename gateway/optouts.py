@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -74,11 +75,28 @@ class Parsing:
     def steps(self, text: str) -> Iterator[None]:
         """Read the file, pausing (yielding) after every YIELD_EVERY rows."""
         # Rows end at line ends only (U+2028 in a note is a character of it).
-        lines = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+        reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
         columns: tuple[int, int | None, int | None] | None = None  # address, note, hint
-        for number, fields in enumerate(lines, 1):
-            if number % YIELD_EVERY == 0:
+        for count in itertools.count(1):
+            number = reader.line_num + 1  # the line the row starts on
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # a stray quote, a value past csv's size limit
+                open_quote = " (a quote left open?)" if "end of data" in str(exc) else ""
+                self.problems.append(f"row {number}: not CSV: {exc}{open_quote}")
+                return  # what follows cannot be told apart reliably
+            if count % YIELD_EVERY == 0:
                 yield
+            if any("\n" in field or "\r" in field for field in fields):
+                # An address or a note never spans lines: a quote left open
+                # would otherwise take the rows after it into a note.
+                self.problems.append(
+                    f"row {number}: a quoted value runs over lines {number}-{reader.line_num}"
+                    " (a quote left open?)"
+                )
+                continue
             if not fields or not "".join(fields).strip() or fields[0].lstrip().startswith("#"):
                 continue
             if columns is None:

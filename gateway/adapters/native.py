@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -41,12 +42,21 @@ _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _address_ok(value: str) -> str:
-    """An address holds no control character at all (nor the message's LF):
-    the rules read it without them, and the upstream would get them."""
+    """An address holds no control character at all (nor the message's LF),
+    no line or paragraph separator and no invisible format character (a
+    zero-width space): the rules read it without them, and the upstream
+    would get them."""
     bad = _ANY_CONTROL.search(value)
     if bad:
         raise ValueError(f"control character U+{ord(bad.group()):04X} at offset {bad.start()}")
+    if not value.isascii():
+        for at, ch in enumerate(value):
+            if unicodedata.category(ch) in _INVISIBLE:
+                raise ValueError(f"invisible character U+{ord(ch):04X} at offset {at}")
     return _text_ok(value) or value
+
+
+_INVISIBLE = frozenset({"Cf", "Zl", "Zp"})
 
 
 class NativeMessage(BaseModel):

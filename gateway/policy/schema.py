@@ -83,6 +83,10 @@ RESERVED_IDS = {
     "recipient": "the reason for a recipient that is not a valid address",
     "deferred-limit": "the reason for a sender's full queue of held messages",
     "carried-with": "the reason for a recipient whose request could not be sent",
+    "store": "the reason for a refusal while the state store is unreachable",
+    "trail": "the reason for a refusal while the audit trail is unreachable",
+    "upstream": "the reason for an upstream's refusal or silence",
+    "scheduler": "the reason for a held message that could not be sent",
 }
 
 

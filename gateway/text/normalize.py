@@ -13,8 +13,9 @@ sender wrote it. The steps, in order:
    combining diacritics U+0300-U+036F that stay apart are removed.
 3. Traditional Chinese characters fold to simplified (`穩賺不賠` -> `稳赚不赔`),
    one character to one, from OpenCC's character table.
-4. Every whitespace character becomes a space, and every hyphen or dash
-   (Unicode Pd, and the minus sign) becomes `-`; invisible characters are
+4. Every whitespace character becomes a space, and every hyphen, the figure
+   and en dashes and the minus sign become `-` (not the em dash, which parts
+   clauses); invisible characters are
    removed: format characters (category Cf: zero-width space and joiners,
    soft hyphen, byte order mark, bidi controls), other control characters,
    lone surrogates, variation selectors and the Hangul filler characters.
@@ -22,8 +23,8 @@ sender wrote it. The steps, in order:
    collapse to one space. The rule for separators, exactly:
 
    - A *separator run* is 1 to 3 characters from: space `.` `-` `_` `*` `~`
-     `/` `|` `+` `·` `•` `‧` `∙` `⋅`; between single letters, `,` and `、`
-     too (a full-width comma is `,` by then).
+     `/` `|` `+` `·` `•` `‧` `∙` `⋅`; or, between single letters, one `,` or
+     `、` alone (a full-width comma is `,` by then; `a, b, c` is a list).
    - A *single letter* is one letter or digit with no letter or digit right
      before or after it, counted as the sender wrote it: a character that
      folds to several letters (`ß` -> `ss`, `ﬁ` -> `fi`) is one letter
@@ -52,6 +53,7 @@ input can stall them; pure ASCII text, most messages, takes a fast path.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -103,15 +105,20 @@ def normalize(text: str) -> Normalized:
 def _after(
     runs: list[tuple[int, int]], deletions: list[tuple[int, int, str]]
 ) -> tuple[tuple[int, int], ...]:
-    """Where `runs` lie once the sorted, disjoint `deletions` are made."""
+    """Where `runs` lie once the sorted, disjoint `deletions` are made: by
+    bisection over the deletions' running total, so that a text of many runs
+    and many deletions costs n log n, not n squared."""
+    starts = [start for start, _, _ in deletions]
+    removed = [0]  # removed[k]: characters the first k deletions remove
+    for start, end, _ in deletions:
+        removed.append(removed[-1] + end - start)
 
     def moved(at: int) -> int:
-        gone = 0
-        for start, end, _ in deletions:
-            if start >= at:
-                break
-            gone += min(end, at) - start
-        return at - gone
+        k = bisect.bisect_left(starts, at)  # the deletions that start before `at`
+        if k == 0:
+            return at
+        _, end, _ = deletions[k - 1]  # the only one that may reach past `at`
+        return at - removed[k] + max(end - at, 0)
 
     return tuple((moved(start), moved(end)) for start, end in runs)
 
@@ -217,10 +224,15 @@ def _fold_char(ch: str) -> str:
     )
 
 
+# Hyphens, the figure and en dashes, the minus sign: "risk‑free" (U+2011) and
+# "risk–free" are the "risk-free" of a policy term. Not the em dash, nor the
+# Chinese 破折号 or wave dash: those part clauses ("risk—free advice",
+# "保证——收益"), and folded to a hyphen they would join what they part.
+_HYPHENS: Final = frozenset("\u2010\u2011\u2012\u2013\u2212\ufe63\uff0d")
+
+
 def _is_dash(ch: str) -> bool:
-    """A hyphen or dash of any kind, or the minus sign: "risk‑free" (U+2011)
-    and "risk–free" are the "risk-free" of a policy term."""
-    return ch == "\u2212" or unicodedata.category(ch) == "Pd"
+    return ch in _HYPHENS
 
 
 def _unaccented(ch: str) -> str:
@@ -278,7 +290,7 @@ def _may_fold() -> re.Pattern[str]:
     """
     props = regex.compile(
         r"[\p{Changes_When_Casefolded}\p{NFKC_QC=N}\p{NFKC_QC=M}\p{NFD_QC=N}\p{Cc}\p{Cf}"
-        r"\p{Cs}\p{Default_Ignorable_Code_Point}\p{Pd}\s\u0300-\u036f\u2212]"
+        r"\p{Cs}\p{Default_Ignorable_Code_Point}\s\u0300-\u036f\u2010-\u2013\u2212\ufe63\uff0d]"
     )
     bmp = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x10000)))
     candidates = {ord(ch) for ch in props.findall(bmp)} | set(_T2S)
@@ -326,14 +338,13 @@ _SEP: Final = r" .\-_*~/|+·•‧∙⋅"
 # Chinese words, which commas part.
 _SEP_SINGLES: Final = _SEP + ",、"
 _SINGLE = r"[^\W_]"  # one letter or digit
-_SINGLES_RUN: Final = re.compile(
-    rf"(?<!{_SINGLE}){_SINGLE}(?:[{_SEP_SINGLES}]{{1,3}}{_SINGLE}(?!{_SINGLE})){{2,}}"
-)
+# Between single letters: a run of separators, or one comma alone (`a, b, c`
+# is a list, and stays one).
+_GAP: Final = rf"(?:[{_SEP}]{{1,3}}|[,、])"
+_SINGLES_RUN: Final = re.compile(rf"(?<!{_SINGLE}){_SINGLE}(?:{_GAP}{_SINGLE}(?!{_SINGLE})){{2,}}")
 # Every run above holds a hint (its second letter, what surrounds it and its
 # third letter): one scan for the hint rules most texts out.
-_SINGLES_HINT: Final = re.compile(
-    rf"[{_SEP_SINGLES}]{_SINGLE}[{_SEP_SINGLES}]{{1,3}}{_SINGLE}(?!{_SINGLE})"
-)
+_SINGLES_HINT: Final = re.compile(rf"[{_SEP_SINGLES}]{_SINGLE}{_GAP}{_SINGLE}(?!{_SINGLE})")
 _SINGLE_BETWEEN_SEPS: Final = re.compile(rf"[{_SEP_SINGLES}]{_SINGLE}(?=[{_SEP_SINGLES}])")
 _SEP_SINGLES_RUN: Final = re.compile(rf"[{_SEP_SINGLES}]+")
 _SEP_RUN: Final = re.compile(rf"[{_SEP}]+")

@@ -34,8 +34,10 @@ unspaced text and `回T退订` inside `请回T退订。`.
 
 from __future__ import annotations
 
+import bisect
 import pathlib
 import re
+import sys
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -243,15 +245,26 @@ def _in_runs(
     """The term indices a match text[start:stop] counts for, given the runs of
     joined spaced-out letters: an edge inside a run needs no word edge, and
     a term spelled out without its spaces counts only within one run."""
-    free_start = any(low < start < high for low, high in joined)
-    free_stop = any(low < stop < high for low, high in joined)
+    around_start, around_stop = _run_at(joined, start), _run_at(joined, stop)
+    free_start = around_start[0] < start < around_start[1]
+    free_stop = around_stop[0] < stop < around_stop[1]
     if key.word_start and not free_start and start > 0 and _is_word(text[start - 1]):
         return ()
     if key.word_end and not free_stop and stop < len(text) and _is_word(text[stop]):
         return ()
-    if key.joined_only and any(low <= start and stop <= high for low, high in joined):
+    if key.joined_only and around_start[0] <= start and stop <= around_start[1]:
         return key.indices + key.joined_only
     return key.indices
+
+
+_NO_RUN: Final = (-1, -1)
+
+
+def _run_at(joined: tuple[tuple[int, int], ...], at: int) -> tuple[int, int]:
+    """The run (sorted, disjoint) that starts last at or before `at`, found by
+    bisection: a text of many runs and many matches stays n log n."""
+    k = bisect.bisect_right(joined, (at, sys.maxsize))
+    return joined[k - 1] if k else _NO_RUN
 
 
 def _to_bytes(text: str) -> str:

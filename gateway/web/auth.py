@@ -57,9 +57,10 @@ class ApiKeys:
 
     def refusal(self, scope: Scope) -> Response | None:
         """The 401 or 403 answer for an HTTP request its key does not allow;
-        None to let it through (always, with no keys configured)."""
+        None to let it through. With no keys configured, every request goes
+        through but a browser's from another origin that would change something."""
         if not self.keys:
-            return None
+            return _cross_site(scope)
         path, method = scope["path"], scope["method"]
         if allowed("", method, path):  # open to anyone (health checks)
             return None
@@ -134,6 +135,36 @@ class ApiKeyAuth:
 _MESSAGE_PATHS = frozenset({"/v1/messages", "/v1/check"})
 # A drop-in sender's client reads errors in its provider's shape only.
 _PROVIDER_OF = {"/2010-04-01/": "twilio", "/v3/mail/send": "sendgrid", "/v1/projects/": "fcm"}
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _cross_site(scope: Scope) -> Response | None:
+    """With no API keys, a 403 for a browser's request from another origin
+    that would change something: a web page may post a form, text or a body
+    of no declared type to a gateway on loopback without the browser asking
+    first, and with no key to hold it back the page could send messages or
+    opt recipients in and out. Only browsers send Origin; other clients go on."""
+    if scope["method"] in _SAFE_METHODS:
+        return None
+    origin = host = b""
+    for name, value in scope["headers"]:
+        if name == b"origin":
+            origin = value
+        elif name == b"host":
+            host = value
+    if not origin:
+        return None
+    _, _, netloc = origin.partition(b"://")
+    if netloc and netloc.lower() == host.lower():
+        return None  # the gateway's own page (the unsubscribe form)
+    shown = origin.decode("latin-1")[:100]
+    return _refused(
+        scope["path"],
+        403,
+        f"a web page ({shown}) may not call a gateway that has no API keys: configure api_keys",
+    )
 
 
 def _refused(path: str, status: int, message: str) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 from gateway.errors import PolicyError
 from gateway.policy.loader import load_bundle
+from gateway.policy.schema import RESERVED_IDS
+from tests.conftest import REPO
 
 Writer = Callable[..., Path]
 
@@ -847,3 +850,14 @@ def test_values_are_quoted_as_yaml_writes_them(write_policies: Writer) -> None:
         "a.yaml:3: c: max_chars: input should be a valid integer, got true",
         "a.yaml:4: d: lists[0]: input should be a valid string, got null",
     ]
+
+
+def test_every_id_the_gateways_own_reasons_use_is_reserved() -> None:
+    # Read off the code that makes those reasons: a new one must be reserved too.
+    source = "\n".join(
+        path.read_text(encoding="utf-8") for path in (REPO / "gateway").rglob("*.py")
+    )
+    made = set(re.findall(r'Reason\(\s*"([^"]+)"', source))
+    made |= set(re.findall(r'"rule": "([^"{]+)"', source))
+    made |= {"store", "trail"}  # named through a variable (Gateway.unavailable)
+    assert made <= set(RESERVED_IDS), made - set(RESERVED_IDS)

@@ -100,6 +100,20 @@ def test_a_compound_term_still_needs_its_words() -> None:
     assert first(["no risk"], "norisk") is None  # words written apart are not closed up
 
 
+@pytest.mark.parametrize(
+    ("term", "text"),
+    [
+        ("保证收益", "我们不做保证——收益取决于市场"),  # the 破折号 parts clauses
+        ("risk-free", "Investing carries risk—free advice is no substitute"),  # em dash
+        ("no risk", "Say no—risk is real"),
+        ("abc", "Choose a, b, c or d"),  # a list, not a spelled-out word
+        ("123", "Press 1, 2, 3 to vote"),
+    ],
+)
+def test_what_parts_words_still_parts_them(term: str, text: str) -> None:
+    assert first([term], text) is None
+
+
 def test_spaced_term_with_a_letter_that_expands() -> None:
     # ß folds to ss: still one of the spaced-out letters the sender wrote.
     assert first(["jsßau"], "buy j.s.ß.a.u now") == TermMatch("jsßau", 0, 4)

@@ -211,3 +211,28 @@ def test_a_bound_key_cannot_send_for_another_sender_by_any_credential(make_clien
     assert answer.status_code == 400 and "Authorization is given more than once" in answer.text
     decisions = client.get("/v1/decisions", headers=bearer("r00t")).json()["decisions"]
     assert decisions == []
+
+
+def test_without_keys_a_web_page_of_another_origin_may_not_change_anything(
+    client: TestClient,
+) -> None:
+    # A page may post a form or a body of no declared type without the browser
+    # asking first; with no key to hold it back it could send and opt out.
+    page = {"origin": "http://evil.example"}
+    for answer in (
+        client.post("/v1/messages", content=json.dumps(sms()), headers=page),
+        client.put("/v1/opt-outs/global/+12125550100", headers=page),
+        client.post("/v1/policies/reload", headers=page),
+    ):
+        assert answer.status_code == 403
+        assert answer.json()["error"] == (
+            "a web page (http://evil.example) may not call a gateway that has no API keys:"
+            " configure api_keys"
+        )
+    assert client.get("/v1/opt-outs/global/+12125550100").status_code == 404
+    assert client.get("/v1/sandbox/messages").json()["messages"] == []
+    # Reading stays open, and so do the gateway's own pages and other clients.
+    assert client.get("/v1/policies", headers=page).status_code == 200
+    own = {"origin": "http://testserver"}
+    assert client.post("/v1/messages", json=sms(), headers=own).status_code == 201
+    assert client.post("/v1/messages", json=sms()).status_code == 201

@@ -245,6 +245,8 @@ def test_a_control_character_in_from_is_a_400(client: TestClient) -> None:
         ("+1 415 555 0177\x00\x00", "control character U+0000 at offset 15"),
         ("+14155550177\n", "control character U+000A at offset 12"),
         ("a@example.com\x85", "control character U+0085 at offset 13"),
+        ("+1\u2028415 555 0177", "invisible character U+2028 at offset 2"),
+        ("a@example.com\u200b", "invisible character U+200B at offset 13"),
     ],
 )
 def test_a_control_character_in_to_is_a_400(client: TestClient, to: str, why: str) -> None:

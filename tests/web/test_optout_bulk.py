@@ -79,6 +79,31 @@ def test_without_a_header_a_second_column_is_a_note_and_a_third_is_refused(
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            '+12125550100,"asked\n+12125550101\n+12125550102,"\n',
+            "row 1: a quoted value runs over lines 1-3 (a quote left open?)",
+        ),
+        (
+            '+12125550100\n+12125550101,"asked\n+12125550102\n',
+            "row 2: not CSV: unexpected end of data (a quote left open?)",
+        ),
+        ("address\n" + "x" * 200_000 + "\n", "row 2: not CSV: field larger than field limit"),
+    ],
+)
+def test_a_quote_left_open_takes_no_rows_into_a_note(
+    client: TestClient, text: str, problem: str
+) -> None:
+    answer = client.post("/v1/opt-outs/global/import", content=text, headers={"content-type": CSV})
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith(
+        f"the import was refused, nothing was added: {problem}"
+    )
+    assert client.get("/v1/opt-outs/global/+12125550100").status_code == 404
+
+
 def test_a_bad_row_refuses_the_whole_import(client: TestClient) -> None:
     answer = client.post(
         "/v1/opt-outs/global/import",
