@@ -11,8 +11,9 @@ import pytest
 from gateway.text.sms import SegmentInfo, sms_segments
 
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parent.parent
-SHARED_CASES = REPO_ROOT.parent / "shared" / "data" / "sms_segments_twilio_calculator.jsonl"
+# The cases of Twilio's segment calculator as published (each names its source),
+# kept in the repository so that a clone anywhere runs them.
+SHARED_CASES = HERE / "data" / "sms_segments_twilio_calculator.jsonl"
 OUR_CASES = HERE / "data" / "sms_segments_published.jsonl"
 EXPECTED_KEYS = ("encoding", "segments", "units", "chars")
 
