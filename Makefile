@@ -28,5 +28,7 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk) || echo "make bench needs wrk: apt-get install -y wrk"
 	$(BIN)/python -m bench
 
+# What the set-up made; never gateway-data (opt-outs, the pseudonymization key,
+# the audit trail): to start over with no state, stop the gateway and remove it.
 clean:
-	rm -rf $(VENV) gateway-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,6 +1,6 @@
 """What a recipient's reply asks for: to stop, to start again, or for help.
 
-The keywords (REGULATIONS.md): the US carriers' (CTIA) STOP, STOPALL,
+The keywords: the US carriers' (CTIA) STOP, STOPALL,
 UNSUBSCRIBE, CANCEL, END, QUIT, with Twilio's REVOKE and OPTOUT, AWS's ARRET
 and TD; START, YES, UNSTOP; HELP, INFO. China's 退订, TD, T (as in 回T退订)
 and R (as in 拒收请回复R). FCC 24-18 counts "stop, quit, end, revoke, opt

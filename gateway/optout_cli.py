@@ -26,7 +26,9 @@ T = TypeVar("T")
 
 
 def add_parser(sub: Any) -> None:
-    optout = sub.add_parser("opt-out", help="add, remove or import opt-outs")
+    optout = sub.add_parser(
+        "opt-out", help="add, remove, import or export opt-outs, or make unsubscribe links"
+    )
     actions = optout.add_subparsers(required=True, metavar="action")
     add = actions.add_parser("add", help="put one address on a list")
     _where(add)

@@ -1,4 +1,4 @@
-"""Reading a recipient's reply: the keywords of REGULATIONS.md, and nothing else."""
+"""Reading a recipient's reply: the stop, start and help keywords, and nothing else."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ def zones_of(number: phonenumbers.PhoneNumber) -> tuple[str, ...]:
 # area that spans two (448 over 850, the Florida panhandle, Central and
 # Eastern), or a wrong one (689 over 407, Orlando, Eastern, listed as
 # Central). An overlay's numbers may be anywhere
-# in its base's area, so they take all of its base's zones, as REGULATIONS.md
+# in its base's area, so they take all of its base's zones, as the contract
 # asks of a number with several candidates. Source: NANPA's overlay list
 # (nationalnanpa.com, "Area Code Overlays").
 _OVERLAYS = {

@@ -20,7 +20,7 @@ from gateway.errors import AuditUnavailable, GatewayError
 from gateway.settings import load_settings
 from gateway.web.export import COLUMNS
 from tests.cli.test_cli import run
-from tests.redis_support import REDIS_URL, new_prefix
+from tests.redis_support import REDIS_URL, new_prefix, require_redis_sync
 from tests.server import Server
 
 RULES = "rules:\n  - {id: stop, type: opt_out, lists: [global]}\n"
@@ -236,6 +236,7 @@ def test_verify_bad_arguments_are_one_line(tmp_path: Path) -> None:
 
 
 def test_a_prefix_with_no_key_is_named(tmp_path: Path) -> None:
+    require_redis_sync()
     # Shared mode under another prefix than the gateway's: say where it looked.
     prefix = new_prefix()
     settings = load_settings(

@@ -17,7 +17,7 @@ import pytest
 from gateway.cli import main
 from gateway.settings import load_settings
 from tests.conftest import REPO
-from tests.server import Server
+from tests.server import Server, free_port
 
 # One rule, for the tests of `policy test`: a text of more than three characters fails.
 LENGTH_RULE = "rules:\n  - id: len\n    type: content_length\n    max_chars: 3\n"
@@ -510,7 +510,8 @@ def test_serve_refuses_a_data_folder_that_is_a_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "data").write_text("")
-    argv = ["serve", "--policies", str(REPO / "policies"), "--data-dir", "data"]
+    port = str(free_port())  # 8080 may be a gateway's already (make run), refused first
+    argv = ["serve", "--policies", str(REPO / "policies"), "--data-dir", "data", "--port", port]
     code, out, err = gateway(argv, capsys, monkeypatch, tmp_path)
     assert (code, out) == (2, "")
     assert err == "gateway: data_dir: cannot use data as the data folder (File exists)\n"

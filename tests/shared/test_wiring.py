@@ -83,7 +83,17 @@ def test_tls_options_need_a_rediss_url(tmp_path: Path) -> None:
 
 def test_workers_are_refused_in_embedded_mode(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--workers", "2"],
+        # A free port: 8080 may be a gateway's already (make run), refused first.
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--workers",
+            "2",
+            "--port",
+            str(free_port()),
+        ],
         cwd=REPO,
         env={"PATH": "/usr/bin:/bin", "GATEWAY_DATA_DIR": str(tmp_path / "data")},
         capture_output=True,
