@@ -18,7 +18,7 @@ from gateway import runtime as runtime_module
 from gateway.audit.base import AuditTrail
 from gateway.busypoll import BusyPoll
 from gateway.clock import Clock
-from gateway.errors import StoreUnavailable
+from gateway.errors import ConfigError, StoreUnavailable
 from gateway.policy.holder import Policies
 from gateway.settings import Settings
 from gateway.store.base import Store
@@ -100,12 +100,17 @@ FOLLOW_RELOADS_S = 1.0
 
 async def _follow_reloads(rt: runtime_module.Runtime) -> None:
     """Every second, reload the policies when another process sharing the
-    store has (a store that does not answer is tried again the next second)."""
+    store has (a store that does not answer is tried again the next second),
+    and check that the store still holds this process's pseudonymization key:
+    one lost with Redis's data is put back at once, before a process started
+    meanwhile makes another; one replaced by another refuses every message."""
     while True:
         await asyncio.sleep(FOLLOW_RELOADS_S)
         try:
             await rt.follow_reloads()
-        except StoreUnavailable:
+            if rt.kept_key is not None:
+                await rt.store_ready()
+        except (StoreUnavailable, ConfigError):
             continue
         except Exception:  # the next second tries again; the process serves on
             log.exception("following the other processes' policy reloads failed")

@@ -347,11 +347,13 @@ class Pseudonymizer:
 
     The key may come later (`key` None: a process started while the shared
     store that keeps it was unreachable); until `set_key`, every use raises
-    StoreUnavailable, so what needs it is refused with a 503.
+    StoreUnavailable, so what needs it is refused with a 503. So does every
+    use while `refused` says why (the shared store holds another key).
     """
 
     def __init__(self, key: bytes | None) -> None:
         self._key = key
+        self.refused: str | None = None  # why the key may not be used now
 
     @property
     def missing(self) -> bool:
@@ -366,6 +368,8 @@ class Pseudonymizer:
                 "the pseudonymization key is not loaded: the shared store that keeps it"
                 " has not answered since this process started"
             )
+        if self.refused is not None:
+            raise StoreUnavailable(self.refused)
         return self._key
 
     def token(self, address: str) -> str:

@@ -99,8 +99,19 @@ class Runtime:
             return
         if self.kept_key is None:
             await self.store.ping()
-        else:
+            return
+        try:
             await pseudonym_key.keep(self.store, self.kept_key)
+        except ConfigError as exc:
+            # Hashing with a key the other processes do not use would split
+            # opt-outs and counts: refuse every message until it is settled.
+            if pseudonyms.refused is None:
+                log.error("%s; messages are refused until then", exc)
+            pseudonyms.refused = str(exc)
+            raise
+        if pseudonyms.refused is not None:
+            pseudonyms.refused = None
+            log.warning("the shared store holds this process's pseudonymization key again")
 
     async def close(self) -> None:
         await self.http.close()

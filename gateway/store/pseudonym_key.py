@@ -83,8 +83,10 @@ async def keep(store: Store, key: bytes) -> None:
     held = await store.secret(NAME, put_back)
     if held != key:
         raise ConfigError(
-            "the shared store holds another pseudonymization key than this process: "
-            "restart this process so that every process hashes recipients alike"
+            "the shared store holds another pseudonymization key than this process (Redis"
+            " lost its data and another process made a new one): stop the processes that"
+            " use the new key and delete it from Redis, and this process puts its own back"
+            " (docs/shared-mode.md)"
         )
 
 

@@ -131,3 +131,35 @@ def test_a_gateway_started_before_redis_refuses_then_serves(
         assert len(stub.received) == 1
     finally:
         redis_server.stop()
+
+
+def test_another_key_in_the_store_refuses_every_message_until_settled(
+    launch: Launch, tmp_path: Path, stub: StubUpstream
+) -> None:
+    """Redis lost its data and a process started meanwhile made a new key:
+    this process would hash recipients apart from it (an opt-out written
+    through the other would not be seen here), so it refuses every message
+    until the store holds its key again; a key merely lost is put back."""
+    with own_redis(tmp_path / "redis") as redis_server:
+        gateway = launch(redis_server.url, cap=1000)
+        assert post(gateway, sms()).status_code == 201
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            kept = client.get(KEY)
+            client.set(KEY, (b"\x01" * 32).hex())  # the other process's key
+            deadline = time.monotonic() + BOUND
+            while (answer := post(gateway, sms())).status_code != 503:
+                assert time.monotonic() < deadline, "never refused"
+                time.sleep(0.1)
+            assert answer.json()["detail"].startswith(
+                "the shared store holds another pseudonymization key than this process"
+            )
+            sent = len(stub.received)
+            assert post(gateway, sms()).status_code == 503 and len(stub.received) == sent
+            client.delete(KEY)  # settled: the other key is gone, and this one comes back
+            while (answer := post(gateway, sms())).status_code != 201:
+                assert time.monotonic() < deadline, "never served again"
+                time.sleep(0.1)
+            assert client.get(KEY) == kept
+        finally:
+            client.close()
