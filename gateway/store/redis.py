@@ -5,7 +5,8 @@ Cluster hash tag):
 
     gw:optout:{<recipient>}              hash   list name -> opt-out entry (JSON)
     gw:cap:{<tag>}:<counter>             zset   send id, scored by its time (ms)
-    gw:idem:{<key>}                      string {"fp", "state", "response"} (JSON), PX ttl
+    gw:idem:{<key>}                      string {"fp", "state", "response", "claim"} (JSON), PX ttl
+    gw:idem:{<key>}:given-up             set    tokens of claims given up after a time-out
     gw:secret:{<name>}                   string the secret's bytes
     gw:policy:{reloads}                  string policy reloads made (workers follow it)
     gw:defer:{queue}:msg:<id>            hash   one deferred message
@@ -17,7 +18,9 @@ tag, so one message's keys mostly share a slot. The deferred queue is one slot.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, cast
@@ -47,6 +50,7 @@ from gateway.store.multiplex import Endpoint, Multiplexer, Script
 
 _NO_LISTS: frozenset[str] = frozenset()
 SCAN_COUNT = 1000  # keys a SCAN looks at per round trip, at least
+GIVEN_UP_MS = 3_600_000  # how long a claim given up is remembered, should it land late
 
 # OSError covers socket errors and TimeoutError too.
 _translated = translated(
@@ -113,6 +117,7 @@ class RedisStore:
         self._idem_begin = self._script("idempotency_begin.lua")
         self._idem_finish = self._script("idempotency_finish.lua")
         self._idem_abandon = self._script("idempotency_abandon.lua")
+        self._idem_release = self._script("idempotency_release.lua")
         self._defer_put = self._script("defer_lib.lua", "defer_put.lua")
         self._defer_claim = self._script("defer_lib.lua", "defer_claim.lua")
         self._defer_finish = self._script("defer_lib.lua", "defer_finish.lua")
@@ -138,6 +143,7 @@ class RedisStore:
             self._idem_begin,
             self._idem_finish,
             self._idem_abandon,
+            self._idem_release,
             self._defer_put,
             self._defer_claim,
             self._defer_finish,
@@ -271,10 +277,19 @@ class RedisStore:
     async def idempotency_begin(
         self, key: str, fingerprint: str, now_ms: int, ttl_ms: int
     ) -> IdempotencyState:
-        claim = json.dumps({"fp": fingerprint, "state": "in_flight", "response": None})
-        answer = await self._idem_begin(
-            keys=[self._idem_key(key)], args=[fingerprint, ttl_ms, claim]
-        )
+        token = secrets.token_hex(8)
+        record = {"fp": fingerprint, "state": "in_flight", "response": None, "claim": token}
+        claim = json.dumps(record)
+        keys = [self._idem_key(key), self._idem_key(key) + ":given-up"]
+        try:
+            answer = await self._idem_begin(keys=keys, args=[fingerprint, ttl_ms, claim, token])
+        except (RedisError, OSError):
+            # The claim may land later (a time-out is no refusal): given up now,
+            # it cannot hold the key in flight for the whole window while the
+            # sender, told 503, retries. Best effort: Redis may not answer.
+            with contextlib.suppress(RedisError, OSError):
+                await self._idem_release(keys=keys, args=[token, GIVEN_UP_MS])
+            raise
         status = IdempotencyStatus(answer[0])
         if status is IdempotencyStatus.DONE:
             return IdempotencyState(status, json.loads(answer[1])["response"])

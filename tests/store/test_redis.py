@@ -4,6 +4,7 @@ processes, bounded failures, and recovery when the server comes back."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,14 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from gateway.errors import StoreUnavailable
-from gateway.store.base import CapCheck, DeferStatus, FactsRequest, OptOutEntry, Store
+from gateway.store.base import (
+    CapCheck,
+    DeferStatus,
+    FactsRequest,
+    IdempotencyStatus,
+    OptOutEntry,
+    Store,
+)
 from gateway.store.redis import RedisStore
 from tests.redis_support import BOUND, RedisServer, RedisStores, own_redis
 
@@ -197,6 +205,53 @@ async def test_a_server_that_stops_answering_times_out(own_server: RedisServer) 
         assert (await peek(store, ask(cap(5)), T)).caps[0].count <= 1  # it may have run
     finally:
         await store.close()
+
+
+async def test_a_claim_that_times_out_does_not_hold_its_key(own_server: RedisServer) -> None:
+    """The sender is told 503 and retries with the same key: the claim the
+    stalled server runs afterwards must not keep that retry "in flight"."""
+    stores = RedisStores(own_server.url)
+    store = stores.make(timeout=0.3)
+    try:
+        await store.ping()
+        own_server.pause()
+        try:
+            with pytest.raises(StoreUnavailable, match="Timeout"):
+                await asyncio.wait_for(store.idempotency_begin("acme/k", "fp", T, 60_000), BOUND)
+        finally:
+            own_server.resume()
+        await asyncio.wait_for(store.ping(), BOUND)  # the late claim and its release have run
+        retry = await store.idempotency_begin("acme/k", "fp", T, 60_000)
+        assert retry.status is IdempotencyStatus.NEW
+        # A claim given up that never landed takes nothing when it does.
+        again = await store.idempotency_begin("acme/k", "fp", T, 60_000)
+        assert again.status is IdempotencyStatus.IN_FLIGHT  # the retry's own claim holds it
+    finally:
+        await store.close()
+
+
+async def test_a_claim_given_up_is_removed_or_takes_nothing_when_it_lands(
+    redis_stores: RedisStores,
+) -> None:
+    # Which of the two a stalled server runs first is not known: both orders.
+    store = redis_stores.make()
+    keys = [store._idem_key("acme/k"), store._idem_key("acme/k") + ":given-up"]
+
+    def claim(token: str) -> list[object]:
+        record = {"fp": "fp", "state": "in_flight", "response": None, "claim": token}
+        return ["fp", 60_000, json.dumps(record), token]
+
+    await store._idem_begin(keys=keys, args=claim("late"))  # landed, then given up
+    await store._idem_release(keys=keys, args=["late", 60_000])
+    assert (await store.idempotency_begin("acme/k", "fp", T, 60_000)).status.value == "new"
+    await store.idempotency_abandon("acme/k")
+
+    await store._idem_release(keys=keys, args=["later", 60_000])  # given up before it landed
+    assert await store._idem_begin(keys=keys, args=claim("later")) == ["in_flight"]
+    assert (await store.idempotency_begin("acme/k", "fp", T, 60_000)).status.value == "new"
+    # Giving up a claim never removes another's.
+    await store._idem_release(keys=keys, args=["other", 60_000])
+    assert (await store.idempotency_begin("acme/k", "fp", T, 60_000)).status.value == "in_flight"
 
 
 async def test_a_counting_send_sees_a_send_stamped_just_after_its_now(
