@@ -135,13 +135,14 @@ class Gateway:
         # which the scheduler would send later all the same.
         await self._record(decision, message, now, plan, facts)
         if holding:
+            held = self._held(decision, message, payload(), now)
             try:
-                await self._put(decision, message, payload(), now)
+                await self.store.defer_put(held)
             except StoreUnavailable as exc:
                 # The hold may still land (a write that timed out): the 503
-                # says nothing will be sent, so it is taken back (best effort).
+                # says nothing will be sent, so it is withdrawn (best effort).
                 with contextlib.suppress(StoreUnavailable):
-                    await self.store.defer_cancel(decision.decision_id)
+                    await self.store.defer_withdraw(held)
                 self._not_held(decision, exc)
                 raise
         self.metrics.decided(decision)
@@ -166,7 +167,7 @@ class Gateway:
         reached, give their count back."""
         now = self.clock.now()
         decided: list[tuple[Decision, engine.Plan, Facts]] = []
-        held: list[str] = []
+        held: list[DeferredMessage] = []
         try:
             for message in messages:
                 decided.append(await self._decide(message, now, count=True))
@@ -204,12 +205,13 @@ class Gateway:
         messages: list[Message],
         payload: Callable[[int], dict[str, Any]],
         now: datetime,
-        held: list[str],
+        held: list[DeferredMessage],
     ) -> None:
         for i, (decision, _, _) in enumerate(decided):
             if decision.decision is Verdict.DEFER:
-                held.append(decision.decision_id)  # taken back on failure, landed or not
-                await self._put(decision, messages[i], payload(i), now)
+                message = self._held(decision, messages[i], payload(i), now)
+                held.append(message)  # withdrawn on failure, landed or not
+                await self.store.defer_put(message)
 
     async def _carry(
         self, decided: list[tuple[Decision, engine.Plan, Facts]], build: BuildForward
@@ -236,16 +238,16 @@ class Gateway:
         return outbound, [i for i in allowed if i not in dropped]
 
     async def _undo(
-        self, decided: list[tuple[Decision, engine.Plan, Facts]], held: list[str]
+        self, decided: list[tuple[Decision, engine.Plan, Facts]], held: list[DeferredMessage]
     ) -> None:
         """Nothing went out: give every count back and release every hold (best effort)."""
         for decision, plan, facts in decided:
             if facts.counted and decision.decision is Verdict.ALLOW:
                 with contextlib.suppress(StoreUnavailable):
                     await self.store.refund(plan.request, decision.decision_id)
-        for held_id in held:
+        for message in held:
             with contextlib.suppress(StoreUnavailable):
-                await self.store.defer_cancel(held_id)
+                await self.store.defer_withdraw(message)
 
     async def _forward_many(
         self,
@@ -347,20 +349,19 @@ class Gateway:
         self.trail.amend(decision.decision_id, changes)
         error.decision_id, error.decision = decision.decision_id, decision.to_json()
 
-    async def _put(
+    def _held(
         self, decision: Decision, message: Message, payload: dict[str, Any], now: datetime
-    ) -> None:
+    ) -> DeferredMessage:
+        """The deferred message a decision to defer holds."""
         assert decision.deliver_at is not None
-        await self.store.defer_put(
-            DeferredMessage(
-                id=decision.decision_id,
-                sender=message.sender,
-                route=message.route,
-                recipient=decision.recipient,
-                deliver_at_ms=ms(decision.deliver_at),
-                created_at_ms=ms(now),
-                payload=payload,
-            )
+        return DeferredMessage(
+            id=decision.decision_id,
+            sender=message.sender,
+            route=message.route,
+            recipient=decision.recipient,
+            deliver_at_ms=ms(decision.deliver_at),
+            created_at_ms=ms(now),
+            payload=payload,
         )
 
     async def _record(

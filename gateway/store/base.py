@@ -196,7 +196,10 @@ class Store(Protocol):
         A finished key keeps its answer."""
         ...
 
-    async def defer_put(self, message: DeferredMessage) -> None: ...
+    async def defer_put(self, message: DeferredMessage) -> None:
+        """Hold `message`, replacing one with the same id, unless that one is
+        cancelled (a cancellation is final)."""
+        ...
 
     async def defer_claim_due(
         self, now_ms: int, limit: int, lease_ms: int
@@ -228,6 +231,13 @@ class Store(Protocol):
         is cleared and the payload dropped (a drop-in's holds the sender's
         provider credentials, and nothing reads it again). An unknown id is
         ignored."""
+        ...
+
+    async def defer_withdraw(self, message: DeferredMessage) -> None:
+        """Take back a hold whose write failed: the message must never be sent.
+        Held and pending, it is cancelled; not held (yet: a write that timed
+        out may land later), it is kept as cancelled, and a cancelled message
+        is never replaced by `defer_put`."""
         ...
 
     async def defer_cancel(self, message_id: str) -> DeferredMessage | None:

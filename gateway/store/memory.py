@@ -7,6 +7,7 @@ Used by tests and by `gateway policy test`. Every operation runs without an
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -156,7 +157,14 @@ class MemoryStore:
     # -- deferred messages -------------------------------------------------
 
     async def defer_put(self, message: DeferredMessage) -> None:
-        self._deferred[message.id] = copy.deepcopy(message)
+        held = self._deferred.get(message.id)
+        if held is None or held.status != DeferStatus.CANCELLED:
+            self._deferred[message.id] = copy.deepcopy(message)
+
+    async def defer_withdraw(self, message: DeferredMessage) -> None:
+        if message.id not in self._deferred:
+            self._deferred[message.id] = _cancelled(message)
+        await self.defer_cancel(message.id)
 
     async def defer_claim_due(
         self, now_ms: int, limit: int, lease_ms: int
@@ -254,3 +262,8 @@ def _claimable(message: DeferredMessage, now_ms: int) -> bool:
     if message.status == DeferStatus.SENDING:
         return message.lease_until_ms is None or message.lease_until_ms <= now_ms
     return False
+
+
+def _cancelled(message: DeferredMessage) -> DeferredMessage:
+    """A message as it is kept once withdrawn: cancelled, without its payload."""
+    return dataclasses.replace(message, status=DeferStatus.CANCELLED, payload={})

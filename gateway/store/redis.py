@@ -19,6 +19,7 @@ tag, so one message's keys mostly share a slot. The deferred queue is one slot.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import secrets
 from collections.abc import Callable, Sequence
@@ -122,6 +123,7 @@ class RedisStore:
         self._defer_claim = self._script("defer_lib.lua", "defer_claim.lua")
         self._defer_finish = self._script("defer_lib.lua", "defer_finish.lua")
         self._defer_cancel = self._script("defer_lib.lua", "defer_cancel.lua")
+        self._defer_withdraw = self._script("defer_lib.lua", "defer_withdraw.lua")
         self._defer_list = self._script("defer_lib.lua", "defer_list.lua")
         self._defer_purge = self._script("defer_lib.lua", "defer_purge.lua")
 
@@ -148,6 +150,7 @@ class RedisStore:
             self._defer_claim,
             self._defer_finish,
             self._defer_cancel,
+            self._defer_withdraw,
             self._defer_list,
             self._defer_purge,
         ]
@@ -311,6 +314,14 @@ class RedisStore:
     async def defer_put(self, message: DeferredMessage) -> None:
         fields = [item for pair in _deferred_fields(message).items() for item in pair]
         await self._defer_put(keys=[self._queue + "all"], args=[self._queue, message.id, *fields])
+
+    @_translated
+    async def defer_withdraw(self, message: DeferredMessage) -> None:
+        gone = dataclasses.replace(message, status=DeferStatus.CANCELLED, payload={})
+        fields = [item for pair in _deferred_fields(gone).items() for item in pair]
+        await self._defer_withdraw(
+            keys=[self._queue + "all"], args=[self._queue, message.id, *fields]
+        )
 
     @_translated
     async def defer_claim_due(

@@ -9,6 +9,7 @@ to a thread would.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import pathlib
@@ -312,10 +313,29 @@ class SqliteStore:
     @_operation
     async def defer_put(self, message: DeferredMessage) -> None:
         with self._transaction() as db:
+            cancelled = db.execute(
+                "SELECT 1 FROM deferred WHERE id = ? AND status = 'cancelled'", (message.id,)
+            ).fetchone()
+            if cancelled is None:  # a cancellation is final
+                db.execute(
+                    f"INSERT OR REPLACE INTO deferred ({_DEFERRED_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _deferred_row(message),
+                )
+
+    @_operation
+    async def defer_withdraw(self, message: DeferredMessage) -> None:
+        gone = dataclasses.replace(message, status=DeferStatus.CANCELLED, payload={})
+        with self._transaction() as db:
             db.execute(
-                f"INSERT OR REPLACE INTO deferred ({_DEFERRED_COLUMNS})"
+                f"INSERT OR IGNORE INTO deferred ({_DEFERRED_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                _deferred_row(message),
+                _deferred_row(gone),
+            )
+            db.execute(
+                "UPDATE deferred SET status = 'cancelled', payload = '{}'"
+                " WHERE id = ? AND status = 'pending'",
+                (message.id,),
             )
 
     @_operation

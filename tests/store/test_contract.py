@@ -409,6 +409,25 @@ async def test_defer_list_newest_deliver_at_first_with_filters(store: Store) -> 
     assert await store.defer_list(status=DeferStatus.CANCELLED) == []
 
 
+async def test_a_withdrawn_hold_is_never_sent_whether_it_landed_or_lands_later(
+    store: Store,
+) -> None:
+    landed, late, claimed = held("landed", T), held("late", T), held("claimed", T)
+    await store.defer_put(landed)
+    await store.defer_withdraw(landed)
+    await store.defer_withdraw(late)  # the hold's write is still on its way ...
+    await store.defer_put(late)  # ... and lands: a cancellation is final
+    for message_id in ("landed", "late"):
+        got = await store.defer_get(message_id)
+        assert got is not None and got.status is DeferStatus.CANCELLED and got.payload == {}
+    await store.defer_put(claimed)
+    assert [m.id for m in await store.defer_claim_due(T, 10, 1_000)] == ["claimed"]
+    await store.defer_withdraw(claimed)  # already being sent: not this call's to undo
+    got = await store.defer_get("claimed")
+    assert got is not None and got.status is DeferStatus.SENDING
+    assert await store.defer_pending_count("acme") == 0
+
+
 async def test_defer_list_pages_from_a_place_in_its_order(store: Store) -> None:
     for n, at in enumerate([T + 1, T + 3, T + 3, T + 3, T + 2, T + 5]):
         await store.defer_put(held(f"m{n}", at, sender="other" if n == 4 else "acme"))

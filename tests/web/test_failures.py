@@ -3,6 +3,7 @@ only when it gives none does the gateway answer 502 or 504."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from gateway.app import create_app
 from gateway.clock import FixedClock
 from gateway.errors import StoreUnavailable
 from gateway.settings import load_settings
+from gateway.store.base import DeferStatus
 from gateway.store.memory import MemoryStore
 from tests.stub_upstream import stub_upstream
 from tests.web.conftest import BASE_RULES, Make, sms
@@ -199,6 +201,36 @@ class HoldTimesOutButLands(MemoryStore):
     async def defer_put(self, message: Any) -> None:
         await super().defer_put(message)
         raise StoreUnavailable("no reply in time")
+
+
+class HoldLandsAfterTheTimeOut(MemoryStore):
+    """A hold whose write times out, and reaches the store only later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.late: list[Any] = []
+
+    async def defer_put(self, message: Any) -> None:
+        if message.status is DeferStatus.PENDING and not self.late:
+            self.late.append(message)
+            raise StoreUnavailable("no reply in time")
+        await super().defer_put(message)
+
+
+def test_a_hold_that_lands_after_its_503_is_never_sent(
+    tmp_path: Path, write_policies: Callable[..., Path]
+) -> None:
+    store = HoldLandsAfterTheTimeOut()
+    environ = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
+    settings = load_settings(None, environ, policies=write_policies({"rules.yaml": BASE_RULES}))
+    night = FixedClock(datetime(2026, 6, 3, 3, 0, tzinfo=UTC))  # 23:00 in New York
+    with TestClient(create_app(settings, store=store, clock=night, run_scheduler=False)) as client:
+        answer = client.post("/v1/messages", json=sms())
+        assert answer.status_code == 503
+        asyncio.run(store.defer_put(store.late[0]))  # the write lands now
+        fate = client.get(f"/v1/deferred/{store.late[0].id}").json()
+        assert fate["status"] == "cancelled"
+        assert asyncio.run(store.defer_claim_due(10**13, 10, 1000)) == []
 
 
 def test_a_hold_that_timed_out_is_taken_back(
