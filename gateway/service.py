@@ -293,9 +293,19 @@ class Gateway:
         plan = engine.plan(bundle, message, recipient)
         pure = engine.precheck(plan, now)
         decision_id = new_id(ms(now))
-        facts = await self.store.fetch(
-            plan.request, ms(now), count=count and engine.may_count(pure), send_id=decision_id
-        )
+        counting = count and engine.may_count(pure)
+        try:
+            facts = await self.store.fetch(
+                plan.request, ms(now), count=counting, send_id=decision_id
+            )
+        except StoreUnavailable:
+            if counting:
+                # A count that timed out may have been made (or be made yet, by
+                # a stalled server): nothing is sent, so it is given back. Best
+                # effort: a refund that overtakes its count finds nothing to undo.
+                with contextlib.suppress(StoreUnavailable):
+                    await self.store.refund(plan.request, decision_id)
+            raise
         outcome = engine.decide(plan, now, pure, facts)
         if facts.counted and outcome.verdict is not Verdict.ALLOW:
             # Counted, then refused on what the store does not judge (no consent):

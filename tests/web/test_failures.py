@@ -203,6 +203,37 @@ class HoldTimesOutButLands(MemoryStore):
         raise StoreUnavailable("no reply in time")
 
 
+class CountTimesOut(MemoryStore):
+    """A count that is made while its caller times out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = True
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        facts = await super().fetch(*args, **kwargs)
+        if self.failing:
+            self.failing = False
+            raise StoreUnavailable("no reply in time")
+        return facts
+
+
+def test_a_count_made_for_a_503_is_given_back(
+    tmp_path: Path, write_policies: Callable[..., Path]
+) -> None:
+    # Only messages that were sent count: one refused with 503 must not use up
+    # the recipient's cap.
+    store = CountTimesOut()
+    environ = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
+    settings = load_settings(None, environ, policies=write_policies({"rules.yaml": BASE_RULES}))
+    noon = FixedClock(datetime(2026, 6, 2, 16, 0, tzinfo=UTC))
+    with TestClient(create_app(settings, store=store, clock=noon, run_scheduler=False)) as client:
+        assert client.post("/v1/messages", json=sms()).status_code == 503
+        checked = client.post("/v1/check", json=sms()).json()
+        (cap,) = [r for r in checked["trace"] if r["rule"] == "marketing-sms-caps"]
+        assert cap["detail"]["count"] == 0
+
+
 class HoldLandsAfterTheTimeOut(MemoryStore):
     """A hold whose write times out, and reaches the store only later."""
 
