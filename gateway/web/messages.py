@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -149,7 +150,13 @@ async def send_body(rt: Runtime, raw: bytes, scope: Scope) -> Response:
     # A refusal of the recipient is an answer too: repeated, it is replayed.
     key = scope_key(sender_and_category(rt, item, route)[0], item.idempotency_key)
     fingerprint = _fingerprint(item)
-    return await once(rt, key, fingerprint, lambda: _decide_and_send(rt, item, route, raw))
+    try:
+        return await once(rt, key, fingerprint, lambda: _decide_and_send(rt, item, route, raw))
+    except StoreUnavailable as exc:
+        if exc.decision is None:  # the key could not be claimed: refused as a decision too
+            with contextlib.suppress(InvalidRecipient):
+                await _explain(rt, build_message(rt, item, route), exc, record=True)
+        raise
 
 
 async def _decide_and_send(rt: Runtime, item: NativeMessage, route: Route, raw: bytes) -> Response:

@@ -44,6 +44,12 @@ def test_store_unreachable_fails_closed(make_client: Make) -> None:
     assert checked.status_code == 503
     assert checked.json()["decision"] == "reject"
     assert checked.headers["X-Gateway-Decision-Id"] == checked.json()["decision_id"]
+    # With an idempotency key (which cannot be claimed), the same refusal.
+    keyed = client.post("/v1/messages", json=sms(idempotency_key="k1"))
+    assert keyed.status_code == 503
+    assert keyed.json()["decision"] == "reject"
+    assert [r["code"] for r in keyed.json()["reasons"]] == ["store_unavailable"]
+    assert keyed.headers["X-Gateway-Decision-Id"] == keyed.json()["decision_id"]
 
 
 def routes(url: str) -> str:
