@@ -106,11 +106,16 @@ async def _follow_reloads(rt: runtime_module.Runtime) -> None:
     meanwhile makes another; one replaced by another refuses every message."""
     while True:
         await asyncio.sleep(FOLLOW_RELOADS_S)
+        if rt.kept_key is not None:
+            try:
+                await rt.store_ready()  # first: a reload may take seconds
+            except (StoreUnavailable, ConfigError):
+                pass  # refused, and logged, until settled; tried again next second
+            except Exception:
+                log.exception("checking the shared store's pseudonymization key failed")
         try:
             await rt.follow_reloads()
-            if rt.kept_key is not None:
-                await rt.store_ready()
-        except (StoreUnavailable, ConfigError):
+        except StoreUnavailable:
             continue
         except Exception:  # the next second tries again; the process serves on
             log.exception("following the other processes' policy reloads failed")

@@ -140,11 +140,14 @@ class Gateway:
                 await self.store.defer_put(held)
             except StoreUnavailable as exc:
                 # The hold may still land (a write that timed out): the 503
-                # says nothing will be sent, so it is withdrawn (best effort).
+                # says nothing will be sent, so it is withdrawn (best effort),
+                # unless a scheduler has it already: then it is held after all.
+                withdrawn = True
                 with contextlib.suppress(StoreUnavailable):
-                    await self.store.defer_withdraw(held)
-                self._not_held(decision, exc)
-                raise
+                    withdrawn = await self.store.defer_withdraw(held)
+                if withdrawn:
+                    self._not_held(decision, exc)
+                    raise
         self.metrics.decided(decision)
         if decision.decision is not Verdict.ALLOW:
             return Sent(decision)

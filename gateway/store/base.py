@@ -87,6 +87,7 @@ class IdempotencyStatus(StrEnum):
 class IdempotencyState:
     status: IdempotencyStatus
     response: dict[str, Any] | None = None
+    claim: str | None = None  # NEW: the claim's token, for `idempotency_abandon`
 
 
 class DeferStatus(StrEnum):
@@ -191,9 +192,11 @@ class Store(Protocol):
         without its fingerprint a reuse with another message could not be told."""
         ...
 
-    async def idempotency_abandon(self, key: str) -> None:
+    async def idempotency_abandon(self, key: str, claim: str | None = None) -> None:
         """Release a claim whose request never got an answer worth repeating.
-        A finished key keeps its answer."""
+        A finished key keeps its answer; with `claim` (the token `begin` gave),
+        only that claim is released, not a later one an abandon arriving late
+        would otherwise take from a retry in flight."""
         ...
 
     async def defer_put(self, message: DeferredMessage) -> None:
@@ -233,11 +236,12 @@ class Store(Protocol):
         ignored."""
         ...
 
-    async def defer_withdraw(self, message: DeferredMessage) -> None:
-        """Take back a hold whose write failed: the message must never be sent.
-        Held and pending, it is cancelled; not held (yet: a write that timed
-        out may land later), it is kept as cancelled, and a cancelled message
-        is never replaced by `defer_put`."""
+    async def defer_withdraw(self, message: DeferredMessage) -> bool:
+        """Take back a hold whose write failed, so that the message is never
+        sent: held and pending, it is cancelled; not held (yet: a write that
+        timed out may land later), it is kept as cancelled, and a cancelled
+        message is never replaced by `defer_put`. False when it is too late:
+        the hold landed and a scheduler has claimed or sent it since."""
         ...
 
     async def defer_cancel(self, message_id: str) -> DeferredMessage | None:

@@ -149,7 +149,7 @@ class MemoryStore:
         record.response = copy.deepcopy(response)
         record.expires_at_ms = now_ms + ttl_ms
 
-    async def idempotency_abandon(self, key: str) -> None:
+    async def idempotency_abandon(self, key: str, claim: str | None = None) -> None:
         record = self._idempotency.get(key)
         if record is not None and record.response is None:
             del self._idempotency[key]
@@ -161,10 +161,11 @@ class MemoryStore:
         if held is None or held.status != DeferStatus.CANCELLED:
             self._deferred[message.id] = copy.deepcopy(message)
 
-    async def defer_withdraw(self, message: DeferredMessage) -> None:
+    async def defer_withdraw(self, message: DeferredMessage) -> bool:
         if message.id not in self._deferred:
             self._deferred[message.id] = _cancelled(message)
-        await self.defer_cancel(message.id)
+        now = await self.defer_cancel(message.id)
+        return now is None or now.status not in _ON_ITS_WAY
 
     async def defer_claim_due(
         self, now_ms: int, limit: int, lease_ms: int
@@ -267,3 +268,6 @@ def _claimable(message: DeferredMessage, now_ms: int) -> bool:
 def _cancelled(message: DeferredMessage) -> DeferredMessage:
     """A message as it is kept once withdrawn: cancelled, without its payload."""
     return dataclasses.replace(message, status=DeferStatus.CANCELLED, payload={})
+
+
+_ON_ITS_WAY = (DeferStatus.SENDING, DeferStatus.SENT)

@@ -296,7 +296,7 @@ class RedisStore:
         status = IdempotencyStatus(answer[0])
         if status is IdempotencyStatus.DONE:
             return IdempotencyState(status, json.loads(answer[1])["response"])
-        return IdempotencyState(status)
+        return IdempotencyState(status, claim=token if status is IdempotencyStatus.NEW else None)
 
     @_translated
     async def idempotency_finish(
@@ -305,8 +305,8 @@ class RedisStore:
         await self._idem_finish(keys=[self._idem_key(key)], args=[json.dumps(response), ttl_ms])
 
     @_translated
-    async def idempotency_abandon(self, key: str) -> None:
-        await self._idem_abandon(keys=[self._idem_key(key)])
+    async def idempotency_abandon(self, key: str, claim: str | None = None) -> None:
+        await self._idem_abandon(keys=[self._idem_key(key)], args=[claim or ""])
 
     # -- deferred messages -------------------------------------------------
 
@@ -316,12 +316,13 @@ class RedisStore:
         await self._defer_put(keys=[self._queue + "all"], args=[self._queue, message.id, *fields])
 
     @_translated
-    async def defer_withdraw(self, message: DeferredMessage) -> None:
+    async def defer_withdraw(self, message: DeferredMessage) -> bool:
         gone = dataclasses.replace(message, status=DeferStatus.CANCELLED, payload={})
         fields = [item for pair in _deferred_fields(gone).items() for item in pair]
-        await self._defer_withdraw(
+        withdrawn = await self._defer_withdraw(
             keys=[self._queue + "all"], args=[self._queue, message.id, *fields]
         )
+        return bool(withdrawn)
 
     @_translated
     async def defer_claim_due(

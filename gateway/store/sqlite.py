@@ -290,7 +290,7 @@ class SqliteStore:
             )
 
     @_operation
-    async def idempotency_abandon(self, key: str) -> None:
+    async def idempotency_abandon(self, key: str, claim: str | None = None) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM idempotency WHERE key = ? AND response IS NULL", (key,))
 
@@ -324,7 +324,7 @@ class SqliteStore:
                 )
 
     @_operation
-    async def defer_withdraw(self, message: DeferredMessage) -> None:
+    async def defer_withdraw(self, message: DeferredMessage) -> bool:
         gone = dataclasses.replace(message, status=DeferStatus.CANCELLED, payload={})
         with self._transaction() as db:
             db.execute(
@@ -337,6 +337,10 @@ class SqliteStore:
                 " WHERE id = ? AND status = 'pending'",
                 (message.id,),
             )
+            (status,) = db.execute(
+                "SELECT status FROM deferred WHERE id = ?", (message.id,)
+            ).fetchone()
+        return status not in ("sending", "sent")
 
     @_operation
     async def defer_claim_due(

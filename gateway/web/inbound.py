@@ -88,7 +88,7 @@ async def twilio(request: Request) -> Response:
         await _apply(request, ask, form, list_name)
     except BaseException:
         with contextlib.suppress(StoreUnavailable):  # the apply's own error is the answer
-            await rt.store.idempotency_abandon(key)
+            await rt.store.idempotency_abandon(key, claim.claim)
         raise
     await rt.store.idempotency_finish(key, _APPLIED, now_ms, REPLAY_MEMORY * 1000)
     return _twiml()

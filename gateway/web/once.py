@@ -51,6 +51,7 @@ async def once(
     while True:
         state = await rt.store.idempotency_begin(key, fingerprint, ms(rt.clock.now()), ttl_ms)
         if state.status is IdempotencyStatus.NEW:
+            claim = state.claim
             break
         if state.status is IdempotencyStatus.CONFLICT:
             raise ConflictError("this idempotency key was already used with a different message")
@@ -65,11 +66,11 @@ async def once(
         response = await act()
     except BaseException:
         with contextlib.suppress(StoreUnavailable):  # the act's own error is the answer
-            await rt.store.idempotency_abandon(key)
+            await rt.store.idempotency_abandon(key, claim)
         raise
     try:
         if response.status_code in (502, 503):
-            await rt.store.idempotency_abandon(key)
+            await rt.store.idempotency_abandon(key, claim)
         else:
             await rt.store.idempotency_finish(key, _stored(response), ms(rt.clock.now()), ttl_ms)
     except StoreUnavailable as exc:

@@ -290,7 +290,7 @@ async def test_opt_out_pages_give_every_entry_of_a_list(store: Store) -> None:
 async def test_idempotency_claim_in_flight_then_done(store: Store) -> None:
     ttl = 60_000
     new = await store.idempotency_begin("acme:k1", "fp1", T, ttl)
-    assert new == IdempotencyState(IdempotencyStatus.NEW)
+    assert (new.status, new.response) == (IdempotencyStatus.NEW, None)
     assert await store.idempotency_begin("acme:k1", "fp1", T + 1, ttl) == IdempotencyState(
         IdempotencyStatus.IN_FLIGHT
     )
@@ -301,9 +301,7 @@ async def test_idempotency_claim_in_flight_then_done(store: Store) -> None:
 
     done = IdempotencyState(IdempotencyStatus.DONE, response)
     assert await store.idempotency_begin("acme:k1", "fp1", T + 4, ttl) == done
-    assert await store.idempotency_begin("acme:k2", "fp1", T + 4, ttl) == IdempotencyState(
-        IdempotencyStatus.NEW
-    )
+    assert (await store.idempotency_begin("acme:k2", "fp1", T + 4, ttl)).status == "new"
 
 
 async def test_idempotency_key_reused_with_another_message_conflicts(store: Store) -> None:
@@ -318,6 +316,18 @@ async def test_an_abandoned_claim_is_free_again(store: Store) -> None:
     await store.idempotency_begin("acme:k1", "fp1", T, 60_000)
     await store.idempotency_abandon("acme:k1")
     assert (await store.idempotency_begin("acme:k1", "fp2", T + 1, 60_000)).status == "new"
+
+
+async def test_an_abandon_by_claim_releases_that_claim_only(store: Store) -> None:
+    first = await store.idempotency_begin("acme:k1", "fp1", T, 60_000)
+    await store.idempotency_abandon("acme:k1", first.claim)
+    retry = await store.idempotency_begin("acme:k1", "fp1", T + 1, 60_000)
+    assert retry.status == "new"
+    if first.claim is not None:  # a store whose claims can land late gives tokens
+        await store.idempotency_abandon("acme:k1", first.claim)  # late: the retry keeps it
+        assert (await store.idempotency_begin("acme:k1", "fp1", T + 2, 60_000)).status == (
+            "in_flight"
+        )
 
 
 async def test_abandon_keeps_a_finished_answer(store: Store) -> None:
@@ -414,15 +424,16 @@ async def test_a_withdrawn_hold_is_never_sent_whether_it_landed_or_lands_later(
 ) -> None:
     landed, late, claimed = held("landed", T), held("late", T), held("claimed", T)
     await store.defer_put(landed)
-    await store.defer_withdraw(landed)
-    await store.defer_withdraw(late)  # the hold's write is still on its way ...
+    assert await store.defer_withdraw(landed) is True
+    assert await store.defer_withdraw(late) is True  # the hold's write is still on its way ...
     await store.defer_put(late)  # ... and lands: a cancellation is final
     for message_id in ("landed", "late"):
         got = await store.defer_get(message_id)
         assert got is not None and got.status is DeferStatus.CANCELLED and got.payload == {}
     await store.defer_put(claimed)
     assert [m.id for m in await store.defer_claim_due(T, 10, 1_000)] == ["claimed"]
-    await store.defer_withdraw(claimed)  # already being sent: not this call's to undo
+    # Already claimed by a scheduler: too late, it is on its way (held after all).
+    assert await store.defer_withdraw(claimed) is False
     got = await store.defer_get("claimed")
     assert got is not None and got.status is DeferStatus.SENDING
     assert await store.defer_pending_count("acme") == 0

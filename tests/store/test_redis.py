@@ -252,6 +252,12 @@ async def test_a_claim_given_up_is_removed_or_takes_nothing_when_it_lands(
     # Giving up a claim never removes another's.
     await store._idem_release(keys=keys, args=["other", 60_000])
     assert (await store.idempotency_begin("acme/k", "fp", T, 60_000)).status.value == "in_flight"
+    await store.idempotency_abandon("acme/k")
+    # The same claim sent again (the client retries a call whose reply a broken
+    # connection lost) finds its own record: it is the claimer still.
+    assert await store._idem_begin(keys=keys, args=claim("mine")) == ["new"]
+    assert await store._idem_begin(keys=keys, args=claim("mine")) == ["new"]
+    assert await store._idem_begin(keys=keys, args=claim("yours")) == ["in_flight"]
 
 
 async def test_a_counting_send_sees_a_send_stamped_just_after_its_now(

@@ -24,4 +24,9 @@ if record.state == 'done' then
   -- The raw JSON goes back whole: re-encoding here could change its numbers.
   return { 'done', raw }
 end
+if record.claim == ARGV[4] then
+  -- This very call, sent again by the client after a broken connection: its
+  -- claim landed the first time.
+  return { 'new' }
+end
 return { 'in_flight' }
