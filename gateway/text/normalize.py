@@ -436,31 +436,24 @@ def _han_gaps(text: str) -> Iterable[tuple[int, int, str]]:
         if han_before and han_after:
             yield start, end, ""
         elif han_before:
-            past = _short_word(text, end, 1)
-            if past is not None and _ends_words(text, past, 1):
+            word = _SHORT_WORD_AT.match(text, end)
+            if word is not None and _ends_words(text, word.end(), 1):
                 yield start, end, ""
         elif han_after:
-            past = _short_word(text, start - 1, -1)
-            if past is not None and _ends_words(text, past, -1):
+            word = _SHORT_WORD_BEFORE.search(text[max(start - _MAX_SHORT_WORD - 1, 0) : start])
+            if word is not None and _ends_words(text, start - len(word.group()) - 1, -1):
                 yield start, end, ""
 
 
 _MAX_SHORT_WORD: Final = 4  # TD, APP, VIP, 1069: not a word of a sentence
-
-
-def _short_word(text: str, i: int, step: int) -> int | None:
-    """From text[i] on (going `step`), a word of 1 to 4 letters or digits, not
-    Han or Kana: where it ends (the index past it); None if there is none."""
-
-    def latin(j: int) -> bool:
-        return 0 <= j < len(text) and _IS_SINGLE.match(text, j) is not None
-
-    j = i
-    while latin(j):
-        j += step
-        if abs(j - i) > _MAX_SHORT_WORD:
-            return None
-    return j if j != i else None
+# A letter or digit of a script written with spaces (one character).
+_OTHER: Final = (
+    "(?:(?![\u3040-\u30fa\u30fc-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+    "\U00020000-\U0003134f])" + _SINGLE + ")"
+)
+# A whole short word of such letters starting here; one ending a text.
+_SHORT_WORD_AT: Final = re.compile(f"{_OTHER}{{1,{_MAX_SHORT_WORD}}}(?!{_OTHER})")
+_SHORT_WORD_BEFORE: Final = re.compile(f"(?<!{_OTHER}){_OTHER}{{1,{_MAX_SHORT_WORD}}}\\Z")
 
 
 def _ends_words(text: str, i: int, step: int) -> bool:
