@@ -90,7 +90,10 @@ class Unavailable(GatewayError):
 
 
 class StoreUnavailable(Unavailable):
-    pass
+    """`unsent`: the store surely never received the operation (the connection
+    was refused or broke before it was written): there is nothing to undo."""
+
+    unsent: bool = False
 
 
 class AuditUnavailable(Unavailable):

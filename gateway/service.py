@@ -143,8 +143,9 @@ class Gateway:
                 # says nothing will be sent, so it is withdrawn (best effort),
                 # unless a scheduler has it already: then it is held after all.
                 withdrawn = True
-                with contextlib.suppress(StoreUnavailable):
-                    withdrawn = await self.store.defer_withdraw(held)
+                if not exc.unsent:
+                    with contextlib.suppress(StoreUnavailable):
+                        withdrawn = await self.store.defer_withdraw(held)
                 if withdrawn:
                     self._not_held(decision, exc)
                     raise
@@ -301,8 +302,8 @@ class Gateway:
             facts = await self.store.fetch(
                 plan.request, ms(now), count=counting, send_id=decision_id
             )
-        except StoreUnavailable:
-            if counting:
+        except StoreUnavailable as exc:
+            if counting and not exc.unsent:
                 # A count that timed out may have been made (or be made yet, by
                 # a stalled server): nothing is sent, so it is given back. Best
                 # effort: a refund that overtakes its count finds nothing to undo.

@@ -78,6 +78,11 @@ class _NotSent(RedisConnectionError):
     before the command was written. It did not run, so it may be sent again."""
 
 
+# For callers that must tell "never sent" from "may have run" (a time-out);
+# the class keeps its private name, so that errors still read ConnectionError.
+NotSent = _NotSent
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where and how to connect: a TCP host and port (with TLS or without) or a

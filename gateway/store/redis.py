@@ -47,17 +47,21 @@ from gateway.store.base import (
     IdempotencyStatus,
     OptOutEntry,
 )
-from gateway.store.multiplex import Endpoint, Multiplexer, Script
+from gateway.store.multiplex import Endpoint, Multiplexer, NotSent, Script
 
 _NO_LISTS: frozenset[str] = frozenset()
 SCAN_COUNT = 1000  # keys a SCAN looks at per round trip, at least
 GIVEN_UP_MS = 3_600_000  # how long a claim given up is remembered, should it land late
 
+
 # OSError covers socket errors and TimeoutError too.
-_translated = translated(
-    (RedisError, OSError),
-    lambda exc: StoreUnavailable(f"redis store: {_kind(exc)}: {exc}"),
-)
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    error = StoreUnavailable(f"redis store: {_kind(exc)}: {exc}")
+    error.unsent = isinstance(exc, NotSent)
+    return error
+
+
+_translated = translated((RedisError, OSError), _unavailable)
 
 
 def _kind(exc: BaseException) -> str:

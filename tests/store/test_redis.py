@@ -190,6 +190,31 @@ async def test_a_stopped_server_makes_every_call_unavailable_until_it_returns(
         await store.close()
 
 
+async def test_a_count_that_never_left_is_told_apart_from_one_that_timed_out(
+    own_server: RedisServer,
+) -> None:
+    # Only one that may have run needs its count given back.
+    stores = RedisStores(own_server.url)
+    store = stores.make(timeout=0.3)
+    try:
+        await store.ping()
+        own_server.stop()
+        with pytest.raises(StoreUnavailable) as refused:
+            await asyncio.wait_for(store.fetch(ask(cap(5)), T, count=True, send_id="s"), BOUND)
+        assert refused.value.unsent is True
+        own_server.start()
+        await asyncio.wait_for(store.ping(), BOUND)
+        own_server.pause()
+        try:
+            with pytest.raises(StoreUnavailable) as late:
+                await asyncio.wait_for(store.fetch(ask(cap(5)), T, count=True, send_id="t"), BOUND)
+            assert late.value.unsent is False
+        finally:
+            own_server.resume()
+    finally:
+        await store.close()
+
+
 async def test_a_server_that_stops_answering_times_out(own_server: RedisServer) -> None:
     stores = RedisStores(own_server.url)
     store = stores.make(timeout=0.3)
