@@ -10,6 +10,7 @@ rule.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from collections.abc import Sequence
@@ -124,6 +125,7 @@ async def _handle(rt: Runtime, request: Request, adapter: Adapter, route: Route)
     for named in dict.fromkeys([sender, *senders_named(rt.settings, incoming)]):
         may_act(request.scope, named)
     ctx = context(rt.settings, route, sender, request.headers)
+    items: list[Item] = []
     try:
         items = adapter.items(incoming, ctx)
     except InputError as exc:
@@ -143,7 +145,15 @@ async def _handle(rt: Runtime, request: Request, adapter: Adapter, route: Route)
     key = next((v for v in map(incoming.header, IDEMPOTENCY_HEADERS) if v), None)
     if key is None:
         return await act()
-    return await once(rt, scope_key(sender, key), _fingerprint(incoming, ctx), act)
+    try:
+        return await once(rt, scope_key(sender, key), _fingerprint(incoming, ctx), act)
+    except StoreUnavailable as exc:
+        if exc.decision_id is None and not adapter.dry_run(incoming):
+            # The key could not be claimed: each recipient's refusal recorded, as without one.
+            with contextlib.suppress(StoreUnavailable):
+                ids = [await rt.gateway.record_store_failure(i.message, exc) for i in items]
+                exc.decision_id = ",".join(i for i in ids if i) or None
+        raise
 
 
 async def _refuse_recipient(

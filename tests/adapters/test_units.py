@@ -193,3 +193,9 @@ def test_store_down_is_503_in_the_providers_shape_and_nothing_is_sent(make_clien
     assert client.get("/v1/sandbox/messages").json()["messages"] == []
     refused = client.get("/v1/decisions", params={"code": "store_unavailable"}).json()
     assert answer.headers["x-gateway-decision-id"] == refused["decisions"][0]["decision_id"]
+    # With an idempotency key, which cannot be claimed either: the same refusal.
+    keyed = client.post(TWILIO_PATH, data=form, headers={"I-Twilio-Idempotency-Token": "t1"})
+    assert keyed.status_code == 503
+    again = client.get("/v1/decisions", params={"code": "store_unavailable"}).json()
+    assert keyed.headers["x-gateway-decision-id"] == again["decisions"][0]["decision_id"]
+    assert len(again["decisions"]) == 2
