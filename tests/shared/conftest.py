@@ -66,6 +66,7 @@ def launch(tmp_path: Path, stub: StubUpstream) -> Iterator[Launch]:
     """Start `gateway serve` on a store (a Shared place, or a Redis URL with the
     default prefix), with a cap of `cap` per recipient and the stub as upstream."""
     started: list[Server] = []
+    places: set[tuple[str, str]] = set()
 
     def start(
         store: Shared | str,
@@ -80,6 +81,8 @@ def launch(tmp_path: Path, stub: StubUpstream) -> Iterator[Launch]:
         policies.mkdir()
         (policies / "rules.yaml").write_text(rules(cap, opt_out=opt_out), encoding="utf-8")
         url, prefix = (store.url, store.prefix) if isinstance(store, Shared) else (store, "gw:")
+        if isinstance(store, Shared):
+            places.add((url, prefix))
         environ = {
             "GATEWAY_REDIS_URL": url,
             "GATEWAY_REDIS_PREFIX": prefix,
@@ -96,6 +99,10 @@ def launch(tmp_path: Path, stub: StubUpstream) -> Iterator[Launch]:
     yield start
     for server in started:
         server.stop()
+    # A running gateway puts its pseudonymization key back within a second of
+    # the `shared` fixture's clean-up: cleaned again once every one has stopped.
+    for url, prefix in places:
+        delete_prefix(url, prefix)
 
 
 def post(server: Server, body: dict[str, Any], path: str = "/v1/messages") -> httpx.Response:
