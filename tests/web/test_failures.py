@@ -209,6 +209,20 @@ class HoldTimesOutButLands(MemoryStore):
         raise StoreUnavailable("no reply in time")
 
 
+NOON_NY = datetime(2026, 6, 2, 16, 0, tzinfo=UTC)
+NIGHT_NY = datetime(2026, 6, 3, 3, 0, tzinfo=UTC)  # 23:00 in New York
+
+
+def _client(
+    store: MemoryStore, at: datetime, tmp_path: Path, write_policies: Callable[..., Path]
+) -> TestClient:
+    """The base rules' gateway on `store`, its clock fixed at `at`."""
+    environ = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
+    settings = load_settings(None, environ, policies=write_policies({"rules.yaml": BASE_RULES}))
+    app = create_app(settings, store=store, clock=FixedClock(at), run_scheduler=False)
+    return TestClient(app)
+
+
 class CountTimesOut(MemoryStore):
     """A count that is made while its caller times out."""
 
@@ -230,10 +244,7 @@ def test_a_count_made_for_a_503_is_given_back(
     # Only messages that were sent count: one refused with 503 must not use up
     # the recipient's cap.
     store = CountTimesOut()
-    environ = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
-    settings = load_settings(None, environ, policies=write_policies({"rules.yaml": BASE_RULES}))
-    noon = FixedClock(datetime(2026, 6, 2, 16, 0, tzinfo=UTC))
-    with TestClient(create_app(settings, store=store, clock=noon, run_scheduler=False)) as client:
+    with _client(store, NOON_NY, tmp_path, write_policies) as client:
         assert client.post("/v1/messages", json=sms()).status_code == 503
         checked = client.post("/v1/check", json=sms()).json()
         (cap,) = [r for r in checked["trace"] if r["rule"] == "marketing-sms-caps"]
@@ -258,10 +269,7 @@ def test_a_hold_that_lands_after_its_503_is_never_sent(
     tmp_path: Path, write_policies: Callable[..., Path]
 ) -> None:
     store = HoldLandsAfterTheTimeOut()
-    environ = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
-    settings = load_settings(None, environ, policies=write_policies({"rules.yaml": BASE_RULES}))
-    night = FixedClock(datetime(2026, 6, 3, 3, 0, tzinfo=UTC))  # 23:00 in New York
-    with TestClient(create_app(settings, store=store, clock=night, run_scheduler=False)) as client:
+    with _client(store, NIGHT_NY, tmp_path, write_policies) as client:
         answer = client.post("/v1/messages", json=sms())
         assert answer.status_code == 503
         asyncio.run(store.defer_put(store.late[0]))  # the write lands now
@@ -276,10 +284,7 @@ def test_a_hold_that_timed_out_is_taken_back(
     """The 503 says nothing will be sent: a hold that landed all the same is
     cancelled, so the scheduler never sends it."""
     store = HoldTimesOutButLands()
-    environ = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
-    settings = load_settings(None, environ, policies=write_policies({"rules.yaml": BASE_RULES}))
-    night = FixedClock(datetime(2026, 6, 3, 3, 0, tzinfo=UTC))  # 23:00 in New York
-    with TestClient(create_app(settings, store=store, clock=night, run_scheduler=False)) as client:
+    with _client(store, NIGHT_NY, tmp_path, write_policies) as client:
         answer = client.post("/v1/messages", json=sms())
         assert answer.status_code == 503
         held = client.get("/v1/deferred").json()["deferred"]
@@ -325,10 +330,7 @@ def test_a_drop_in_hold_that_timed_out_leaves_one_record_saying_so(
     """As for the native API: the decision is durable before the hold, and a
     hold that fails amends it; the 503 names it and nothing stays held."""
     store = HoldTimesOutButLands()
-    environ = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
-    settings = load_settings(None, environ, policies=write_policies({"rules.yaml": BASE_RULES}))
-    night = FixedClock(datetime(2026, 6, 3, 3, 0, tzinfo=UTC))  # 23:00 in New York
-    with TestClient(create_app(settings, store=store, clock=night, run_scheduler=False)) as client:
+    with _client(store, NIGHT_NY, tmp_path, write_policies) as client:
         form = {"To": "+12125550100", "From": "+12125550199", "Body": "Sale"}
         answer = client.post("/2010-04-01/Accounts/AC1/Messages.json", data=form)
         assert answer.status_code == 503
