@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,69 +190,63 @@ async def test_a_stopped_server_makes_every_call_unavailable_until_it_returns(
         await store.close()
 
 
+@pytest.fixture
+async def quick_store(own_server: RedisServer) -> AsyncIterator[RedisStore]:
+    """A store on our own server that gives up on a reply after 0.3 s."""
+    store = RedisStores(own_server.url).make(timeout=0.3)
+    await store.ping()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def while_stalled(server: RedisServer, call: Awaitable[Any]) -> StoreUnavailable:
+    """The error of `call` made while the server does not answer; once it
+    answers again, whatever the call left queued there has run."""
+    server.pause()
+    try:
+        with pytest.raises(StoreUnavailable, match="Timeout") as caught:
+            await asyncio.wait_for(call, BOUND)
+    finally:
+        server.resume()
+    return caught.value
+
+
 async def test_a_count_that_never_left_is_told_apart_from_one_that_timed_out(
-    own_server: RedisServer,
+    own_server: RedisServer, quick_store: RedisStore
 ) -> None:
     # Only one that may have run needs its count given back.
-    stores = RedisStores(own_server.url)
-    store = stores.make(timeout=0.3)
-    try:
-        await store.ping()
-        own_server.stop()
-        with pytest.raises(StoreUnavailable) as refused:
-            await asyncio.wait_for(store.fetch(ask(cap(5)), T, count=True, send_id="s"), BOUND)
-        assert refused.value.unsent is True
-        own_server.start()
-        await asyncio.wait_for(store.ping(), BOUND)
-        own_server.pause()
-        try:
-            with pytest.raises(StoreUnavailable) as late:
-                await asyncio.wait_for(store.fetch(ask(cap(5)), T, count=True, send_id="t"), BOUND)
-            assert late.value.unsent is False
-        finally:
-            own_server.resume()
-    finally:
-        await store.close()
+    own_server.stop()
+    with pytest.raises(StoreUnavailable) as refused:
+        await asyncio.wait_for(quick_store.fetch(ask(cap(5)), T, count=True, send_id="s"), BOUND)
+    assert refused.value.unsent is True
+    own_server.start()
+    await asyncio.wait_for(quick_store.ping(), BOUND)
+    late = quick_store.fetch(ask(cap(5)), T, count=True, send_id="t")
+    assert (await while_stalled(own_server, late)).unsent is False
 
 
-async def test_a_server_that_stops_answering_times_out(own_server: RedisServer) -> None:
-    stores = RedisStores(own_server.url)
-    store = stores.make(timeout=0.3)
-    try:
-        await store.ping()
-        own_server.pause()
-        try:
-            with pytest.raises(StoreUnavailable, match="Timeout"):
-                await asyncio.wait_for(store.fetch(ask(cap(5)), T, count=True, send_id="s"), BOUND)
-        finally:
-            own_server.resume()
-        await asyncio.wait_for(store.ping(), BOUND)
-        assert (await peek(store, ask(cap(5)), T)).caps[0].count <= 1  # it may have run
-    finally:
-        await store.close()
+async def test_a_server_that_stops_answering_times_out(
+    own_server: RedisServer, quick_store: RedisStore
+) -> None:
+    await while_stalled(own_server, quick_store.fetch(ask(cap(5)), T, count=True, send_id="s"))
+    await asyncio.wait_for(quick_store.ping(), BOUND)
+    assert (await peek(quick_store, ask(cap(5)), T)).caps[0].count <= 1  # it may have run
 
 
-async def test_a_claim_that_times_out_does_not_hold_its_key(own_server: RedisServer) -> None:
+async def test_a_claim_that_times_out_does_not_hold_its_key(
+    own_server: RedisServer, quick_store: RedisStore
+) -> None:
     """The sender is told 503 and retries with the same key: the claim the
     stalled server runs afterwards must not keep that retry "in flight"."""
-    stores = RedisStores(own_server.url)
-    store = stores.make(timeout=0.3)
-    try:
-        await store.ping()
-        own_server.pause()
-        try:
-            with pytest.raises(StoreUnavailable, match="Timeout"):
-                await asyncio.wait_for(store.idempotency_begin("acme/k", "fp", T, 60_000), BOUND)
-        finally:
-            own_server.resume()
-        await asyncio.wait_for(store.ping(), BOUND)  # the late claim and its release have run
-        retry = await store.idempotency_begin("acme/k", "fp", T, 60_000)
-        assert retry.status is IdempotencyStatus.NEW
-        # A claim given up that never landed takes nothing when it does.
-        again = await store.idempotency_begin("acme/k", "fp", T, 60_000)
-        assert again.status is IdempotencyStatus.IN_FLIGHT  # the retry's own claim holds it
-    finally:
-        await store.close()
+    await while_stalled(own_server, quick_store.idempotency_begin("acme/k", "fp", T, 60_000))
+    await asyncio.wait_for(quick_store.ping(), BOUND)  # the late claim and its release have run
+    retry = await quick_store.idempotency_begin("acme/k", "fp", T, 60_000)
+    assert retry.status is IdempotencyStatus.NEW
+    # A claim given up that never landed takes nothing when it does.
+    again = await quick_store.idempotency_begin("acme/k", "fp", T, 60_000)
+    assert again.status is IdempotencyStatus.IN_FLIGHT  # the retry's own claim holds it
 
 
 async def test_a_claim_given_up_is_removed_or_takes_nothing_when_it_lands(
